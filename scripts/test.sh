@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install everything the tests need (once) and run every test: pytest, then the R package's testthat suite.
+#   scripts/test.sh [PYTEST_ARGS...]
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=${LINPERT_VENV:-$root/.venv}
+"$root/scripts/setup.sh" --with-r "test,r,bench"
+cd "$root"
+
+status=0
+"$venv/bin/python" -m pytest "$@" || status=$?
+[[ $status -eq 5 ]] && { echo "pytest collected no tests" >&2; status=1; }
+
+# The R package goes into a private library, so the test never touches the user's R library.
+rlib=$root/.venv/R-library
+mkdir -p "$rlib"
+R CMD INSTALL --no-test-load --library="$rlib" "$root" >"$rlib/install.log" 2>&1 \
+    || { cat "$rlib/install.log"; exit 1; }
+LINPERT_PYTHON="$venv/bin/python" R_LIBS="$rlib${R_LIBS:+:$R_LIBS}" \
+    Rscript -e 'res <- testthat::test_dir("tests/testthat", package = "linpert", load_package = "installed",
+                                           stop_on_failure = TRUE, reporter = "summary")' || status=1
+exit $status
