@@ -1,0 +1,350 @@
+"""The benchmark runner: dataset × split × seeds × models → one tidy table, resumable.
+
+Every finished cell of the grid (one seed and one model) is written atomically to the output folder as soon as it is
+done, so an interrupted run resumes where it stopped and never redoes or loses finished work. The folder is plain
+files: ``results.parquet`` / ``results.csv`` (one row per scored perturbation), ``timings.csv`` (fit and predict time
+and peak memory per model and seed), ``summary.csv``, the splits as portable JSON, and the predictions on the read-out
+genes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import tracemalloc
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ._io import atomic_write
+from ._conditions import CONTROL
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+FORMAT_VERSION = 1
+RESULT_COLUMNS = ["dataset", "split", "seed", "model", "perturbation", "kind", "set", "l2", "pearson_delta", "r2"]
+
+
+@dataclass
+class BenchmarkResult:
+    """What :func:`run` returns: the per-perturbation table, the timings and where they were written."""
+
+    results: pd.DataFrame
+    timings: pd.DataFrame
+    summary: pd.DataFrame
+    out: Path | None = None
+    restriction: dict[str, Any] = field(default_factory=dict)
+
+
+def run(
+    data: AnnData,
+    *,
+    split: str = "double",
+    seeds: Iterable[int] = (1, 2, 3, 4, 5),
+    models: Sequence[Any] = ("no_change", "additive", "linear"),
+    out: str | os.PathLike | None = None,
+    dataset: str | None = None,
+    n_genes: int = 1000,
+    common_only: bool | None = None,
+    progress: bool = True,
+) -> BenchmarkResult:
+    """Run the paper's benchmark on a pseudobulk.
+
+    Parameters
+    ----------
+    data
+        A pseudobulk AnnData (see :func:`linpert.pseudobulk`) holding ``ctrl`` and every condition to split.
+    split
+        ``"double"`` (the paper's Norman split) or ``"simulation"`` (GEARS' split for single perturbations).
+    seeds
+        The split seeds; the paper uses 1–5 for doubles and 1–2 for singles.
+    models
+        Model names from :data:`linpert.models.MODELS`, model instances, or ``(label, instance)`` pairs.
+    out
+        Output folder. Finished cells are stored there and reused when the same run is started again.
+    dataset
+        Label of the dataset in the tables (default: ``uns['linpert']['dataset']`` or ``"data"``).
+    n_genes
+        Number of read-out genes: the ``n_genes`` highest control means.
+    common_only
+        Score only perturbations that every model could predict, as the paper does for single perturbations. The
+        default is ``True`` for the simulation split and ``False`` for the double split.
+    progress
+        Show a progress bar over the grid.
+
+    Returns
+    -------
+    BenchmarkResult
+        ``results`` has one row per dataset, seed, model and scored perturbation (test ∪ val) with ``l2``,
+        ``pearson_delta`` and ``r2`` over the read-out genes.
+    """
+    from tqdm.auto import tqdm
+
+    from .metrics import score, top_expressed_genes
+    from .splits import make_split
+
+    _check_pseudobulk(data)
+    seeds = [int(s) for s in seeds]
+    labelled = _resolve_models(models)
+    dataset = dataset or (data.uns.get("linpert", {}) or {}).get("dataset") or "data"
+    if common_only is None:
+        common_only = split != "double"
+
+    ctrl = np.asarray(data[CONTROL].X, dtype=np.float64).ravel()
+    readout = top_expressed_genes(ctrl, n=min(n_genes, data.n_vars))
+    store = _Store(out, _run_config(data, split, dataset, n_genes, labelled)) if out is not None else None
+
+    tables, timings = [], []
+    grid = [(seed, label, model) for seed in seeds for label, model in labelled]
+    bar = tqdm(grid, desc=f"{dataset} · {split}", unit="fit", disable=not progress)
+    splits = {}
+    for seed, label, model in bar:
+        bar.set_postfix_str(f"seed {seed} · {label}")
+        if seed not in splits:
+            splits[seed] = make_split(split, data.obs_names, seed=seed)
+            if store:
+                store.save_split(splits[seed])
+        cell = store.load(seed, label) if store else None
+        if cell is None:
+            cell = _run_cell(data, splits[seed], label, model, readout, ctrl, dataset, score)
+            if store:
+                store.save(seed, label, cell)
+        tables.append(cell["results"])
+        timings.append(cell["timing"])
+
+    results = pd.concat(tables, ignore_index=True)
+    restriction = _restrict_to_common(results) if common_only else {}
+    if common_only:
+        results = results[results["common"]].drop(columns="common").reset_index(drop=True)
+    elif "common" in results:
+        results = results.drop(columns="common")
+    timing = pd.DataFrame(timings)
+    summary = summarise(results, timing)
+    if store:
+        store.finish(results, timing, summary, restriction)
+    return BenchmarkResult(results, timing, summary, store.root if store else None, restriction)
+
+
+def summarise(results: pd.DataFrame, timings: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Mean and median L2 and mean Pearson delta per dataset, split and model (and mean fit time when given)."""
+    keys = ["dataset", "split", "model"]
+    summary = (
+        results.groupby(keys, sort=False)
+        .agg(
+            n=("l2", "size"),
+            l2_mean=("l2", "mean"),
+            l2_median=("l2", "median"),
+            pearson_delta_mean=("pearson_delta", "mean"),
+        )
+        .reset_index()
+    )
+    if timings is not None and len(timings):
+        t = timings.groupby(keys, sort=False)[["fit_seconds", "predict_seconds", "peak_mib"]].mean().reset_index()
+        summary = summary.merge(t, on=keys, how="left")
+    return summary
+
+
+def _run_cell(data, split, label, model, readout, ctrl, dataset, score) -> dict:
+    """Fit one model on one split, predict the scored conditions and score them."""
+    train = data[list(split.train)].copy()
+    scored = list(split.scored)
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    model.fit(train)
+    t1 = time.perf_counter()
+    prediction = model.predict(scored)
+    t2 = time.perf_counter()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+
+    pred = np.asarray(prediction.X, dtype=np.float64)[:, readout]
+    obs = np.asarray(data[scored].X, dtype=np.float64)[:, readout]
+    table = score(pred, obs, ctrl[readout])
+    assignment = split.assignment()
+    kinds = data.obs["kind"].reindex(scored).to_numpy()
+    reasons = prediction.obs["reason"].reindex(scored).fillna("").to_numpy()
+    results = pd.DataFrame(
+        {
+            "dataset": dataset,
+            "split": split.kind,
+            "seed": split.seed,
+            "model": label,
+            "perturbation": scored,
+            "kind": kinds,
+            "set": assignment.reindex(scored).to_numpy(),
+            "l2": table["l2"].to_numpy(),
+            "pearson_delta": table["pearson_delta"].to_numpy(),
+            "r2": table["r2"].to_numpy(),
+            "reason": reasons,
+        }
+    )
+    results["common"] = np.isfinite(results["l2"].to_numpy())
+    timing = {
+        "dataset": dataset,
+        "split": split.kind,
+        "seed": split.seed,
+        "model": label,
+        "fit_seconds": t1 - t0,
+        "predict_seconds": t2 - t1,
+        "peak_mib": peak / 2**20,
+        "n_train": len(split.train),
+        "n_scored": len(scored),
+    }
+    predictions = pd.DataFrame(pred.astype(np.float32), index=scored, columns=data.var_names[readout])
+    return {"results": results, "timing": timing, "predictions": predictions}
+
+
+def _restrict_to_common(results: pd.DataFrame) -> dict[str, Any]:
+    """Mark, per seed, the perturbations every model could predict; report how many were left out and why."""
+    ok = results.groupby(["seed", "perturbation"])["common"].transform("all")
+    dropped = results.loc[~ok, ["seed", "perturbation"]].drop_duplicates()
+    results["common"] = ok
+    reasons = results.loc[~results["l2"].notna(), ["model", "reason"]].value_counts()
+    return {
+        "n_scored": int(results[["seed", "perturbation"]].drop_duplicates().shape[0]),
+        "n_dropped": int(len(dropped)),
+        "dropped": sorted(set(dropped["perturbation"])),
+        "reasons": {f"{m}: {r}": int(n) for (m, r), n in reasons.items()},
+    }
+
+
+def _resolve_models(models: Sequence[Any]) -> list[tuple[str, Any]]:
+    """Turn names, instances and ``(label, instance)`` pairs into unique ``(label, model)`` pairs."""
+    from .models import make_model
+
+    if isinstance(models, str):
+        models = [m.strip() for m in models.split(",") if m.strip()]
+    labelled = []
+    for m in models:
+        if isinstance(m, str):
+            labelled.append((m, make_model(m)))
+        elif isinstance(m, tuple) and len(m) == 2 and isinstance(m[0], str):
+            labelled.append(m)
+        elif hasattr(m, "fit") and hasattr(m, "predict"):
+            labelled.append((getattr(m, "label", None) or type(m).__name__, m))
+        else:
+            raise TypeError(
+                f"Cannot use {m!r} as a model: pass a registered name, an object with fit() and predict(), "
+                "or a (label, model) pair."
+            )
+    labels = [label for label, _ in labelled]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"Model labels must be unique; repeated: {repeated}. Pass (label, model) pairs to tell them apart.")
+    if not labelled:
+        raise ValueError("No models to run: pass at least one model name or instance.")
+    return labelled
+
+
+def _check_pseudobulk(data) -> None:
+    from anndata import AnnData
+
+    if not isinstance(data, AnnData):
+        raise TypeError(
+            f"run() takes a pseudobulk AnnData, got {type(data).__name__}. Build one with linpert.pseudobulk(adata)."
+        )
+    if CONTROL not in data.obs_names:
+        raise ValueError("The pseudobulk has no 'ctrl' row; linpert.pseudobulk() adds it from the control cells.")
+    if "kind" not in data.obs:
+        raise ValueError(
+            "The AnnData has no obs['kind'] column: it does not look like a linpert pseudobulk. "
+            "Pass the result of linpert.pseudobulk(adata)."
+        )
+
+
+def _fingerprint(data) -> str:
+    """A content hash of a pseudobulk: conditions, genes and values."""
+    h = hashlib.sha256()
+    h.update("\n".join(map(str, data.obs_names)).encode())
+    h.update("\n".join(map(str, data.var_names)).encode())
+    h.update(np.ascontiguousarray(data.X, dtype=np.float64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _run_config(data, split, dataset, n_genes, labelled) -> dict:
+    return {
+        "format": FORMAT_VERSION,
+        "dataset": dataset,
+        "data": _fingerprint(data),
+        "split": split,
+        "n_genes": int(n_genes),
+        "models": {label: _model_identity(model) for label, model in labelled},
+    }
+
+
+def _model_identity(model) -> str:
+    params = model.get_params() if hasattr(model, "get_params") else {}
+    return f"{type(model).__module__}.{type(model).__qualname__}({json.dumps(params, sort_keys=True, default=repr)})"
+
+
+class _Store:
+    """The run's output folder: one file per finished grid cell, written atomically."""
+
+    def __init__(self, root, config: dict):
+        self.root = Path(root)
+        self.cells = self.root / "cells"
+        self.cells.mkdir(parents=True, exist_ok=True)
+        (self.root / "splits").mkdir(exist_ok=True)
+        (self.root / "predictions").mkdir(exist_ok=True)
+        self.config = config
+        self._claim()
+
+    def _claim(self) -> None:
+        """Refuse a folder that holds another run's results, rather than mixing or overwriting them."""
+        path = self.root / "run.json"
+        if path.exists():
+            old = json.loads(path.read_text())
+            clash = [k for k in ("format", "dataset", "data", "split", "n_genes") if old.get(k) != self.config[k]]
+            clash += [
+                f"model {m}" for m, v in self.config["models"].items() if m in old.get("models", {}) and old["models"][m] != v
+            ]
+            if clash:
+                raise FileExistsError(
+                    f"{self.root} holds results of a different run (differs in: {', '.join(clash)}). "
+                    "Choose another output folder; linpert never overwrites earlier results."
+                )
+            self.config["models"] = {**old.get("models", {}), **self.config["models"]}
+        atomic_write(path, json.dumps(self.config, indent=2))
+
+    def _name(self, seed: int, label: str) -> str:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+        return f"seed{seed}__{safe}"
+
+    def load(self, seed: int, label: str) -> dict | None:
+        name = self._name(seed, label)
+        path = self.cells / f"{name}.parquet"
+        if not path.exists():
+            return None
+        results = pd.read_parquet(path)
+        timing = json.loads((self.cells / f"{name}.timing.json").read_text())
+        return {"results": results, "timing": timing}
+
+    def save(self, seed: int, label: str, cell: dict) -> None:
+        name = self._name(seed, label)
+        atomic_write(self.predictions_path(name), cell["predictions"], kind="parquet")
+        atomic_write(self.cells / f"{name}.timing.json", json.dumps(cell["timing"], indent=2))
+        # the results file is written last: its presence marks the cell as finished
+        atomic_write(self.cells / f"{name}.parquet", cell["results"], kind="parquet")
+
+    def predictions_path(self, name: str) -> Path:
+        return self.root / "predictions" / f"{name}.parquet"
+
+    def save_split(self, split) -> None:
+        path = self.root / "splits" / f"{split.kind}_seed{split.seed}.json"
+        if not path.exists():
+            split.to_json(path)
+
+    def finish(self, results, timings, summary, restriction) -> None:
+        atomic_write(self.root / "results.parquet", results, kind="parquet")
+        atomic_write(self.root / "results.csv", results, kind="csv")
+        atomic_write(self.root / "timings.csv", timings, kind="csv")
+        atomic_write(self.root / "summary.csv", summary, kind="csv")
+        if restriction:
+            atomic_write(self.root / "restriction.json", json.dumps(restriction, indent=2))

@@ -1,0 +1,182 @@
+"""The ``linpert`` command line: ``demo``, ``run`` and ``pseudobulk``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_MODELS = {"double": "no_change,additive,linear", "simulation": "mean,linear"}
+DEFAULT_SEEDS = {"double": "1,2,3,4,5", "simulation": "1,2"}
+PUBLISHED = ("norman", "adamson", "replogle_k562", "replogle_rpe1")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"linpert {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="linpert", description="Benchmark perturbation-effect prediction against simple linear baselines."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run both benchmarks of the paper on the embedded simulated data")
+    demo.add_argument("--out", default="linpert-results/demo", help="output folder (default: %(default)s)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the simulated data (default: %(default)s)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(func=_demo)
+
+    run = sub.add_parser("run", help="run the benchmark on a dataset or file")
+    run.add_argument(
+        "data",
+        help=f"a published dataset ({', '.join(PUBLISHED)}), 'simulated-norman' / 'simulated-replogle', "
+        "or an .h5ad file (cell-level, or a linpert pseudobulk)",
+    )
+    run.add_argument("--split", choices=["auto", "double", "simulation"], default="auto",
+                     help="'double' (the paper's Norman split), 'simulation' (GEARS'), or 'auto': double when the data "
+                     "has double perturbations (default: %(default)s)")
+    run.add_argument("--models", help="comma-separated model names (default: no_change,additive,linear for the double "
+                     "split, mean,linear for the simulation split)")
+    run.add_argument("--seeds", help="comma-separated seeds (default: 1-5 for double, 1,2 for simulation)")
+    run.add_argument("--out", help="output folder (default: linpert-results/<dataset>-<split>)")
+    run.add_argument("--n-genes", type=int, default=1000, help="read-out genes: the highest control means (default: 1000)")
+    run.add_argument("--condition-key", default="condition", help="obs column with the conditions (default: condition)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=_run)
+
+    pb = sub.add_parser("pseudobulk", help="pseudobulk a cell-level .h5ad, reading it in chunks")
+    pb.add_argument("input", help="cell-level .h5ad")
+    pb.add_argument("output", help="pseudobulk .h5ad to write (must not exist)")
+    pb.add_argument("--condition-key", default="condition")
+    pb.add_argument("--layer", default=None, help="layer to average instead of X")
+    pb.set_defaults(func=_pseudobulk)
+    return parser
+
+
+def _demo(args) -> int:
+    from . import benchmark
+    from ._io import atomic_write
+
+    out = Path(args.out)
+    for preset, split, folder in (("norman", "double", "double"), ("replogle", "simulation", "single")):
+        path = out / "data" / f"simulated-{preset}.pseudobulk.h5ad"
+        data = _read_pseudobulk(path) if path.exists() else None
+        if data is None:
+            print(f"Simulating a {preset.capitalize()}-like screen (seed {args.seed}) ...", flush=True)
+            data = _simulated_pseudobulk(preset, args.seed, progress=not args.quiet)
+            atomic_write(path, data, kind="h5ad")
+        result = benchmark.run(
+            data,
+            split=split,
+            seeds=_ints(DEFAULT_SEEDS[split]),
+            models=DEFAULT_MODELS[split].split(","),
+            out=out / folder,
+            dataset=f"simulated-{preset}",
+            progress=not args.quiet,
+        )
+        _print_summary(result)
+    print(f"\nResults in {out.resolve()}")
+    return 0
+
+
+def _run(args) -> int:
+    from . import benchmark
+
+    data, name = _load(args.data, condition_key=args.condition_key, progress=not args.quiet)
+    split = args.split
+    if split == "auto":
+        split = "double" if (data.obs["kind"] == "double").sum() >= 2 else "simulation"
+    result = benchmark.run(
+        data,
+        split=split,
+        seeds=_ints(args.seeds or DEFAULT_SEEDS[split]),
+        models=(args.models or DEFAULT_MODELS[split]).split(","),
+        out=args.out or Path("linpert-results") / f"{name}-{split}",
+        dataset=name,
+        n_genes=args.n_genes,
+        progress=not args.quiet,
+    )
+    _print_summary(result)
+    print(f"\nResults in {result.out.resolve()}")
+    return 0
+
+
+def _pseudobulk(args) -> int:
+    from . import pseudobulk
+    from ._io import atomic_write
+
+    output = Path(args.output)
+    if output.exists():
+        raise FileExistsError(f"{output} exists; linpert does not overwrite files. Choose another output path.")
+    result = pseudobulk(args.input, condition_key=args.condition_key, layer=args.layer, progress=True)
+    atomic_write(output, result, kind="h5ad")
+    print(f"{result.n_obs} conditions × {result.n_vars} genes → {output}")
+    return 0
+
+
+def _load(source: str, *, condition_key: str, progress: bool):
+    """A pseudobulk and its label from a dataset name or a file."""
+    from . import datasets, pseudobulk
+
+    if source in PUBLISHED:
+        return getattr(datasets, source)(progress=progress), source
+    if source.startswith("simulated-"):
+        return _simulated_pseudobulk(source.removeprefix("simulated-"), 0, progress=progress), source
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{source!r} is neither a published dataset ({', '.join(PUBLISHED)}), a simulated one "
+            "('simulated-norman', 'simulated-replogle') nor an existing file."
+        )
+    data = _read_pseudobulk(path)
+    if data is None:
+        data = pseudobulk(path, condition_key=condition_key, progress=progress)
+    return data, path.name.split(".")[0]
+
+
+def _read_pseudobulk(path: Path):
+    """The AnnData at ``path`` when it is a linpert pseudobulk, else None."""
+    import anndata
+
+    data = anndata.read_h5ad(path, backed="r")
+    is_pseudobulk = {"kind", "n_cells"} <= set(data.obs.columns)
+    data.file.close()
+    return anndata.read_h5ad(path) if is_pseudobulk else None
+
+
+def _simulated_pseudobulk(preset: str, seed: int, *, progress: bool):
+    from . import pseudobulk
+
+    data = pseudobulk(simulate(preset, seed=seed), progress=progress)
+    data.uns["linpert"]["dataset"] = f"simulated-{preset}"
+    return data
+
+
+def _print_summary(result) -> None:
+    import pandas as pd
+
+    with pd.option_context("display.width", 120, "display.max_columns", 20, "display.precision", 3):
+        print()
+        print(result.summary.to_string(index=False))
+    if result.restriction:
+        r = result.restriction
+        print(f"(scored only perturbations every model could predict: {r['n_dropped']} of {r['n_scored']} left out)")
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"Seeds must be comma-separated integers, got {text!r}.") from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

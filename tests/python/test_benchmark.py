@@ -1,0 +1,116 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from linpert import benchmark
+from linpert.metrics import top_expressed_genes
+from linpert.models import Additive, NoChange
+from linpert.splits import double_split
+
+
+def test_double_benchmark_numbers_match_a_direct_computation(pseudobulk):
+    result = benchmark.run(pseudobulk, split="double", seeds=[1, 2], models=["no_change", "additive"], n_genes=100,
+                           progress=False)
+    res = result.results
+    assert len(res) == 2 * 2 * 20  # seeds × models × (test ∪ val = all 20 non-train doubles)
+    assert set(res["set"]) == {"test", "val"}
+
+    ctrl = pseudobulk["ctrl"].X.ravel()
+    top = top_expressed_genes(ctrl, n=100)
+    row = res[(res["model"] == "additive") & (res["seed"] == 2)].iloc[0]
+    a, b = row["perturbation"].split("+")
+    additive = pseudobulk[f"{a}+ctrl"].X.ravel() + pseudobulk[f"{b}+ctrl"].X.ravel() - ctrl
+    observed = pseudobulk[row["perturbation"]].X.ravel()
+    assert row["l2"] == pytest.approx(np.sqrt(np.sum((additive[top] - observed[top]) ** 2)))
+    assert row["pearson_delta"] == pytest.approx(np.corrcoef(additive[top] - ctrl[top], observed[top] - ctrl[top])[0, 1])
+
+    split = double_split(pseudobulk.obs_names, seed=2)
+    assert set(res.loc[res["seed"] == 2, "perturbation"]) == set(split.test) | set(split.val)
+    assert res.loc[res["model"] == "no_change", "pearson_delta"].isna().all()  # undefined for a constant change
+
+    summary = result.summary.set_index("model")
+    assert summary.loc["additive", "l2_mean"] < summary.loc["no_change", "l2_mean"]
+    assert summary.loc["additive", "n"] == 40
+    assert set(result.timings.columns) >= {"fit_seconds", "predict_seconds", "peak_mib"}
+
+
+
+
+def test_interrupted_run_resumes_without_redoing_finished_cells(pseudobulk, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    calls = []
+    real_fit = Additive.fit
+
+    def flaky_fit(self, train):
+        calls.append(len(calls))
+        if len(calls) == 3:  # the third cell of the grid: interrupted as by Ctrl-C
+            raise KeyboardInterrupt
+        return real_fit(self, train)
+
+    monkeypatch.setattr(Additive, "fit", flaky_fit)
+    with pytest.raises(KeyboardInterrupt):
+        benchmark.run(pseudobulk, split="double", seeds=[1, 2, 3], models=["additive"], out=out, progress=False)
+    finished = sorted(p.name for p in (out / "cells").glob("*.parquet"))
+    assert finished == ["seed1__additive.parquet", "seed2__additive.parquet"]
+    assert not list(out.rglob("*.tmp"))  # no half-written file left behind
+
+    calls.clear()
+    result = benchmark.run(pseudobulk, split="double", seeds=[1, 2, 3], models=["additive"], out=out, progress=False)
+    assert len(calls) == 1  # only seed 3 was fitted again
+    stored = pd.read_parquet(out / "results.parquet")
+    assert len(stored) == len(result.results) == 3 * 20
+    assert stored.duplicated(["seed", "model", "perturbation"]).sum() == 0
+    assert json.loads((out / "splits" / "double_seed1.json").read_text())
+    assert (out / "predictions" / "seed1__additive.parquet").exists()
+
+
+def test_a_folder_of_another_run_is_refused_not_overwritten(pseudobulk, tmp_path):
+    out = tmp_path / "run"
+    benchmark.run(pseudobulk, split="double", seeds=[1], models=["no_change"], out=out, progress=False)
+    before = (out / "results.csv").read_bytes()
+    other = pseudobulk.copy()
+    other.X = other.X + 1.0
+    with pytest.raises(FileExistsError, match="different run.*data"):
+        benchmark.run(other, split="double", seeds=[1], models=["no_change"], out=out, progress=False)
+    assert (out / "results.csv").read_bytes() == before
+    # adding a model to the same run is fine and keeps the finished cells
+    result = benchmark.run(pseudobulk, split="double", seeds=[1], models=["no_change", "additive"], out=out,
+                           progress=False)
+    assert set(result.results["model"]) == {"no_change", "additive"}
+
+
+class HalfBlind(NoChange):
+    """Cannot predict perturbations of genes whose name ends in an odd digit."""
+
+    def predict(self, conditions):
+        pred = super().predict(conditions)
+        for i, name in enumerate(pred.obs_names):
+            if name != "ctrl" and int(name.split("+")[0][-1]) % 2:
+                pred.X[i] = np.nan
+                pred.obs.iloc[i, pred.obs.columns.get_loc("reason")] = "odd gene"
+        return pred
+
+
+def test_single_benchmark_scores_only_what_every_model_predicts(pseudobulk):
+    singles = pseudobulk[pseudobulk.obs["kind"] != "double"].copy()
+    result = benchmark.run(singles, split="simulation", seeds=[1], models=["mean", ("half", HalfBlind())],
+                           n_genes=50, progress=False)
+    res = result.results
+    assert set(res["model"]) == {"mean", "half"}
+    assert res["l2"].notna().all()
+    assert not any(int(p.split("+")[0][-1]) % 2 for p in res["perturbation"])
+    assert result.restriction["n_dropped"] > 0
+    assert result.restriction["reasons"] == {"half: odd gene": result.restriction["n_dropped"]}
+
+
+def test_bad_inputs(pseudobulk):
+    with pytest.raises(TypeError, match="pseudobulk AnnData"):
+        benchmark.run(pseudobulk.X, progress=False)
+    with pytest.raises(ValueError, match="no 'ctrl' row"):
+        benchmark.run(pseudobulk[1:].copy(), progress=False)
+    with pytest.raises(ValueError, match="unique.*no_change"):
+        benchmark.run(pseudobulk, models=["no_change", "no_change"], progress=False)
+    with pytest.raises(TypeError, match="Cannot use 42 as a model"):
+        benchmark.run(pseudobulk, models=[42], progress=False)

@@ -1,0 +1,45 @@
+import pandas as pd
+import pytest
+
+from linpert.cli import main
+
+
+def test_run_on_a_pseudobulk_file(pseudobulk, tmp_path, capsys):
+    path = tmp_path / "toy.h5ad"
+    pseudobulk.write_h5ad(path)
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--seeds", "1,2", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "additive" in printed and "linear" in printed and str(out.resolve()) in printed
+    results = pd.read_csv(out / "results.csv")
+    assert set(results["model"]) == {"no_change", "additive", "linear"}  # auto: the data has doubles
+    assert set(results["seed"]) == {1, 2}
+    assert (results["dataset"] == "toy").all()
+
+
+def test_errors_are_one_clear_line(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "missing.h5ad"), "--quiet"]) == 2
+    assert "neither a published dataset" in capsys.readouterr().err
+    existing = tmp_path / "bulk.h5ad"
+    existing.write_text("mine")
+    assert main(["pseudobulk", "cells.h5ad", str(existing)]) == 2
+    assert "does not overwrite" in capsys.readouterr().err
+    assert existing.read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_and_resumes(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--quiet"]) == 0
+    first = capsys.readouterr().out
+    double = pd.read_csv(out / "double" / "results.csv")
+    single = pd.read_csv(out / "single" / "results.csv")
+    assert set(double["model"]) == {"no_change", "additive", "linear"} and set(double["seed"]) == {1, 2, 3, 4, 5}
+    assert set(single["model"]) == {"mean", "linear"} and set(single["seed"]) == {1, 2}
+    assert double.groupby("seed")["perturbation"].nunique().eq(62).all()  # 124 doubles: half to train, half scored
+    summary = double.groupby("model")["l2"].mean()
+    assert summary["additive"] < summary["no_change"]  # the simulated doubles are mostly additive
+    single_summary = single.groupby("model")["l2"].mean()
+    assert single_summary["linear"] < single_summary["mean"]  # low-rank effects: the linear model learns them
+    assert main(["demo", "--out", str(out), "--quiet"]) == 0  # a second run reuses everything
+    assert capsys.readouterr().out.splitlines()[-1] == first.splitlines()[-1]
