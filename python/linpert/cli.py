@@ -154,6 +154,7 @@ def _read_pseudobulk(path: Path):
 
 def _simulated_pseudobulk(preset: str, seed: int, *, progress: bool):
     from . import pseudobulk
+    from .datasets import simulate
 
     data = pseudobulk(simulate(preset, seed=seed), progress=progress)
     data.uns["linpert"]["dataset"] = f"simulated-{preset}"
