@@ -1,0 +1,278 @@
+"""How a prediction is scored (spec §5): L2 distance, Pearson delta, L2 over the top-n genes, spread, bootstrap.
+
+Arrays in, numbers out. Vectors are one perturbation's profile over genes; matrices are perturbations × genes.
+Genes where the prediction or the truth is NaN are dropped, per perturbation, before scoring, as the paper does with
+its NA genes.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "bootstrap_ratio",
+    "l2",
+    "l2_by_n",
+    "l2_grid",
+    "pearson_delta",
+    "prediction_spread",
+    "r2",
+    "score",
+    "top_expressed_genes",
+]
+
+
+def top_expressed_genes(ctrl: np.ndarray, n: int = 1000) -> np.ndarray:
+    """Indices of the ``n`` genes with the highest control mean, highest first; ties keep the first occurrence.
+
+    These are the paper's read-out genes (``n = 1000``). NaN control values sort last.
+
+    Examples
+    --------
+    >>> top_expressed_genes(np.array([0.5, 2.0, 1.0, 2.0]), n=3)
+    array([1, 3, 2])
+    """
+    ctrl = np.asarray(ctrl, dtype=np.float64).ravel()
+    if n < 0:
+        raise ValueError(f"n must be non-negative, got {n}.")
+    key = np.where(np.isnan(ctrl), np.inf, -ctrl)
+    return np.argsort(key, kind="stable")[: min(n, ctrl.size)]
+
+
+# --------------------------------------------------------------------------------------- per-perturbation metrics
+def _as_matrix(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x[None, :] if x.ndim == 1 else x
+
+
+def _rowwise_cor(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of ``a`` with the same row of ``b`` over entries finite in both."""
+    ok = np.isfinite(a) & np.isfinite(b)
+    n = ok.sum(axis=1)
+    a = np.where(ok, a, 0.0)
+    b = np.where(ok, b, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = np.where(ok, a - a.sum(axis=1, keepdims=True) / n[:, None], 0.0)
+        b = np.where(ok, b - b.sum(axis=1, keepdims=True) / n[:, None], 0.0)
+        saa, sbb = (a * a).sum(axis=1), (b * b).sum(axis=1)
+        r = (a * b).sum(axis=1) / np.sqrt(saa * sbb)
+    # a constant vector (e.g. the no-change model's delta, zero up to rounding) has no correlation
+    tiny = 1e-24 * np.maximum(n, 1)
+    r[(n < 2) | (saa <= tiny) | (sbb <= tiny)] = np.nan
+    return np.clip(r, -1.0, 1.0)
+
+
+def _rowwise_l2(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
+    d = pred - obs
+    ok = np.isfinite(d)
+    out = np.sqrt(np.where(ok, d * d, 0.0).sum(axis=1))
+    out[~ok.any(axis=1)] = np.nan
+    return out
+
+
+def l2(pred: np.ndarray, obs: np.ndarray) -> float:
+    """Euclidean distance ``sqrt(Σ (pred − obs)²)`` over the genes (not divided by their number).
+
+    Examples
+    --------
+    >>> l2(np.array([1.0, 2.0, np.nan]), np.array([4.0, 6.0, 0.0]))
+    5.0
+    """
+    return float(_rowwise_l2(_as_matrix(pred), _as_matrix(obs))[0])
+
+
+def pearson_delta(pred: np.ndarray, obs: np.ndarray, ctrl: np.ndarray) -> float:
+    """``cor(pred − ctrl, obs − ctrl)``; NaN when ``pred − ctrl`` is constant (e.g. the no-change model).
+
+    Examples
+    --------
+    >>> round(pearson_delta(np.array([2.0, 3.0, 5.0]), np.array([1.0, 3.0, 4.0]), np.ones(3)), 4)
+    0.9286
+    """
+    ctrl = np.asarray(ctrl, dtype=np.float64)
+    return float(_rowwise_cor(_as_matrix(pred) - ctrl, _as_matrix(obs) - ctrl)[0])
+
+
+def r2(pred: np.ndarray, obs: np.ndarray) -> float:
+    """``cor(pred, obs)`` of absolute expression (the paper calls it r2; it is a correlation, not squared)."""
+    return float(_rowwise_cor(_as_matrix(pred), _as_matrix(obs))[0])
+
+
+def score(pred: np.ndarray, obs: np.ndarray, ctrl: np.ndarray) -> pd.DataFrame:
+    """Score each row (perturbation) of ``pred`` against the same row of ``obs``.
+
+    Parameters
+    ----------
+    pred, obs
+        Perturbations × genes. NaN genes are dropped per row; an all-NaN prediction scores NaN.
+    ctrl
+        The control profile over the same genes.
+
+    Returns
+    -------
+    DataFrame
+        One row per perturbation, columns ``l2``, ``pearson_delta``, ``r2``.
+
+    Examples
+    --------
+    >>> score(np.array([[2.0, 3.0, 5.0]]), np.array([[1.0, 3.0, 4.0]]), np.ones(3)).round(3)
+          l2  pearson_delta     r2
+    0  1.414          0.929  0.929
+    """
+    pred, obs = _as_matrix(pred), _as_matrix(obs)
+    ctrl = np.asarray(ctrl, dtype=np.float64).ravel()
+    if pred.shape != obs.shape or ctrl.size != pred.shape[1]:
+        raise ValueError(
+            f"Shapes do not match: pred {pred.shape}, obs {obs.shape}, ctrl {ctrl.shape}. Pass perturbations × "
+            "genes matrices over the same genes and the control profile over those genes."
+        )
+    obs = np.where(np.isfinite(pred), obs, np.nan)
+    return pd.DataFrame(
+        {
+            "l2": _rowwise_l2(pred, obs),
+            "pearson_delta": _rowwise_cor(pred - ctrl, obs - ctrl),
+            "r2": _rowwise_cor(pred, obs),
+        }
+    )
+
+
+# ------------------------------------------------------------------------------------------------- L2 by n
+def l2_grid(n_genes: int) -> np.ndarray:
+    """The gene counts at which :func:`l2_by_n` reports, up to ``n_genes``.
+
+    As the paper's code: ``c(1:100, seq(101, 1000, by = 10), seq(1001, n_genes, by = 100))``, i.e. every n up to
+    100, then 101, 111, ..., 991, then 1001, 1101, ...
+
+    Examples
+    --------
+    >>> g = l2_grid(1250)
+    >>> g[98:103].tolist(), g[-4:].tolist()
+    ([99, 100, 101, 111, 121], [991, 1001, 1101, 1201])
+    """
+    grid = np.concatenate([np.arange(1, 101), np.arange(101, 1001, 10), np.arange(1001, n_genes + 1, 100)])
+    return grid[grid <= n_genes]
+
+
+def l2_by_n(pred: np.ndarray, obs: np.ndarray, ctrl: np.ndarray, *, order: str = "expression") -> pd.DataFrame:
+    """``sqrt(cumsum((pred − obs)²))`` over the top-n genes, as a function of n.
+
+    Parameters
+    ----------
+    pred, obs
+        Perturbations × genes (or one profile).
+    ctrl
+        The control profile over the same genes.
+    order
+        ``"expression"``: genes by decreasing control mean (the same for every perturbation; ties by first
+        occurrence). ``"de"``: genes by decreasing ``|obs − ctrl|``, per perturbation (this order uses the truth).
+
+    Returns
+    -------
+    DataFrame
+        Tidy: ``perturbation`` (row number), ``n``, ``l2``, at the n of :func:`l2_grid`. NaN genes add nothing.
+
+    Examples
+    --------
+    >>> l2_by_n(np.array([1.0, 1.0]), np.array([4.0, 5.0]), np.array([2.0, 1.0]))["l2"].tolist()
+    [3.0, 5.0]
+    """
+    pred, obs = _as_matrix(pred), _as_matrix(obs)
+    ctrl = np.asarray(ctrl, dtype=np.float64).ravel()
+    if pred.shape != obs.shape or ctrl.size != pred.shape[1]:
+        raise ValueError(f"Shapes do not match: pred {pred.shape}, obs {obs.shape}, ctrl {ctrl.shape}.")
+    sq = (pred - obs) ** 2
+    sq = np.where(np.isfinite(sq), sq, 0.0)
+    if order == "expression":
+        sq = sq[:, top_expressed_genes(ctrl, n=ctrl.size)]
+    elif order == "de":
+        change = np.abs(obs - ctrl)
+        key = np.where(np.isfinite(change), -change, np.inf)
+        sq = np.take_along_axis(sq, np.argsort(key, axis=1, kind="stable"), axis=1)
+    else:
+        raise ValueError(f"order must be 'expression' or 'de', got {order!r}.")
+    grid = l2_grid(ctrl.size)
+    values = np.sqrt(np.cumsum(sq, axis=1)[:, grid - 1])
+    n_pert = pred.shape[0]
+    return pd.DataFrame(
+        {
+            "perturbation": np.repeat(np.arange(n_pert), grid.size),
+            "n": np.tile(grid, n_pert),
+            "l2": values.ravel(),
+        }
+    )
+
+
+# ------------------------------------------------------------------------------------------------- spread
+def prediction_spread(pred: np.ndarray, obs: np.ndarray) -> pd.DataFrame:
+    """Per gene, the standard deviation across perturbations of the predictions and of the truth.
+
+    Extended Data Fig. 7 of the paper: a model that predicts nearly the same profile for every perturbation has a
+    much smaller spread than the data. Sample sd (``ddof=1``, as R's ``sd``) over the finite values.
+
+    Returns
+    -------
+    DataFrame
+        One row per gene (column number): ``sd_pred``, ``sd_obs``.
+
+    Examples
+    --------
+    >>> prediction_spread(np.array([[1.0, 0.0], [3.0, 0.0]]), np.array([[0.0, 1.0], [4.0, 3.0]])).round(3)
+       sd_pred  sd_obs
+    0    1.414   2.828
+    1    0.000   1.414
+    """
+    pred, obs = _as_matrix(pred), _as_matrix(obs)
+    if pred.shape != obs.shape:
+        raise ValueError(f"pred {pred.shape} and obs {obs.shape} must have the same shape (perturbations × genes).")
+    with warnings.catch_warnings():  # a gene with fewer than two finite values has no sd: NaN, silently
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return pd.DataFrame({"sd_pred": np.nanstd(pred, axis=0, ddof=1), "sd_obs": np.nanstd(obs, axis=0, ddof=1)})
+
+
+# ---------------------------------------------------------------------------------------------- bootstrap
+def bootstrap_ratio(
+    values: np.ndarray, reference: np.ndarray, *, n_boot: int = 10_000, seed: int = 0, ci: float = 0.95
+) -> pd.Series:
+    """Mean of the per-perturbation ratio ``values / reference`` with a bootstrap confidence interval.
+
+    The paper's forest plot: ``l2 / l2_of_mean_baseline`` per perturbation, 10,000 resamples of the mean, the
+    2.5 % and 97.5 % quantiles. Pairs where either value is NaN (or the ratio is not finite) are dropped.
+
+    Returns
+    -------
+    Series
+        ``mean`` (of the observed ratios), ``lower``, ``upper`` (bootstrap quantiles), ``se`` (the standard
+        deviation of the bootstrap means) and ``n`` (pairs used).
+
+    Examples
+    --------
+    >>> out = bootstrap_ratio(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 2.0]), n_boot=1000)
+    >>> float(out["mean"]), bool(out["lower"] < 1.0 < out["upper"])
+    (1.0, True)
+    """
+    values = np.asarray(values, dtype=np.float64).ravel()
+    reference = np.asarray(reference, dtype=np.float64).ravel()
+    if values.shape != reference.shape:
+        raise ValueError(f"values {values.shape} and reference {reference.shape} must pair up one to one.")
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must lie between 0 and 1, got {ci}.")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be positive, got {n_boot}.")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = values / reference
+    ratio = ratio[np.isfinite(ratio)]
+    if ratio.size == 0:
+        return pd.Series({"mean": np.nan, "lower": np.nan, "upper": np.nan, "se": np.nan, "n": 0})
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // ratio.size)  # bound the memory of the index matrix
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        means[start:stop] = ratio[rng.integers(0, ratio.size, size=(stop - start, ratio.size))].mean(axis=1)
+    alpha = (1 - ci) / 2
+    lower, upper = np.quantile(means, [alpha, 1 - alpha])
+    se = means.std(ddof=1) if n_boot > 1 else np.nan
+    return pd.Series({"mean": ratio.mean(), "lower": lower, "upper": upper, "se": se, "n": ratio.size})

@@ -1,0 +1,304 @@
+"""The paper's linear model (equations (1)–(3)): ``Y ≈ G W Pᵀ + b``, solved in closed form with ridge penalties.
+
+With ``Y`` the training pseudobulk minus the control profile (genes × conditions), ``G`` a gene embedding
+(genes × K) and ``P`` a perturbation embedding (L × conditions), the model minimises
+``||Y − (G W P + b)||² + λ||W||²`` approximately by the two-sided ridge solution
+
+    W = (GᵀG + λI)⁻¹ Gᵀ (Y − b) Pᵀ (P Pᵀ + λI)⁻¹,   b = rowMeans(Y),
+
+and predicts a perturbation with embedding ``p`` as ``G W p + b + ctrl``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .._conditions import Condition, parse_condition
+from ._base import PerturbationModel, TrainingData, check_training
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+EMBEDDINGS = ("pca", "random")
+
+
+def pca_gene_scores(X: np.ndarray, n_components: int) -> np.ndarray:
+    """PCA scores ``U·D`` of a genes × conditions matrix, genes as observations, each column centred, not scaled.
+
+    This is what the paper's ``irlba::prcomp_irlba(X, n = K)$x`` computes, but exact: the top eigenpairs of the
+    smaller Gram matrix (a truncated LAPACK eigensolver, deterministic) give the right singular vectors ``V``, and
+    the scores are ``X_centred @ V``. Each component's sign is fixed so that its largest-magnitude score is
+    positive (the linear model's predictions do not depend on the signs).
+
+    Examples
+    --------
+    >>> X = np.array([[1.0, 2.0], [2.0, 4.1], [3.0, 5.9], [4.0, 8.0]])
+    >>> pca_gene_scores(X, 1).round(2).ravel()
+    array([ 3.35,  1.03, -1.03, -3.35])
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n_genes, n_cond = X.shape
+    if not 1 <= n_components <= min(n_genes, n_cond):
+        raise ValueError(
+            f"n_components={n_components} is not between 1 and min(genes, training conditions) = "
+            f"{min(n_genes, n_cond)}. Lower n_components or train on more conditions."
+        )
+    Xc = X - X.mean(axis=0)
+    from scipy.linalg import eigh
+
+    if n_cond <= n_genes:
+        values, V = eigh(Xc.T @ Xc, subset_by_index=[n_cond - n_components, n_cond - 1])
+        scores = Xc @ V[:, ::-1]
+    else:
+        values, U = eigh(Xc @ Xc.T, subset_by_index=[n_genes - n_components, n_genes - 1])
+        scores = U[:, ::-1] * np.sqrt(np.clip(values[::-1], 0.0, None))
+    biggest = np.abs(scores).argmax(axis=0)
+    signs = np.sign(scores[biggest, np.arange(n_components)])
+    signs[signs == 0] = 1.0
+    return scores * signs
+
+
+def _random_rows(genes: pd.Index | list[str], dim: int, entropy: int, stream: int) -> np.ndarray:
+    """N(0, 1) vectors, one per gene, each seeded by the gene's name so it does not depend on the other genes."""
+    out = np.empty((len(genes), dim))
+    for i, gene in enumerate(genes):
+        out[i] = np.random.default_rng([entropy, stream, zlib.crc32(str(gene).encode())]).standard_normal(dim)
+    return out
+
+
+def _check_embedding(value: Any, what: str) -> pd.DataFrame | str:
+    if isinstance(value, str):
+        if value not in EMBEDDINGS:
+            raise ValueError(f"{what}={value!r} is not one of {EMBEDDINGS} or a DataFrame indexed by gene symbol.")
+        return value
+    if not isinstance(value, pd.DataFrame):
+        raise TypeError(
+            f"{what} must be 'pca', 'random' or a pandas DataFrame indexed by gene symbol, got {type(value).__name__}."
+        )
+    if value.shape[1] == 0:
+        raise ValueError(f"The {what} DataFrame has no columns; it needs one column per embedding dimension.")
+    if value.index.has_duplicates:
+        dup = sorted(set(value.index[value.index.duplicated()].astype(str)))[:5]
+        raise ValueError(f"The {what} DataFrame has duplicated gene symbols {dup}; keep one row per gene.")
+    try:
+        table = value.astype(np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"The {what} DataFrame must hold numbers only: {err}") from None
+    table.index = table.index.astype(str)
+    # a gene whose embedding is not finite counts as missing
+    return table[np.isfinite(table.to_numpy()).all(axis=1)]
+
+
+class LinearModel(PerturbationModel):
+    """The paper's linear model ``Y ≈ G W Pᵀ + b`` with PCA (or external, or random) gene and perturbation embeddings.
+
+    Fitting, as the paper's code does (spec §3):
+
+    1. ``Y`` = training pseudobulk − ctrl profile (genes × training conditions; the ctrl column is zero).
+    2. ``G`` = PCA gene scores (``U·D``, genes × K) of the genes × training-conditions matrix of pseudobulk log
+       expression, each condition centred, not scaled (see :func:`pca_gene_scores`).
+    3. ``P``: a perturbation's embedding is the row of the perturbation embedding for its target gene; ``ctrl`` is
+       the zero vector. A training perturbation whose target has no embedding (with ``"pca"``: is not a measured
+       gene) is dropped and listed in ``dropped_``.
+    4. ``b = rowMeans(Y)`` over the kept conditions; ``W = (GᵀG + λI)⁻¹ Gᵀ (Y − b) Pᵀ (P Pᵀ + λI)⁻¹``; NaN entries of
+       ``W`` are set to 0.
+    5. Prediction ``G W p + b + ctrl``.
+
+    linpert's extension: a double or combination perturbation is embedded as the **sum** of its genes' embeddings,
+    both when training on doubles and when predicting them (the paper's code embeds single perturbations only).
+
+    Parameters
+    ----------
+    n_components
+        K, the number of principal components for ``"pca"`` embeddings and the dimension of ``"random"`` ones.
+    ridge
+        λ, the ridge penalty on both sides.
+    gene_embedding
+        ``"pca"`` (from the training data), ``"random"`` (N(0, 1), ``n_components`` columns) or a DataFrame indexed
+        by gene symbol with any number of columns (e.g. scGPT's 512-d gene encoder). Genes it lacks are predicted
+        as NaN and listed in ``missing_genes_``.
+    perturbation_embedding
+        ``"pca"`` (the training PCA's gene scores), ``"random"`` (N(0, 1) per target gene, ``n_components``
+        columns) or a DataFrame indexed by the target gene symbol, any number of columns (e.g. GEARS' GO
+        embedding). A perturbation of a gene it lacks is predicted as NaN, with the reason.
+    seed
+        Seed of the ``"random"`` embeddings; ``None`` draws fresh entropy at ``fit`` (kept in ``seed_``, so
+        ``predict`` stays repeatable).
+
+    Attributes
+    ----------
+    coef_
+        W, K × L.
+    intercept_
+        b, one value per training gene.
+    gene_embedding_, perturbation_embedding_
+        The embeddings used (DataFrames indexed by gene; the random perturbation embedding lists the training
+        targets only, others are drawn on demand from the same seed).
+    dropped_
+        Training conditions left out of the fit, with the reason.
+    missing_genes_
+        Training genes without a gene embedding (predicted NaN).
+
+    Examples
+    --------
+    >>> import anndata as ad
+    >>> rng = np.random.default_rng(0)
+    >>> genes = [f"G{i}" for i in range(30)]
+    >>> names = ["ctrl"] + [f"G{i}+ctrl" for i in range(12)]
+    >>> train = ad.AnnData(rng.random((13, 30)), obs=pd.DataFrame(index=names), var=pd.DataFrame(index=genes))
+    >>> model = LinearModel(n_components=3).fit(train)
+    >>> pred = model.predict(["G20+ctrl", "NOTMEASURED+ctrl"])
+    >>> pred.shape, bool(np.isfinite(pred.X[0]).all()), bool(np.isnan(pred.X[1]).all())
+    ((2, 30), True, True)
+    """
+
+    name = "linear"
+
+    def __init__(
+        self,
+        *,
+        n_components: int = 10,
+        ridge: float = 0.1,
+        gene_embedding: str | pd.DataFrame = "pca",
+        perturbation_embedding: str | pd.DataFrame = "pca",
+        seed: int | None = None,
+    ) -> None:
+        self.n_components = n_components
+        self.ridge = ridge
+        self.gene_embedding = gene_embedding
+        self.perturbation_embedding = perturbation_embedding
+        self.seed = seed
+
+    # ---------------------------------------------------------------------------------------------------- fit
+    def fit(self, train: AnnData) -> LinearModel:
+        """Fit W and b on a training pseudobulk (``ctrl`` included); returns ``self``."""
+        k, ridge = self._check_params()
+        gene_spec = _check_embedding(self.gene_embedding, "gene_embedding")
+        pert_spec = _check_embedding(self.perturbation_embedding, "perturbation_embedding")
+        data = check_training(train)
+        self._remember(data)
+        self.seed_ = int(np.random.SeedSequence().entropy if self.seed is None else self.seed)
+
+        pca = None
+        if any(isinstance(spec, str) and spec == "pca" for spec in (gene_spec, pert_spec)):
+            pca = pd.DataFrame(pca_gene_scores(data.X.T, k), index=data.genes)
+
+        G = self._gene_matrix(gene_spec, data, pca, k)
+        self.missing_genes_ = list(data.genes[~np.isfinite(G).all(axis=1)])
+        if len(data.genes) - len(self.missing_genes_) < 2:
+            raise ValueError(
+                "Fewer than two training genes have a gene embedding; check that the gene_embedding DataFrame is "
+                "indexed by the same gene symbols as the pseudobulk's var_names."
+            )
+        G[~np.isfinite(G).all(axis=1)] = np.nan
+
+        self._set_perturbation_lookup(pert_spec, pca, k)
+        columns, vectors, self.dropped_ = [], [], {}
+        for name in data.conditions:
+            vector, reason = self._embed(parse_condition(name))
+            if reason:
+                self.dropped_[name] = reason
+            else:
+                columns.append(name)
+                vectors.append(vector)
+        if len(columns) < 2:  # ctrl alone
+            raise ValueError(
+                "No training perturbation has a perturbation embedding, so W cannot be fitted. With "
+                "perturbation_embedding='pca' the targets must be measured genes; with a DataFrame, index it by "
+                "the target gene symbols."
+            )
+
+        Y = (data.X[data.conditions.get_indexer(columns)] - data.ctrl).T  # genes × kept conditions
+        b = Y.mean(axis=1)
+        P = np.column_stack(vectors)  # L × kept conditions
+        ok = ~np.isnan(G[:, 0])
+        W = _solve_two_sided(G[ok], Y[ok] - b[ok, None], P, ridge)
+        W[np.isnan(W)] = 0.0
+
+        self.coef_ = W
+        self.intercept_ = b
+        self.gene_embedding_ = pd.DataFrame(G, index=data.genes)
+        if self._pert_table is not None:
+            self.perturbation_embedding_ = self._pert_table
+        else:
+            targets = pd.unique(pd.Series([g for c in columns for g in parse_condition(c).genes], dtype=object))
+            self.perturbation_embedding_ = pd.DataFrame(
+                _random_rows(list(targets), self._pert_dim, self.seed_, 1), index=pd.Index(targets, dtype=object)
+            )
+        self.n_train_ = len(columns)
+        self._GW = G @ W  # genes × L, NaN rows for genes without an embedding
+        return self
+
+    def _check_params(self) -> tuple[int, float]:
+        k, ridge = self.n_components, self.ridge
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"n_components must be a positive integer, got {k!r}.")
+        if isinstance(ridge, bool) or not isinstance(ridge, (int, float, np.number)) or not ridge >= 0:
+            raise ValueError(f"ridge must be a non-negative number, got {ridge!r}.")
+        if not np.isfinite(ridge):
+            raise ValueError(f"ridge must be finite, got {ridge!r}.")
+        return int(k), float(ridge)
+
+    def _set_perturbation_lookup(self, spec, pca: pd.DataFrame | None, k: int) -> None:
+        """Keep the perturbation embedding as a table of target genes (None for "random": drawn per gene)."""
+        if isinstance(spec, pd.DataFrame):
+            self._pert_table, self._pert_dim, self._pert_source = spec, spec.shape[1], "user"
+        else:
+            self._pert_table = pca if spec == "pca" else None
+            self._pert_dim, self._pert_source = k, spec
+        if self._pert_table is not None:  # plain lookups: pandas indexing per condition is slow
+            self._pert_rows = {gene: i for i, gene in enumerate(self._pert_table.index)}
+            self._pert_values = self._pert_table.to_numpy(dtype=np.float64)
+
+    def _gene_matrix(self, spec, data: TrainingData, pca: pd.DataFrame | None, k: int) -> np.ndarray:
+        if isinstance(spec, pd.DataFrame):
+            return spec.reindex(data.genes).to_numpy(dtype=np.float64, copy=True)
+        if spec == "pca":
+            return pca.to_numpy(copy=True)
+        return np.random.default_rng([self.seed_, 0]).standard_normal((len(data.genes), k))
+
+    # ------------------------------------------------------------------------------------------------ predict
+    def _embed(self, cond: Condition) -> tuple[np.ndarray | None, str]:
+        """The embedding of one condition (sum over its genes; zero for ctrl) or ``None`` and the reason."""
+        if cond.is_control:
+            return np.zeros(self._pert_dim), ""
+        if self._pert_table is None:  # random: drawn per gene from the seed
+            return _random_rows(list(cond.genes), self._pert_dim, self.seed_, 1).sum(axis=0), ""
+        missing = [g for g in cond.genes if g not in self._pert_rows]
+        if missing:
+            why = (
+                "it is not a measured gene of the training data"
+                if self._pert_source == "pca"
+                else "it is not in the index of perturbation_embedding"
+            )
+            genes = ", ".join(repr(g) for g in missing)
+            return None, f"no perturbation embedding for gene {genes}: {why}"
+        return self._pert_values[[self._pert_rows[g] for g in cond.genes]].sum(axis=0), ""
+
+    def _predict(self, conditions: list[Condition]) -> tuple[np.ndarray, list[str]]:
+        P = np.zeros((self._pert_dim, len(conditions)))
+        reasons = []
+        for j, cond in enumerate(conditions):
+            vector, reason = self._embed(cond)
+            reasons.append(reason)
+            if vector is not None:
+                P[:, j] = vector
+        X = (self._GW @ P).T + self.intercept_ + self.ctrl_
+        return X, reasons
+
+
+def _solve_two_sided(G: np.ndarray, Yc: np.ndarray, P: np.ndarray, ridge: float) -> np.ndarray:
+    """``(GᵀG + λI)⁻¹ Gᵀ Yc Pᵀ (P Pᵀ + λI)⁻¹`` by two small linear solves (K × K and L × L)."""
+    k, dim = G.shape[1], P.shape[0]
+    try:
+        left = np.linalg.solve(G.T @ G + ridge * np.eye(k), G.T @ Yc)  # K × n
+        # (P Pᵀ + λI) is symmetric, so right-multiplying by its inverse is a solve on the transpose
+        return np.linalg.solve(P @ P.T + ridge * np.eye(dim), (left @ P.T).T).T
+    except np.linalg.LinAlgError as err:
+        raise ValueError(
+            f"The normal equations are singular ({err}); use a positive ridge penalty (the paper uses 0.1)."
+        ) from None
