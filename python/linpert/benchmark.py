@@ -88,11 +88,14 @@ def run(
     from tqdm.auto import tqdm
 
     from .metrics import score, top_expressed_genes
+    from .models import resolve_models
     from .splits import make_split
 
     _check_pseudobulk(data)
     seeds = [int(s) for s in seeds]
-    labelled = _resolve_models(models)
+    labelled = resolve_models(models)
+    if not labelled:
+        raise ValueError("No models to run: pass at least one model name or instance.")
     dataset = dataset or (data.uns.get("linpert", {}) or {}).get("dataset") or "data"
     if common_only is None:
         common_only = split != "double"
@@ -213,34 +216,6 @@ def _restrict_to_common(results: pd.DataFrame) -> dict[str, Any]:
         "dropped": sorted(set(dropped["perturbation"])),
         "reasons": {f"{m}: {r}": int(n) for (m, r), n in reasons.items()},
     }
-
-
-def _resolve_models(models: Sequence[Any]) -> list[tuple[str, Any]]:
-    """Turn names, instances and ``(label, instance)`` pairs into unique ``(label, model)`` pairs."""
-    from .models import make_model
-
-    if isinstance(models, str):
-        models = [m.strip() for m in models.split(",") if m.strip()]
-    labelled = []
-    for m in models:
-        if isinstance(m, str):
-            labelled.append((m, make_model(m)))
-        elif isinstance(m, tuple) and len(m) == 2 and isinstance(m[0], str):
-            labelled.append(m)
-        elif hasattr(m, "fit") and hasattr(m, "predict"):
-            labelled.append((getattr(m, "label", None) or type(m).__name__, m))
-        else:
-            raise TypeError(
-                f"Cannot use {m!r} as a model: pass a registered name, an object with fit() and predict(), "
-                "or a (label, model) pair."
-            )
-    labels = [label for label, _ in labelled]
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
-    if repeated:
-        raise ValueError(f"Model labels must be unique; repeated: {repeated}. Pass (label, model) pairs to tell them apart.")
-    if not labelled:
-        raise ValueError("No models to run: pass at least one model name or instance.")
-    return labelled
 
 
 def _check_pseudobulk(data) -> None:

@@ -14,7 +14,7 @@ def test_double_benchmark_numbers_match_a_direct_computation(pseudobulk):
     result = benchmark.run(pseudobulk, split="double", seeds=[1, 2], models=["no_change", "additive"], n_genes=100,
                            progress=False)
     res = result.results
-    assert len(res) == 2 * 2 * 20  # seeds × models × (test ∪ val = all 20 non-train doubles)
+    assert len(res) == 2 * 2 * 10  # seeds × models × (test ∪ val: the 10 of 20 doubles not in train)
     assert set(res["set"]) == {"test", "val"}
 
     ctrl = pseudobulk["ctrl"].X.ravel()
@@ -32,7 +32,7 @@ def test_double_benchmark_numbers_match_a_direct_computation(pseudobulk):
 
     summary = result.summary.set_index("model")
     assert summary.loc["additive", "l2_mean"] < summary.loc["no_change", "l2_mean"]
-    assert summary.loc["additive", "n"] == 40
+    assert summary.loc["additive", "n"] == 20
     assert set(result.timings.columns) >= {"fit_seconds", "predict_seconds", "peak_mib"}
 
 
@@ -60,7 +60,7 @@ def test_interrupted_run_resumes_without_redoing_finished_cells(pseudobulk, tmp_
     result = benchmark.run(pseudobulk, split="double", seeds=[1, 2, 3], models=["additive"], out=out, progress=False)
     assert len(calls) == 1  # only seed 3 was fitted again
     stored = pd.read_parquet(out / "results.parquet")
-    assert len(stored) == len(result.results) == 3 * 20
+    assert len(stored) == len(result.results) == 3 * 10
     assert stored.duplicated(["seed", "model", "perturbation"]).sum() == 0
     assert json.loads((out / "splits" / "double_seed1.json").read_text())
     assert (out / "predictions" / "seed1__additive.parquet").exists()
