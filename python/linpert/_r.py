@@ -1,0 +1,126 @@
+"""The one gateway from Python to R. Nothing else in linpert imports rpy2.
+
+It starts R on first use, checks that an R package is installed (with an install hint when it is not), converts
+numpy values into R, calls R functions while collecting R's warnings, and copies results out of R's memory so
+nothing Python holds points into R.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+_INSTALL_HINTS = {
+    "locfdr": "install it in R with install.packages('locfdr') (it is on CRAN only)",
+    "igraph": "install it with `apt-get install r-cran-igraph` on Debian, or install.packages('igraph') in R",
+}
+
+
+class RUnavailableError(ImportError):
+    """R, rpy2 or an R package that a backend needs is missing."""
+
+
+@functools.lru_cache(maxsize=None)
+def _robjects():
+    try:
+        import rpy2.robjects as ro
+    except Exception as err:  # rpy2 raises various errors when R itself cannot be found or loaded
+        raise RUnavailableError(
+            f"R cannot be used from Python: {err}. Install R (Debian: `apt-get install r-base-core`) and "
+            "rpy2 (`pip install 'linpert[r]'`), or choose backend='python'."
+        ) from err
+    return ro
+
+
+def r_available(package: str | None = None) -> bool:
+    """Whether R (and, if named, the R ``package``) can be used."""
+    try:
+        require(package) if package else _robjects()
+    except RUnavailableError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def require(package: str) -> None:
+    """Load the R package ``package``'s namespace; a clear error with an install hint when it is missing."""
+    ro = _robjects()
+    if not ro.r(f'isTRUE(suppressWarnings(requireNamespace("{package}", quietly = TRUE)))')[0]:
+        hint = _INSTALL_HINTS.get(package, f"install it in R with install.packages('{package}')")
+        raise RUnavailableError(f"The R package '{package}' is not installed: {hint}, or choose backend='python'.")
+
+
+def to_r(value: Any):
+    """A numpy array, scalar, string or list as an R value (numeric arrays become double vectors/matrices)."""
+    ro = _robjects()
+    if value is None:
+        return ro.NULL
+    if isinstance(value, (bool, np.bool_)):
+        return ro.BoolVector([bool(value)])
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return ro.FloatVector([float(value)])
+    if isinstance(value, str):
+        return ro.StrVector([value])
+    array = np.asarray(value)
+    if array.dtype.kind in "US":
+        return ro.StrVector(array.astype(str).ravel().tolist())
+    if array.dtype.kind == "b":
+        return ro.BoolVector(array.ravel().tolist())
+    vector = ro.FloatVector(np.asarray(array, dtype=np.float64).ravel(order="F"))
+    if array.ndim == 2:
+        return ro.r["matrix"](vector, nrow=array.shape[0], ncol=array.shape[1])
+    return vector
+
+
+def from_r(value: Any) -> Any:
+    """An R value copied into Python: numeric vectors/matrices → numpy arrays, named lists → dicts, NULL → None."""
+    ro = _robjects()
+    from rpy2.rinterface_lib.sexp import NULLType
+
+    if isinstance(value, NULLType):
+        return None
+    if isinstance(value, ro.vectors.ListVector) or isinstance(value, ro.vectors.ListSexpVector):
+        names = list(value.names) if value.names is not ro.NULL else [str(i) for i in range(len(value))]
+        return {name: from_r(item) for name, item in zip(names, value)}
+    if isinstance(value, ro.vectors.StrVector):
+        return [str(v) for v in value]
+    if isinstance(value, (ro.vectors.FloatVector, ro.vectors.IntVector, ro.vectors.BoolVector)):
+        array = np.array(value, copy=True)
+        dim = value.do_slot("dim") if "dim" in value.list_attrs() else None
+        if dim is not None:
+            array = array.reshape(tuple(int(d) for d in dim), order="F")
+        return array
+    return value
+
+
+def call(package: str, function: str, *args: Any, **kwargs: Any) -> tuple[Any, list[str]]:
+    """Call ``package::function`` with converted arguments; return the result (copied out) and R's warnings.
+
+    R errors become :class:`RuntimeError` with R's message.
+    """
+    ro = _robjects()
+    require(package)
+    fn = ro.r(f"{package}::`{function}`")
+    runner = ro.r(
+        """function(f, args) {
+            warnings <- character()
+            result <- withCallingHandlers(
+                tryCatch(do.call(f, args), error = function(e) structure(conditionMessage(e), class = "r_error")),
+                warning = function(w) { warnings <<- c(warnings, conditionMessage(w)); invokeRestart("muffleWarning") })
+            if (inherits(result, "r_error")) return(list(error = unclass(result), warnings = warnings))
+            list(result = result, warnings = warnings)
+        }"""
+    )
+    r_args = ro.ListVector.from_length(len(args) + len(kwargs))
+    names = [""] * len(args) + list(kwargs)
+    for i, value in enumerate([*args, *kwargs.values()]):
+        r_args[i] = to_r(value)
+    r_args.names = ro.StrVector(names)
+    out = runner(fn, r_args)
+    fields = dict(zip(out.names, out))
+    warnings = [str(w) for w in fields["warnings"]]
+    if "error" in fields:
+        raise RuntimeError(f"R's {package}::{function} failed: {fields['error'][0]}")
+    return from_r(fields["result"]), warnings
