@@ -4,7 +4,8 @@
 run on it can be scored against the truth rather than against noisy observed means:
 
 1. a control profile: per-gene mean counts, heavy-tailed (log-normal), and gene-wise negative-binomial dispersion;
-2. single perturbations with low-rank effects on log-scale means (gene loadings × perturbation factors) plus sparse
+2. single perturbations with low-rank effects on log-scale means (gene loadings × perturbation factors: a generic
+   response most perturbations share, and programs that follow the target gene's own membership) plus sparse
    gene-specific noise, and the target gene itself knocked down (CRISPRi) or raised (CRISPRa);
 3. double perturbations that add the two singles' log-scale effects, with planted interactions of known class
    (buffering, synergy, opposite) on a fraction of (double, gene) pairs;
@@ -75,6 +76,13 @@ _SIZE_FACTOR_SD = 0.35
 _STRENGTH_SD, _STRENGTH_MAX = 0.5, 3.0
 # Variance of the k-th latent program decays as 0.8^(2k): a few programs dominate, as in real perturbation screens.
 _PROGRAM_DECAY = 0.8
+# Program 0 is a generic response (growth, stress) that most perturbations push the same way: its factor is
+# N(1, 0.5), so the mean over perturbations carries real signal, as the paper's 'mean' baseline finds in real screens.
+_GENERIC_MEAN, _GENERIC_SD = 1.0, 0.5
+# Perturbing a gene moves the programs that gene belongs to: the other factors correlate 0.7 with the target's own
+# (standardised) loadings. Genes of one program then have similar effects and similar expression across
+# perturbations, which is the structure the linear model's PCA embeddings exploit in real data.
+_TARGET_COUPLING = 0.7
 # Gene-specific effects outside the programs: 2 % of (perturbation, gene) pairs, sd 0.3 on the log scale.
 _NOISE_DENSITY, _NOISE_SD = 0.02, 0.3
 # Interactions are planted where the additive change is large enough to be seen (|log fold change| >= 0.3) and not
@@ -326,9 +334,13 @@ def _single_effects(
     # Program k has sd 0.8^k, normalised so that a strength-1 perturbation's effects have sd effect_scale.
     program_sd = _PROGRAM_DECAY ** np.arange(rank)
     program_sd /= np.sqrt(np.sum(program_sd**2))
-    loadings = rng.normal(size=(n_genes, rank)) * program_sd * params["effect_scale"]
+    standard_loadings = rng.normal(size=(n_genes, rank))
+    loadings = standard_loadings * program_sd * params["effect_scale"]
     strength = np.minimum(np.exp(rng.normal(0.0, _STRENGTH_SD, n_singles)), _STRENGTH_MAX)
-    factors = rng.normal(size=(n_singles, rank)) * strength[:, None]
+    own = standard_loadings[targets]
+    factors = _TARGET_COUPLING * own + np.sqrt(1 - _TARGET_COUPLING**2) * rng.normal(size=(n_singles, rank))
+    factors[:, 0] = rng.normal(_GENERIC_MEAN, _GENERIC_SD, n_singles)
+    factors *= strength[:, None]
     noise = (rng.random((n_singles, n_genes)) < _NOISE_DENSITY) * rng.normal(0.0, _NOISE_SD, (n_singles, n_genes))
     effects = factors @ loadings.T + noise * strength[:, None]
 
