@@ -1,0 +1,4 @@
+library(testthat)
+library(linpert)
+
+test_check("linpert")

@@ -1,0 +1,96 @@
+test_that("LINPERT_PYTHON chooses the Python, and the module matches the R package's version", {
+  wanted <- Sys.getenv("LINPERT_PYTHON")
+  skip_if(!nzchar(wanted), "LINPERT_PYTHON is not set")
+  skip_without_linpert()
+  module <- linpert_python()
+  expect_s3_class(module, "python.builtin.module")
+  expect_true(linpert_available())
+  running <- reticulate::py_config()$python
+  expect_true(linpert:::.same_python(running, wanted))
+  # the interpreter's own view: its prefix is the folder above LINPERT_PYTHON's bin/
+  prefix <- reticulate::import("sys")$prefix
+  expect_identical(normalizePath(prefix), normalizePath(dirname(dirname(wanted))))
+  expect_identical(module$`__version__`, as.character(utils::packageVersion("linpert")))
+})
+
+test_that("a Python without the linpert module gives a message that says how to install it", {
+  skip_on_os("windows")
+  base <- Sys.getenv("LINPERT_PYTHON")
+  skip_if(!nzchar(base), "LINPERT_PYTHON is not set")
+  # A fresh virtual environment of the same interpreter: it starts, but has no linpert.
+  venv <- file.path(tempfile("no-linpert-"), "venv")
+  status <- system2(base, c("-m", "venv", "--without-pip", shQuote(venv)), stdout = FALSE, stderr = FALSE)
+  skip_if(status != 0, "could not create a virtual environment")
+  python <- file.path(venv, "bin", "python")
+
+  out <- run_r(
+    "library(linpert); cat('available:', linpert_available(), '\\n');
+     tryCatch(linpert_python(), error = function(e) cat('error:', conditionMessage(e), '\\n'))",
+    linpert_python = python
+  )
+  out <- paste(out, collapse = "\n")
+  expect_match(out, "available: FALSE", fixed = TRUE)
+  expect_match(out, paste0("The Python at '", python, "' has no module 'linpert'"), fixed = TRUE)
+  expect_match(out, "python -m pip install linpert", fixed = TRUE)
+  expect_match(out, "scripts/setup.sh", fixed = TRUE)
+  expect_match(out, "LINPERT_PYTHON", fixed = TRUE)
+
+  # A folder named linpert in the working directory is a namespace package to Python, not linpert.
+  decoy <- file.path(tempfile("decoy-"), "linpert")
+  dir.create(decoy, recursive = TRUE)
+  out <- run_r(
+    sprintf("setwd('%s'); library(linpert); cat('available:', linpert_available(), '\\n');
+             tryCatch(linpert_python(), error = function(e) cat('error:', conditionMessage(e), '\\n'))",
+            dirname(decoy)),
+    linpert_python = python
+  )
+  out <- paste(out, collapse = "\n")
+  expect_match(out, "available: FALSE", fixed = TRUE)
+  expect_match(out, "imports the folder '", fixed = TRUE)
+  expect_match(out, "as 'linpert', not the linpert Python package", fixed = TRUE)
+
+  # A linpert that fails to import says why, instead of claiming there is none.
+  site <- Sys.glob(file.path(venv, "lib", "python*", "site-packages"))
+  dir.create(file.path(site, "linpert"))
+  writeLines("import a_dependency_that_is_missing", file.path(site, "linpert", "__init__.py"))
+  out <- paste(run_r("library(linpert); tryCatch(linpert_python(), error = function(e) cat(conditionMessage(e)))",
+                     linpert_python = python), collapse = "\n")
+  expect_match(out, "has linpert, but importing it failed", fixed = TRUE)
+  expect_match(out, "No module named 'a_dependency_that_is_missing'", fixed = TRUE)
+})
+
+test_that("LINPERT_PYTHON naming a missing file is reported as such", {
+  skip_on_os("windows")
+  missing <- file.path(tempdir(), "no-such-python")
+  out <- run_r(
+    "library(linpert); cat('available:', linpert_available(), '\\n');
+     tryCatch(linpert::pseudobulk(SummarizedExperiment::SummarizedExperiment(
+       assays = list(logcounts = matrix(1, 1, 1, dimnames = list('A', 'c1'))),
+       colData = S4Vectors::DataFrame(condition = 'ctrl'))),
+     error = function(e) cat('error:', conditionMessage(e), '\\n'))",
+    linpert_python = missing
+  )
+  out <- paste(out, collapse = "\n")
+  expect_match(out, "available: FALSE", fixed = TRUE)
+  expect_match(out, paste0("error: LINPERT_PYTHON names '", missing, "', which does not exist."), fixed = TRUE)
+})
+
+test_that("a Python started before LINPERT_PYTHON could choose it is reported, not silently used", {
+  skip_on_os("windows")
+  base <- Sys.getenv("LINPERT_PYTHON")
+  skip_if(!nzchar(base), "LINPERT_PYTHON is not set")
+  venv <- file.path(tempfile("other-"), "venv")
+  status <- system2(base, c("-m", "venv", "--without-pip", shQuote(venv)), stdout = FALSE, stderr = FALSE)
+  skip_if(status != 0, "could not create a virtual environment")
+  other <- file.path(venv, "bin", "python")
+  # Python starts (on `other`) before linpert is loaded; LINPERT_PYTHON then names `base`.
+  code <- sprintf(
+    "reticulate::use_python('%s', required = TRUE); invisible(reticulate::py_config());
+     Sys.setenv(LINPERT_PYTHON = '%s'); library(linpert);
+     tryCatch(linpert_python(), error = function(e) cat('error:', conditionMessage(e), '\\n'))",
+    other, base
+  )
+  out <- paste(run_r(code, linpert_python = ""), collapse = "\n")
+  expect_match(out, "already runs Python", fixed = TRUE)
+  expect_match(out, "cannot switch", fixed = TRUE)
+})
