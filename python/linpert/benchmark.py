@@ -4,7 +4,9 @@ Every finished cell of the grid (one seed and one model) is written atomically t
 done, so an interrupted run resumes where it stopped and never redoes or loses finished work. The folder is plain
 files: ``results.parquet`` / ``results.csv`` (one row per scored perturbation), ``timings.csv`` (fit and predict time
 and peak memory per model and seed), ``summary.csv``, the splits as portable JSON, and the predictions on the read-out
-genes.
+genes. For the double split it also calls the genetic interactions once on the full data and scores every model's
+interaction predictions (``interactions/``: ``calls.parquet``, ``tpr_fdp.csv``, ``auc.csv``, ``auc_summary.csv``,
+``top_classes.csv``, ``recurrence.csv``), recomputed from the stored predictions on every run.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import time
 import tracemalloc
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
 FORMAT_VERSION = 1
+#: Fewest doubles for which ``run(split="double")`` scores interaction predictions by default (the paper has 124).
+MIN_DOUBLES_FOR_INTERACTIONS = 20
 RESULT_COLUMNS = ["dataset", "split", "seed", "model", "perturbation", "kind", "set", "l2", "pearson_delta", "r2"]
 
 
@@ -41,6 +46,10 @@ class BenchmarkResult:
     summary: pd.DataFrame
     out: Path | None = None
     restriction: dict[str, Any] = field(default_factory=dict)
+    #: The observed genetic interactions (:class:`linpert.interactions.InteractionCalls`), double split only.
+    interaction_calls: Any = None
+    #: How well each model finds them (:class:`linpert.interactions.InteractionEvaluation`), double split only.
+    interactions: Any = None
 
 
 def run(
@@ -54,6 +63,7 @@ def run(
     n_genes: int = 1000,
     common_only: bool | None = None,
     progress: bool = True,
+    interactions: bool | None = None,
 ) -> BenchmarkResult:
     """Run the paper's benchmark on a pseudobulk.
 
@@ -78,12 +88,18 @@ def run(
         default is ``True`` for the simulation split and ``False`` for the double split.
     progress
         Show a progress bar over the grid.
+    interactions
+        Call genetic interactions on the full data (:func:`linpert.interactions.call_interactions`) and score each
+        model's predictions of them (:func:`linpert.interactions.evaluate_interactions`). The default is on for the
+        double split with at least :data:`MIN_DOUBLES_FOR_INTERACTIONS` doubles (and then a failing fit only warns),
+        off otherwise.
 
     Returns
     -------
     BenchmarkResult
         ``results`` has one row per dataset, seed, model and scored perturbation (test ∪ val) with ``l2``,
-        ``pearson_delta`` and ``r2`` over the read-out genes.
+        ``pearson_delta`` and ``r2`` over the read-out genes; ``interaction_calls`` and ``interactions`` hold the
+        interaction analysis when it ran.
     """
     from tqdm.auto import tqdm
 
@@ -104,7 +120,7 @@ def run(
     readout = top_expressed_genes(ctrl, n=min(n_genes, data.n_vars))
     store = _Store(out, _run_config(data, split, dataset, n_genes, labelled)) if out is not None else None
 
-    tables, timings = [], []
+    tables, timings, predictions = [], [], {}
     grid = [(seed, label, model) for seed in seeds for label, model in labelled]
     bar = tqdm(grid, desc=f"{dataset} · {split}", unit="fit", disable=not progress)
     splits = {}
@@ -121,6 +137,7 @@ def run(
                 store.save(seed, label, cell)
         tables.append(cell["results"])
         timings.append(cell["timing"])
+        predictions[(seed, label)] = cell.get("predictions")
 
     results = pd.concat(tables, ignore_index=True)
     restriction = _restrict_to_common(results) if common_only else {}
@@ -132,7 +149,8 @@ def run(
     summary = summarise(results, timing)
     if store:
         store.finish(results, timing, summary, restriction)
-    return BenchmarkResult(results, timing, summary, store.root if store else None, restriction)
+    calls, evaluation = _interaction_step(data, split, n_genes, predictions, store, interactions)
+    return BenchmarkResult(results, timing, summary, store.root if store else None, restriction, calls, evaluation)
 
 
 def summarise(results: pd.DataFrame, timings: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -200,8 +218,42 @@ def _run_cell(data, split, label, model, readout, ctrl, dataset, score) -> dict:
         "n_train": len(split.train),
         "n_scored": len(scored),
     }
-    predictions = pd.DataFrame(pred.astype(np.float32), index=scored, columns=data.var_names[readout])
+    predictions = pd.DataFrame(pred, index=scored, columns=data.var_names[readout])
     return {"results": results, "timing": timing, "predictions": predictions}
+
+
+def _interaction_step(data, split, n_genes, predictions, store, interactions) -> tuple[Any, Any]:
+    """Call the observed interactions on the full data, then score every model's predicted interactions.
+
+    The paper calls interactions on all doubles (not only the scored ones), once; each model and seed is then judged
+    on its stored predictions of the scored doubles over the read-out genes, so a resumed run recomputes this from
+    the folder without refitting.
+    """
+    n_doubles = int((data.obs["kind"] == "double").sum())
+    explicit = interactions is not None
+    if not explicit:
+        interactions = split == "double" and n_doubles >= MIN_DOUBLES_FOR_INTERACTIONS
+    if not interactions:
+        return None, None
+    if split != "double" or n_doubles == 0:
+        raise ValueError(
+            f"interactions=True needs the double split and double perturbations (split={split!r}, {n_doubles} "
+            "doubles). Leave interactions=None for the default."
+        )
+    from .interactions import call_interactions, evaluate_interactions
+
+    try:
+        calls = call_interactions(data, n_genes=n_genes)
+    except Exception as err:  # locfdr stops on some histograms, as R does; a default run keeps its other results
+        if explicit:
+            raise
+        warnings.warn(f"Genetic interactions were skipped: {err}", stacklevel=3)
+        return None, None
+    loaded = {key: store.load_predictions(*key) if frame is None else frame for key, frame in predictions.items()}
+    evaluation = evaluate_interactions(calls, loaded)
+    if store:
+        store.save_interactions(calls, evaluation)
+    return calls, evaluation
 
 
 def _restrict_to_common(results: pd.DataFrame) -> dict[str, Any]:
@@ -307,6 +359,20 @@ class _Store:
         atomic_write(self.cells / f"{name}.timing.json", json.dumps(cell["timing"], indent=2))
         # the results file is written last: its presence marks the cell as finished
         atomic_write(self.cells / f"{name}.parquet", cell["results"], kind="parquet")
+
+    def load_predictions(self, seed: int, label: str) -> pd.DataFrame:
+        return pd.read_parquet(self.predictions_path(self._name(seed, label)))
+
+    def save_interactions(self, calls, evaluation) -> None:
+        folder = self.root / "interactions"
+        table = calls.table.assign(lower=calls.lower, upper=calls.upper)
+        atomic_write(folder / "calls.parquet", table, kind="parquet")
+        atomic_write(folder / "tpr_fdp.csv", evaluation.tpr_fdp, kind="csv")
+        atomic_write(folder / "tpr_fdp_by_seed.csv", evaluation.curves, kind="csv")
+        atomic_write(folder / "auc.csv", evaluation.auc, kind="csv")
+        atomic_write(folder / "auc_summary.csv", evaluation.auc_summary, kind="csv")
+        atomic_write(folder / "top_classes.csv", evaluation.top_classes, kind="csv")
+        atomic_write(folder / "recurrence.csv", evaluation.recurrence, kind="csv")
 
     def predictions_path(self, name: str) -> Path:
         return self.root / "predictions" / f"{name}.parquet"

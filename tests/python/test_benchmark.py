@@ -114,3 +114,61 @@ def test_bad_inputs(pseudobulk):
         benchmark.run(pseudobulk, models=["no_change", "no_change"], progress=False)
     with pytest.raises(TypeError, match="Cannot use 42 as a model"):
         benchmark.run(pseudobulk, models=[42], progress=False)
+
+
+def with_planted_interactions(pb):
+    """The toy pseudobulk with strong deviations from additivity on 12 genes of 5 doubles."""
+    pb = pb.copy()
+    doubles = list(pb.obs_names[pb.obs["kind"] == "double"])[:5]
+    for i, name in enumerate(doubles):
+        pb.X[pb.obs_names.get_loc(name), 20 * i : 20 * i + 12] += 1.0 if i % 2 else -1.0
+    return pb
+
+
+def test_double_benchmark_scores_interactions_and_writes_them(pseudobulk, tmp_path, monkeypatch):
+    from linpert.interactions import call_interactions, tpr_fdp_curve
+
+    pb = with_planted_interactions(pseudobulk)
+    out = tmp_path / "run"
+    result = benchmark.run(pb, split="double", seeds=[1, 2], models=["no_change", "additive"], out=out, n_genes=100,
+                           progress=False, interactions=True)
+    calls = result.interaction_calls
+    assert len(calls.table) == 20 * 100  # every double (not only the scored ones) × read-out genes
+    assert calls.n_interactions >= 5  # the planted deviations on read-out genes
+    expected = call_interactions(pb, n_genes=100)
+    pd.testing.assert_frame_equal(calls.table, expected.table)
+
+    auc = result.interactions.auc
+    assert len(auc) == 2 * 2 and set(auc["model"]) == {"no_change", "additive"}
+    # no_change, seed 1, by hand from the calls: its predicted deviation is ctrl − additive
+    split = double_split(pb.obs_names, seed=1)
+    part = calls.table[calls.table["perturbation"].isin(split.scored)]
+    curve = tpr_fdp_curve(part["interaction"], part["ctrl"], part["additive"])
+    got = result.interactions.curves.query("model == 'no_change' and seed == 1")["tpr"].to_numpy()
+    np.testing.assert_allclose(got, curve["tpr"].to_numpy(), rtol=1e-5, equal_nan=True)
+
+    folder = out / "interactions"
+    for name in ("calls.parquet", "tpr_fdp.csv", "auc.csv", "auc_summary.csv", "top_classes.csv", "recurrence.csv"):
+        assert (folder / name).exists(), name
+    stored = pd.read_csv(folder / "auc.csv")
+    np.testing.assert_allclose(stored["auprc"], auc["auprc"], equal_nan=True)
+
+    # a resumed run never refits and recomputes the same summaries from the stored predictions
+    monkeypatch.setattr(NoChange, "fit", lambda self, train: pytest.fail("refitted"))
+    monkeypatch.setattr(Additive, "fit", lambda self, train: pytest.fail("refitted"))
+    again = benchmark.run(pb, split="double", seeds=[1, 2], models=["no_change", "additive"], out=out, n_genes=100,
+                          progress=False, interactions=True)
+    pd.testing.assert_frame_equal(again.interactions.tpr_fdp, result.interactions.tpr_fdp)
+    pd.testing.assert_frame_equal(again.interactions.auc, result.interactions.auc)
+
+
+def test_interactions_option_defaults_and_bad_use(pseudobulk):
+    few = pseudobulk[[n for n in pseudobulk.obs_names if pseudobulk.obs.loc[n, "kind"] != "double"]
+                     + list(pseudobulk.obs_names[pseudobulk.obs["kind"] == "double"][:10])].copy()
+    assert benchmark.run(few, seeds=[1], models=["no_change"], n_genes=50, progress=False).interactions is None
+    off = benchmark.run(pseudobulk, seeds=[1], models=["no_change"], n_genes=50, progress=False, interactions=False)
+    assert off.interaction_calls is None and off.interactions is None
+    singles = pseudobulk[pseudobulk.obs["kind"] != "double"].copy()
+    with pytest.raises(ValueError, match="interactions=True needs the double split"):
+        benchmark.run(singles, split="simulation", seeds=[1], models=["mean"], n_genes=50, progress=False,
+                      interactions=True)
