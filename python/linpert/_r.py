@@ -124,3 +124,35 @@ def call(package: str, function: str, *args: Any, **kwargs: Any) -> tuple[Any, l
     if "error" in fields:
         raise RuntimeError(f"R's {package}::{function} failed: {fields['error'][0]}")
     return from_r(fields["result"]), warnings
+
+
+def call_function(code: str, *args: Any, packages: tuple[str, ...] = (), **kwargs: Any) -> tuple[Any, list[str]]:
+    """Call an R function written as code (``function(...) {...}``) like :func:`call`: converted arguments in,
+    the result (copied out) and R's warnings back.
+
+    For the few steps that need an R object that cannot cross into Python (an igraph graph, say) between calls.
+    ``packages`` are checked with :func:`require` first, so a missing one gives the install hint.
+    """
+    for package in packages:
+        require(package)
+    ro = _robjects()
+    runner = ro.r(
+        """function(f, args) {
+            warnings <- character()
+            result <- withCallingHandlers(
+                tryCatch(do.call(f, args), error = function(e) structure(conditionMessage(e), class = "r_error")),
+                warning = function(w) { warnings <<- c(warnings, conditionMessage(w)); invokeRestart("muffleWarning") })
+            if (inherits(result, "r_error")) return(list(error = unclass(result), warnings = warnings))
+            list(result = result, warnings = warnings)
+        }"""
+    )
+    r_args = ro.ListVector.from_length(len(args) + len(kwargs))
+    for i, value in enumerate([*args, *kwargs.values()]):
+        r_args[i] = to_r(value)
+    r_args.names = ro.StrVector([""] * len(args) + list(kwargs))
+    out = runner(ro.r(code), r_args)
+    fields = dict(zip(out.names, out))
+    warnings = [str(w) for w in fields["warnings"]]
+    if "error" in fields:
+        raise RuntimeError(f"R code failed: {fields['error'][0]}")
+    return from_r(fields["result"]), warnings

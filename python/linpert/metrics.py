@@ -14,6 +14,7 @@ import pandas as pd
 
 __all__ = [
     "bootstrap_ratio",
+    "forest_table",
     "l2",
     "l2_by_n",
     "l2_grid",
@@ -276,3 +277,62 @@ def bootstrap_ratio(
     lower, upper = np.quantile(means, [alpha, 1 - alpha])
     se = means.std(ddof=1) if n_boot > 1 else np.nan
     return pd.Series({"mean": ratio.mean(), "lower": lower, "upper": upper, "se": se, "n": ratio.size})
+
+
+def forest_table(
+    results: pd.DataFrame, *, reference: str = "mean", n_boot: int = 10_000, seed: int = 0, ci: float = 0.95
+) -> pd.DataFrame:
+    """The paper's forest plot (Fig. 2c) as a table: per dataset and model, the mean ratio ``l2 / l2_reference``.
+
+    Each model's per-perturbation L2 is divided by the ``reference`` model's L2 on the same dataset, seed and
+    perturbation (and split, when the table has that column); rows of the ``test`` and ``val`` sets are used when
+    the table has a ``set`` column, and the seeds are pooled. The mean ratio and its bootstrap interval come from
+    :func:`bootstrap_ratio` (``n_boot`` resamples, the ``(1 − ci)/2`` and ``(1 + ci)/2`` quantiles).
+
+    Parameters
+    ----------
+    results
+        The runner's per-perturbation table: ``dataset``, ``seed``, ``model``, ``perturbation``, ``l2`` (and
+        optionally ``split``, ``set``).
+    reference
+        The model whose L2 is the denominator (the paper: the mean baseline).
+
+    Returns
+    -------
+    DataFrame
+        One row per dataset (and split) and non-reference model: ``mean``, ``lower``, ``upper``, ``se``, ``n``.
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"dataset": "d", "seed": 1, "model": ["mean", "mean", "linear", "linear"],
+    ...                       "perturbation": ["A+ctrl", "B+ctrl"] * 2, "l2": [2.0, 4.0, 1.0, 3.0]})
+    >>> forest_table(table, n_boot=100)[["dataset", "model", "mean", "n"]]
+      dataset   model   mean  n
+    0       d  linear  0.625  2
+    """
+    needed = ["dataset", "seed", "model", "perturbation", "l2"]
+    missing = [c for c in needed if c not in results.columns]
+    if missing:
+        raise ValueError(f"results lacks the columns {missing}; pass the runner's per-perturbation table.")
+    table = results
+    if "set" in table.columns:
+        table = table[table["set"].isin(["test", "val"])]
+    groups = ["dataset", "split"] if "split" in table.columns else ["dataset"]
+    keys = [*groups, "seed", "perturbation"]
+    if reference not in set(table["model"]):
+        raise ValueError(
+            f"The reference model {reference!r} is not in results (models: {sorted(set(table['model']))}); "
+            "name one of them with reference=."
+        )
+    ref = table.loc[table["model"] == reference, [*keys, "l2"]]
+    if ref.duplicated(keys).any():
+        raise ValueError(f"The reference model {reference!r} has more than one row per {keys}.")
+    paired = table[table["model"] != reference].merge(ref, on=keys, how="inner", suffixes=("", "_reference"))
+    rows = []
+    for (*group, model), part in paired.groupby([*groups, "model"], sort=True):
+        stats = bootstrap_ratio(part["l2"].to_numpy(), part["l2_reference"].to_numpy(), n_boot=n_boot, seed=seed, ci=ci)
+        rows.append({**dict(zip(groups, group)), "model": model, "reference": reference, **stats.to_dict()})
+    columns = [*groups, "model", "reference", "mean", "lower", "upper", "se", "n"]
+    out = pd.DataFrame(rows, columns=columns)
+    out["n"] = out["n"].astype(np.int64)
+    return out

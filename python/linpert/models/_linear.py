@@ -72,9 +72,16 @@ def _random_rows(genes: pd.Index | list[str], dim: int, entropy: int, stream: in
 
 def _check_embedding(value: Any, what: str) -> pd.DataFrame | str:
     if isinstance(value, str):
-        if value not in EMBEDDINGS:
-            raise ValueError(f"{what}={value!r} is not one of {EMBEDDINGS} or a DataFrame indexed by gene symbol.")
-        return value
+        if value in EMBEDDINGS:
+            return value
+        from ..embeddings import is_embedding_spec, load_embedding
+
+        if not is_embedding_spec(value):
+            raise ValueError(
+                f"{what}={value!r} is not one of {EMBEDDINGS}, an embedding spec such as 'go:<go_essential_all.csv>' "
+                "or 'scgpt:<model folder>' (see linpert.embeddings), or a DataFrame indexed by gene symbol."
+            )
+        value = load_embedding(value)  # resolved at fit time, cached per file
     if not isinstance(value, pd.DataFrame):
         raise TypeError(
             f"{what} must be 'pca', 'random' or a pandas DataFrame indexed by gene symbol, got {type(value).__name__}."
@@ -118,13 +125,16 @@ class LinearModel(PerturbationModel):
     ridge
         λ, the ridge penalty on both sides.
     gene_embedding
-        ``"pca"`` (from the training data), ``"random"`` (N(0, 1), ``n_components`` columns) or a DataFrame indexed
-        by gene symbol with any number of columns (e.g. scGPT's 512-d gene encoder). Genes it lacks are predicted
-        as NaN and listed in ``missing_genes_``.
+        ``"pca"`` (from the training data), ``"random"`` (N(0, 1), ``n_components`` columns), a DataFrame indexed
+        by gene symbol with any number of columns (e.g. scGPT's 512-d gene encoder), or an embedding spec string
+        loaded at ``fit`` (``"scgpt:<folder>"``, ``"scfoundation:<models.ckpt>?genes=<file>"``,
+        ``"table:<file>"``; see :mod:`linpert.embeddings`). Genes it lacks are predicted as NaN and listed in
+        ``missing_genes_``.
     perturbation_embedding
         ``"pca"`` (the training PCA's gene scores), ``"random"`` (N(0, 1) per target gene, ``n_components``
-        columns) or a DataFrame indexed by the target gene symbol, any number of columns (e.g. GEARS' GO
-        embedding). A perturbation of a gene it lacks is predicted as NaN, with the reason.
+        columns), a DataFrame indexed by the target gene symbol, any number of columns, or an embedding spec string
+        (``"go"``/``"go:<go_essential_all.csv>"`` for GEARS' GO embedding, ``"transfer:<pseudobulk.h5ad>"``,
+        ``"table:<file>"``). A perturbation of a gene it lacks is predicted as NaN, with the reason.
     seed
         Seed of the ``"random"`` embeddings; ``None`` draws fresh entropy at ``fit`` (kept in ``seed_``, so
         ``predict`` stays repeatable).
