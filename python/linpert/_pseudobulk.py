@@ -1,0 +1,691 @@
+"""Pseudobulk: the mean log-normalised expression of every perturbation condition.
+
+The paper compares models on pseudobulk profiles: for each condition, the mean of the log-normalised ``X`` over that
+condition's cells (spec §1; a mean, not a sum, and no re-normalisation). Cell-level files are large (Replogle:
+160,000 cells × 5,000 genes), so :func:`pseudobulk` reads a backed ``.h5ad`` in chunks of cells and keeps only
+conditions × genes sums in memory. Each chunk is reduced with a sparse indicator matrix (conditions × cells) times
+the chunk, in float64, split over a few threads (scipy's sparse product releases the GIL).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from functools import partial
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from ._conditions import CONTROL, canonical_names, condition_table, require_control
+
+if TYPE_CHECKING:  # pragma: no cover
+    import anndata
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# Ensembl gene IDs (ENSG…, ENSMUSG…, ENSDARG…), optionally versioned.
+_ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
+# Integer-valued data above this maximum looks like raw counts rather than log1p-normalised values.
+_RAW_COUNT_MAX = 50
+_COUNT_SAMPLE = 10_000_000
+_MAX_THREADS = 4
+
+
+def pseudobulk(
+    adata: anndata.AnnData | str | os.PathLike,
+    *,
+    condition_key: str = "condition",
+    layer: str | None = None,
+    gene_key: str | None = "gene_name",
+    chunk_size: int = 20_000,
+    progress: bool = False,
+) -> anndata.AnnData:
+    """Average the cells of every condition into one pseudobulk profile.
+
+    Parameters
+    ----------
+    adata
+        Cell-level data holding log-normalised expression: an in-memory AnnData (dense, CSR or CSC), a backed AnnData
+        (``anndata.read_h5ad(path, backed="r")``) or the path of an ``.h5ad`` file. Backed data and files are read
+        ``chunk_size`` cells at a time, so memory stays near conditions × genes plus one chunk.
+    condition_key
+        The ``obs`` column naming each cell's condition (``ctrl``, ``A+ctrl``, ``A+B``). Names that differ only in
+        gene order (``B+A`` and ``A+B``, ``ctrl+A`` and ``A+ctrl``) are merged, see :func:`linpert.canonical_names`.
+    layer
+        Average ``layers[layer]`` instead of ``X``.
+    gene_key
+        The ``var`` column of gene symbols; the original ``var_names`` are kept in ``var['gene_id']``. When the
+        column is absent the ``var_names`` are used, unless they are Ensembl IDs. ``None`` keeps the ``var_names``.
+    chunk_size
+        Cells per chunk (genes per chunk for CSC data are scaled to hold as many values).
+    progress
+        Show a tqdm progress bar over the chunks.
+
+    Returns
+    -------
+    AnnData
+        Conditions × genes, ``X`` a dense float64 mean; ``obs_names`` the canonical conditions (``ctrl`` first, the
+        rest sorted), ``obs`` columns ``genes``, ``kind`` and ``n_cells``; provenance in ``uns['linpert']``.
+
+    Examples
+    --------
+    >>> import anndata, numpy as np, pandas as pd
+    >>> cells = anndata.AnnData(
+    ...     np.array([[1.0, 0.0], [3.0, 2.0], [2.0, 2.0], [4.0, 0.0]]),
+    ...     obs=pd.DataFrame({"condition": ["ctrl", "ctrl", "ctrl+KLF1", "KLF1+ctrl"]}, index=list("abcd")),
+    ...     var=pd.DataFrame(index=["GATA1", "KLF1"]),
+    ... )
+    >>> pb = pseudobulk(cells)
+    >>> pb.obs_names.tolist(), pb.obs["n_cells"].tolist()
+    (['ctrl', 'KLF1+ctrl'], [2, 2])
+    >>> pb.X
+    array([[2., 1.],
+           [3., 1.]])
+    """
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive number of cells, got {chunk_size!r}.")
+    with _open(adata, layer=layer) as source:
+        codes, conditions = _cell_conditions(source.obs, condition_key)
+        var = _gene_table(source.var, gene_key)
+        codes_in_source = source.place(codes)
+        sums, check = _accumulate(source, codes_in_source, len(conditions), int(chunk_size), progress=progress)
+    sums = sums[:, source.columns] if source.columns is not None else sums
+    if check.non_finite.any():
+        raise ValueError(_non_finite_message(check.non_finite, conditions, source.what))
+    if check.looks_like_counts:
+        warnings.warn(
+            f"{source.what} holds integers up to {check.max_value:g}: it looks like raw counts. The paper averages "
+            "log-normalised values; normalise first (scanpy.pp.normalize_total then scanpy.pp.log1p) or pass the "
+            "layer that holds them.",
+            UserWarning,
+            stacklevel=2,
+        )
+    n_cells = np.bincount(codes, minlength=len(conditions)).astype(np.int64)
+    return _assemble(sums / n_cells[:, None], conditions, n_cells, var, source, condition_key, layer, gene_key)
+
+
+# --- the data source -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Source:
+    """Where the matrix comes from: an in-memory matrix or an element of an h5ad file, and its obs and var."""
+
+    obs: pd.DataFrame
+    var: pd.DataFrame
+    label: str  # provenance: the file path or "in-memory"
+    what: str  # how messages name the matrix, e.g. "layers['counts']"
+    matrix: Any = None  # in-memory ndarray or scipy sparse matrix
+    element: Any = None  # h5py Dataset (dense) or Group (sparse) in an open file
+    rows: np.ndarray | None = None  # positions of the cells in the file, for a view of a backed AnnData
+    columns: np.ndarray | None = None  # positions of the genes in the file, for a view of a backed AnnData
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        if self.matrix is not None:
+            return self.matrix.shape
+        if isinstance(self.element, _h5py().Dataset):
+            return self.element.shape
+        return tuple(int(n) for n in self.element.attrs["shape"])
+
+    @property
+    def format(self) -> str:
+        """``dense``, ``csr`` or ``csc``."""
+        if self.matrix is not None:
+            return self.matrix.format if sparse.issparse(self.matrix) else "dense"
+        if isinstance(self.element, _h5py().Dataset):
+            return "dense"
+        return _sparse_encoding(self.element)
+
+    def place(self, codes: np.ndarray) -> np.ndarray:
+        """Condition codes for every row of the stored matrix; -1 for rows outside a view."""
+        if self.rows is None:
+            return codes
+        placed = np.full(self.shape[0], -1, dtype=codes.dtype)
+        placed[self.rows] = codes
+        return placed
+
+
+@contextmanager
+def _open(adata, *, layer: str | None) -> Iterator[_Source]:
+    import anndata
+
+    what = "X" if layer is None else f"layers[{layer!r}]"
+    if isinstance(adata, (str, os.PathLike)):
+        path = _check_h5ad_path(adata)
+        h5py = _h5py()
+        with h5py.File(path, "r") as file:
+            obs, var = _read_frame(file, "obs", path), _read_frame(file, "var", path)
+            element = _file_element(file, layer, path)
+            yield _Source(obs=obs, var=var, label=str(path), what=what, element=element)
+        return
+    if not isinstance(adata, anndata.AnnData):
+        raise TypeError(
+            f"pseudobulk() takes an AnnData or the path of an .h5ad file, got {type(adata).__name__}. "
+            "Wrap a matrix with anndata.AnnData(X, obs=...)."
+        )
+    if adata.isbacked and layer is None:
+        path = Path(adata.filename)
+        rows = columns = None
+        if adata.is_view:
+            rows = _positions(adata._oidx, adata._adata_ref.n_obs, "cells")
+            columns = _positions(adata._vidx, adata._adata_ref.n_vars, "genes")
+        with _h5py().File(path, "r") as file:
+            element = _file_element(file, None, path)
+            yield _Source(
+                obs=adata.obs, var=adata.var, label=str(path), what=what, element=element, rows=rows, columns=columns
+            )
+        return
+    if layer is None:
+        matrix = adata.X
+        if matrix is None:
+            raise ValueError(f"The AnnData has no X; pass layer= one of {list(adata.layers.keys())}.")
+    else:
+        if layer not in adata.layers:
+            raise KeyError(f"No layer {layer!r} in the AnnData; its layers are {list(adata.layers.keys())}.")
+        matrix = adata.layers[layer]  # a backed AnnData holds its layers in memory
+    label = str(adata.filename) if adata.isbacked else "in-memory"
+    yield _Source(obs=adata.obs, var=adata.var, label=label, what=what, matrix=_as_matrix(matrix, what))
+
+
+def _as_matrix(matrix, what: str):
+    """An ndarray, or a CSR/CSC matrix, from what AnnData may hold."""
+    if sparse.issparse(matrix):
+        if matrix.format not in ("csr", "csc"):
+            matrix = matrix.tocsr()
+        return matrix
+    if isinstance(matrix, np.ndarray):  # includes anndata's ArrayView and np.matrix
+        return np.asarray(matrix)
+    raise TypeError(
+        f"{what} is a {type(matrix).__name__}; pseudobulk() reads numpy arrays and scipy CSR/CSC matrices. "
+        "Convert it first, e.g. adata.X = adata.X.compute() for a dask array."
+    )
+
+
+def _positions(index, n: int, what: str) -> np.ndarray:
+    positions = np.arange(n)[index]
+    if len(np.unique(positions)) != len(positions):
+        raise ValueError(
+            f"This view of a backed AnnData repeats {what}; pseudobulk() cannot read it from the file. "
+            "Call .to_memory() on the view first."
+        )
+    return positions
+
+
+def _h5py():
+    import h5py
+
+    return h5py
+
+
+def _check_h5ad_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No such file: '{path}'. Pass the path of an existing .h5ad file or an AnnData.")
+    if path.is_dir():
+        kind = "a zarr store" if any((path / n).exists() for n in (".zattrs", ".zgroup", "zarr.json")) else "a folder"
+        raise ValueError(
+            f"'{path}' is {kind}, not an .h5ad file. Pass an .h5ad file, or read the data into an AnnData first "
+            "(anndata.read_zarr for a zarr store) and pass that."
+        )
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if not head.startswith(HDF5_SIGNATURE):
+        raise ValueError(
+            f"'{path}' is not an .h5ad file: it does not start with the HDF5 signature; it looks like "
+            f"{_describe(head)}. Pass an .h5ad file written by AnnData.write_h5ad, or read the data into an AnnData "
+            "first and pass that."
+        )
+    return path
+
+
+def _describe(head: bytes) -> str:
+    """A few words on what a file that is not HDF5 looks like, from its first bytes."""
+    if not head:
+        return "an empty file"
+    if head.startswith(b"\x1f\x8b"):
+        return "a gzip-compressed file (decompress it first, e.g. with gunzip)"
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip archive (unzip it first)"
+    if head.startswith(b"PAR1"):
+        return "a Parquet file"
+    if head.startswith(b"\x93NUMPY"):
+        return "a NumPy .npy file"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"binary data starting with {head[:8]!r}"
+    first = text.splitlines()[0] if text.strip() else text
+    return f"a text file starting with {first[:60]!r}"
+
+
+def _read_frame(file, key: str, path: Path) -> pd.DataFrame:
+    if key not in file:
+        raise ValueError(
+            f"'{path}' is an HDF5 file but not an .h5ad file: it has no {key!r} group (top level: "
+            f"{sorted(file.keys())}). Pass an .h5ad written by AnnData.write_h5ad; a .loom file can be read with "
+            "anndata.io.read_loom and passed as an AnnData."
+        )
+    try:
+        from anndata.io import read_elem
+    except ImportError:  # anndata < 0.11
+        from anndata.experimental import read_elem
+    return read_elem(file[key])
+
+
+def _file_element(file, layer: str | None, path: Path):
+    if layer is None:
+        if "X" not in file:
+            layers = list(file["layers"].keys()) if "layers" in file else []
+            raise ValueError(f"'{path}' has no X; pass layer= one of {layers}.")
+        return _check_element(file["X"], "X", path)
+    layers = file["layers"] if "layers" in file else {}
+    if layer not in layers:
+        raise KeyError(f"No layer {layer!r} in '{path}'; its layers are {list(layers.keys())}.")
+    return _check_element(layers[layer], f"layers[{layer!r}]", path)
+
+
+def _check_element(element, what: str, path: Path):
+    if isinstance(element, _h5py().Dataset):
+        if element.ndim != 2:
+            raise ValueError(f"{what} in '{path}' is not a matrix (shape {element.shape}).")
+        return element
+    if _sparse_encoding(element) not in ("csr", "csc"):
+        raise ValueError(
+            f"{what} in '{path}' is encoded as {dict(element.attrs)}; pseudobulk() reads dense arrays and "
+            "csr_matrix/csc_matrix elements. Read it with anndata.read_h5ad and pass the AnnData."
+        )
+    return element
+
+
+def _sparse_encoding(group) -> str:
+    kind = group.attrs.get("encoding-type", group.attrs.get("h5sparse_format", ""))
+    if isinstance(kind, bytes):
+        kind = kind.decode()
+    return str(kind).removesuffix("_matrix")
+
+
+# --- conditions and genes --------------------------------------------------------------------------------------------
+
+
+def _cell_conditions(obs: pd.DataFrame, condition_key: str) -> tuple[np.ndarray, list[str]]:
+    """Each cell's position in the sorted canonical conditions (``ctrl`` first), and those conditions."""
+    if condition_key not in obs.columns:
+        raise KeyError(
+            f"obs has no column {condition_key!r}; its columns are {list(obs.columns)}. "
+            "Pass condition_key= naming the column that holds each cell's condition."
+        )
+    column = obs[condition_key]
+    missing = column.isna().to_numpy()
+    if missing.any():
+        examples = list(obs.index[missing][:3])
+        raise ValueError(
+            f"obs[{condition_key!r}] is missing for {missing.sum()} cells (e.g. {examples}). Label them or drop them "
+            f"first: adata = adata[adata.obs[{condition_key!r}].notna()]."
+        )
+    raw_codes, raw_names = pd.factorize(column.to_numpy(dtype=object), sort=False)
+    canonical = canonical_names(list(raw_names))
+    names = sorted(set(canonical.to_numpy()))
+    require_control(names, what=f"obs[{condition_key!r}]")
+    names.remove(CONTROL)
+    conditions = [CONTROL, *names]
+    position = pd.Index(conditions).get_indexer(canonical.loc[list(raw_names)].to_numpy())
+    return position[raw_codes].astype(np.int64), conditions
+
+
+def _gene_table(var: pd.DataFrame, gene_key: str | None) -> pd.DataFrame:
+    """The output ``var``: gene symbols as index, plus ``gene_id`` when the symbols came from a column."""
+    ids = pd.Index(var.index.astype(str))
+    if gene_key is not None and gene_key in var.columns:
+        column = var[gene_key]
+        if column.isna().any():
+            raise ValueError(
+                f"var[{gene_key!r}] is missing for {int(column.isna().sum())} genes; fill it in, or pass "
+                "gene_key=None to keep the var_names."
+            )
+        symbols = pd.Index(column.astype(str).to_numpy(), dtype=object)
+        table = pd.DataFrame({"gene_id": ids.to_numpy(dtype=object)}, index=symbols)
+    else:
+        if gene_key is not None and gene_key != "gene_name":
+            raise KeyError(
+                f"var has no column {gene_key!r}; its columns are {list(var.columns)}. Pass gene_key= naming the "
+                "column of gene symbols, or gene_key=None to keep the var_names."
+            )
+        if gene_key is not None and len(ids) and np.mean([bool(_ENSEMBL.match(i)) for i in ids]) > 0.5:
+            raise KeyError(
+                f"var has no gene-symbol column {gene_key!r} and the var_names are Ensembl IDs (e.g. {ids[0]!r}); "
+                f"pass gene_key= naming the column of gene symbols (var columns: {list(var.columns)}), or "
+                "gene_key=None to keep the IDs."
+            )
+        table = pd.DataFrame(index=pd.Index(ids.to_numpy(dtype=object)))
+    duplicated = table.index[table.index.duplicated()].unique()
+    if len(duplicated):
+        source = f"var[{gene_key!r}]" if "gene_id" in table.columns else "var_names"
+        raise ValueError(
+            f"{len(duplicated)} gene symbols in {source} occur more than once (e.g. {list(duplicated[:5])}). "
+            "Make them unique first (adata.var_names_make_unique() after setting the symbols as var_names), or "
+            "pass gene_key=None to keep the original var_names."
+        )
+    return table
+
+
+# --- the reduction ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Check:
+    """What the chunks revealed about the values."""
+
+    non_finite: np.ndarray  # non-finite values per condition
+    looks_like_counts: bool = False
+    max_value: float = 0.0
+
+
+def _accumulate(
+    source: _Source, codes: np.ndarray, n_conditions: int, chunk_size: int, *, progress: bool
+) -> tuple[np.ndarray, _Check]:
+    """Per-condition sums (float64, conditions × stored genes), reading the matrix chunk by chunk."""
+    from tqdm.auto import tqdm
+
+    if len(codes) != source.shape[0]:
+        raise ValueError(f"{source.what} has {source.shape[0]} rows but obs has {len(codes)} cells.")
+    sums = np.zeros((n_conditions, source.shape[1]))
+    check = _Check(non_finite=np.zeros(n_conditions, dtype=np.int64))
+    n_threads = _n_threads()
+    in_memory_rows = source.matrix is not None and source.format != "csc"
+    buffers = _Buffers()
+    reduce = _reduce_in_memory if in_memory_rows else partial(_reduce_read, buffers=buffers)
+    chunks, n_chunks = _chunks(source, codes, chunk_size, buffers)
+    with ThreadPoolExecutor(n_threads) as pool:
+        for i, chunk in enumerate(tqdm(chunks, total=n_chunks, desc="pseudobulk", unit="chunk", disable=not progress)):
+            check.non_finite += reduce(pool, n_threads, chunk, sums, check if i == 0 else None)
+    return sums, check
+
+
+class _Buffers:
+    """Arrays reused from chunk to chunk, so that their memory is not faulted in afresh for every chunk."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, n: int, dtype) -> np.ndarray:
+        array = self._arrays.get(name)
+        # Keep each within [n, 2n]: scipy copies index and data arrays that view less than half of their base.
+        if array is None or array.dtype != dtype or not n <= len(array) <= 2 * n:
+            array = self._arrays[name] = np.empty(n, dtype)
+        return array[:n]
+
+
+def _chunks(source: _Source, codes: np.ndarray, chunk_size: int, buffers: _Buffers) -> tuple[Iterator, int]:
+    """The chunks to reduce, and how many there are.
+
+    An in-memory matrix is read in condition order, as (matrix, rows, their codes): gathering rows costs one copy of
+    the chunk, and a chunk holding few conditions keeps the sparse product's output small and lets the threads share
+    the conditions out. A file is read in stored order, as (block, its rows' codes, the columns it covers); a CSC
+    matrix by columns.
+    """
+    n_obs, n_vars = source.shape
+    if source.format == "csc":
+        width = max(1, chunk_size * n_vars // max(n_obs, 1))  # as many values as a chunk of rows
+        starts = range(0, n_vars, width)
+        chunks = (
+            (_compact(_read_columns(source, a, min(a + width, n_vars), buffers).tocsr()), codes, slice(a, a + width))
+            for a in starts
+        )
+        return chunks, len(starts)
+    if source.matrix is not None:
+        order = np.argsort(codes, kind="stable")
+        order = order[codes[order] >= 0]
+        starts = range(0, len(order), chunk_size)
+        rows = (order[a : a + chunk_size] for a in starts)
+        return ((source.matrix, r, codes[r]) for r in rows), len(starts)
+    starts = range(0, n_obs, chunk_size)
+    chunks = (
+        (_read_rows(source, a, min(a + chunk_size, n_obs), buffers), codes[a : a + chunk_size], slice(None))
+        for a in starts
+    )
+    return chunks, len(starts)
+
+
+def _reduce_in_memory(pool, n_threads: int, chunk, sums: np.ndarray, check: _Check | None) -> np.ndarray:
+    """Add the sums of a chunk of in-memory rows, in condition order; each thread gathers and sums whole conditions.
+
+    Returns the non-finite values per condition.
+    """
+    matrix, rows, codes = chunk
+    if check is not None:
+        _check_counts(_gather(matrix, rows[: max(1, _COUNT_SAMPLE // max(matrix.shape[1], 1))]), check)
+
+    def reduce(part: tuple[int, int]) -> np.ndarray:
+        a, b = part
+        return _reduce_block(_gather(matrix, rows[a:b]), codes[a:b], sums, slice(None))
+
+    return sum(pool.map(reduce, _condition_runs(codes, n_threads)), np.zeros(len(sums), dtype=np.int64))
+
+
+def _condition_runs(codes: np.ndarray, n_parts: int) -> list[tuple[int, int]]:
+    """Cut sorted ``codes`` into up to ``n_parts`` runs of about equal length, only where the condition changes.
+
+    Threads given different runs then write disjoint rows of the sums.
+    """
+    changes = np.flatnonzero(np.diff(codes)) + 1
+    if not len(changes):
+        return [(0, len(codes))]
+    targets = np.linspace(0, len(codes), n_parts + 1)[1:-1]
+    cuts = changes[np.abs(changes[:, None] - targets[None, :]).argmin(axis=0)]
+    edges = np.unique([0, *cuts.tolist(), len(codes)])
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _gather(matrix, rows: np.ndarray):
+    block = matrix[rows]
+    return _compact(block) if sparse.issparse(block) else block
+
+
+def _reduce_block(block, codes: np.ndarray, sums: np.ndarray, columns: slice) -> np.ndarray:
+    """Add a block's sums into ``sums`` (one thread); returns the non-finite values per condition."""
+    if sparse.issparse(block):
+        values = block.data.astype(np.float64)
+        bad_rows = np.searchsorted(block.indptr, np.flatnonzero(~np.isfinite(values)), side="right") - 1
+        block = sparse.csr_matrix((values, block.indices, block.indptr), shape=block.shape)
+    else:
+        bad_rows = np.nonzero(~np.isfinite(block))[0]
+    lo, hi = int(codes.min()), int(codes.max()) + 1
+    product = _indicator(codes - lo, hi - lo) @ block
+    sums[lo:hi, columns] += product.toarray() if sparse.issparse(product) else product
+    bad = codes[bad_rows]
+    return np.bincount(bad, minlength=len(sums))
+
+
+def _reduce_read(
+    pool, n_threads: int, chunk, sums: np.ndarray, check: _Check | None, *, buffers: _Buffers
+) -> np.ndarray:
+    """Add the sums of a chunk read from a file (or a CSC matrix); returns the non-finite values per condition.
+
+    Its cells come in stored order, so every condition may appear: the threads share out the values to convert, then
+    the conditions to sum.
+    """
+    block, codes, columns = chunk
+    if check is not None:
+        _check_counts(block, check)
+    if sparse.issparse(block):
+        block, bad_rows = _to_float64(pool, n_threads, block, buffers.get("float64", block.nnz, np.float64))
+    else:
+        bad_rows = np.nonzero(~np.isfinite(block))[0]
+    bad = codes[bad_rows]
+    non_finite = np.bincount(bad[bad >= 0], minlength=len(sums))
+    present = codes[codes >= 0]  # a view of a backed file codes the cells outside it -1
+    if len(present):
+        # Only the conditions present in the chunk get a row in the indicator.
+        lo, hi = int(present.min()), int(present.max()) + 1
+        local = np.where(codes >= 0, codes - lo, -1)
+        out = sums[lo:hi, columns]
+        if sparse.issparse(block):
+            _add_products(pool, n_threads, _indicator(local, hi - lo), block, out)
+        else:
+            out += _dense_sums(pool, n_threads, local, block, hi - lo)
+    return non_finite
+
+
+def _n_threads() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(_MAX_THREADS, cores))
+
+
+def _splits(weights_cumsum: np.ndarray, n_parts: int) -> list[tuple[int, int]]:
+    """Split ``range(len(weights_cumsum) - 1)`` into up to ``n_parts`` runs of about equal weight."""
+    targets = np.linspace(0, weights_cumsum[-1], n_parts + 1)
+    edges = np.unique(np.searchsorted(weights_cumsum, targets).clip(0, len(weights_cumsum) - 1))
+    edges[0], edges[-1] = 0, len(weights_cumsum) - 1
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def _to_float64(pool, n_threads: int, block, out: np.ndarray):
+    """The CSR block with its values copied into ``out`` (float64), and the row of every non-finite value."""
+
+    def copy(part: tuple[int, int]) -> np.ndarray:
+        a, b = part
+        np.copyto(out[a:b], block.data[a:b])
+        return a + np.flatnonzero(~np.isfinite(out[a:b]))
+
+    edges = np.linspace(0, block.nnz, n_threads + 1).astype(np.int64)
+    bad = np.concatenate([np.zeros(0, np.int64), *pool.map(copy, zip(edges[:-1], edges[1:]))])
+    rows = np.searchsorted(block.indptr, bad, side="right") - 1
+    return sparse.csr_matrix((out, block.indices, block.indptr), shape=block.shape), rows
+
+
+def _add_products(pool, n_threads: int, indicator: sparse.csr_matrix, block, out: np.ndarray) -> None:
+    """``out += indicator @ block``, each thread taking a run of conditions (rows of ``out``).
+
+    Splitting by condition rather than by cell keeps the sparse product's output as small as in one thread, and the
+    threads write disjoint rows, so the result does not depend on their timing.
+    """
+
+    def add(part: tuple[int, int]) -> None:
+        a, b = part
+        out[a:b] += (indicator[a:b] @ block).toarray()
+
+    list(pool.map(add, _splits(indicator.indptr, n_threads)))
+
+
+def _dense_sums(pool, n_threads: int, codes: np.ndarray, block: np.ndarray, n_conditions: int) -> np.ndarray:
+    """``indicator @ block`` for a dense block, each thread taking a run of cells; summed in a fixed order."""
+
+    def product(part: tuple[int, int]) -> np.ndarray:
+        a, b = part
+        return _indicator(codes[a:b], n_conditions) @ block[a:b]
+
+    edges = np.linspace(0, len(codes), min(n_threads, max(len(codes), 1)) + 1).astype(int)
+    total = np.zeros((n_conditions, block.shape[1]))
+    for result in pool.map(product, zip(edges[:-1], edges[1:])):
+        total += result
+    return total
+
+
+def _read_rows(source: _Source, start: int, stop: int, buffers: _Buffers):
+    """Rows ``start:stop`` of a file's matrix as an ndarray or CSR matrix."""
+    if isinstance(source.element, _h5py().Dataset):
+        return source.element[start:stop]
+    shape = (stop - start, source.shape[1])
+    return _read_compressed(source.element, start, stop, sparse.csr_matrix, shape, buffers)
+
+
+def _read_columns(source: _Source, start: int, stop: int, buffers: _Buffers):
+    """Columns ``start:stop`` of a CSC matrix, as CSC."""
+    if source.matrix is not None:
+        return source.matrix[:, start:stop]
+    shape = (source.shape[0], stop - start)
+    return _read_compressed(source.element, start, stop, sparse.csc_matrix, shape, buffers)
+
+
+def _read_compressed(group, start: int, stop: int, kind, shape: tuple[int, int], buffers: _Buffers):
+    """Rows (CSR) or columns (CSC) ``start:stop`` straight from the file's ``indptr``, ``indices`` and ``data``."""
+    indptr = group["indptr"][start : stop + 1]
+    lo, hi = int(indptr[0]), int(indptr[-1])
+    arrays = []
+    for name in ("data", "indices"):
+        out = buffers.get(name, hi - lo, group[name].dtype)
+        if hi > lo:
+            group[name].read_direct(out, np.s_[lo:hi])
+        arrays.append(out)
+    return _compact(kind((*arrays, indptr - lo), shape=shape))
+
+
+def _compact(block):
+    """The block with int32 index arrays where they fit: scipy's sparse product is many times slower on int64."""
+    if block.indptr.dtype == np.int32 and block.indices.dtype == np.int32:
+        return block
+    if block.nnz >= 2**31 or max(block.shape) >= 2**31:
+        return block
+    indices, indptr = block.indices.astype(np.int32), block.indptr.astype(np.int32)
+    return block.__class__((block.data, indices, indptr), shape=block.shape)
+
+
+def _indicator(codes: np.ndarray, n_conditions: int) -> sparse.csr_matrix:
+    """Conditions × cells, 1.0 where the cell belongs to the condition; cells coded -1 belong to none."""
+    keep = np.flatnonzero(codes >= 0)
+    return sparse.csr_matrix(
+        (np.ones(len(keep)), (codes[keep], keep)), shape=(n_conditions, len(codes)), dtype=np.float64
+    )
+
+
+def _check_counts(block, check: _Check) -> None:
+    """Note whether the first chunk holds only integers with a large maximum: raw counts, not log values."""
+    values = (block.data if sparse.issparse(block) else np.asarray(block)).ravel()[:_COUNT_SAMPLE]
+    values = values[np.isfinite(values)]  # non-finite values are reported on their own
+    if values.size:
+        check.max_value = float(values.max())
+        check.looks_like_counts = check.max_value > _RAW_COUNT_MAX and np.array_equal(values, np.trunc(values))
+
+
+def _non_finite_message(non_finite: np.ndarray, conditions: list[str], what: str) -> str:
+    order = np.argsort(-non_finite, kind="stable")
+    worst = [f"{conditions[i]!r} ({non_finite[i]})" for i in order[:5] if non_finite[i] > 0]
+    n_conditions = int((non_finite > 0).sum())
+    return (
+        f"{what} holds {int(non_finite.sum())} non-finite values (NaN or inf) in {n_conditions} conditions: "
+        f"{', '.join(worst)}{', ...' if n_conditions > 5 else ''}. Fix or drop those cells before pseudobulking, "
+        "e.g. recompute the log-normalisation."
+    )
+
+
+# --- the result ------------------------------------------------------------------------------------------------------
+
+
+def _assemble(
+    means: np.ndarray,
+    conditions: list[str],
+    n_cells: np.ndarray,
+    var: pd.DataFrame,
+    source: _Source,
+    condition_key: str,
+    layer: str | None,
+    gene_key: str | None,
+) -> anndata.AnnData:
+    import anndata
+
+    table = condition_table(conditions)
+    obs = pd.DataFrame(
+        {
+            "genes": ["+".join(genes) for genes in table["genes"]],
+            "kind": table["kind"].to_numpy(dtype=object),
+            "n_cells": n_cells,
+        },
+        index=pd.Index(conditions, name="condition", dtype=object),
+    )
+    provenance = {
+        "source": source.label,
+        "condition_key": condition_key,
+        "layer": layer,
+        "gene_key": gene_key,
+        "n_cells": int(n_cells.sum()),
+    }
+    X = np.ascontiguousarray(means, dtype=np.float64)
+    return anndata.AnnData(X=X, obs=obs, var=var, uns={"linpert": provenance})

@@ -1,0 +1,293 @@
+"""linpert.pseudobulk against a direct pandas groupby mean, for every storage of the cell matrix."""
+
+from __future__ import annotations
+
+import gzip
+import tracemalloc
+import warnings
+
+import anndata
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+
+from linpert import pseudobulk
+
+# Raw names as datasets write them, and the canonical names they must map to (written out by hand, not computed).
+RAW = ["ctrl", "A+ctrl", "ctrl+A", "B+A", "A+B", "C+ctrl", "D+E", "ctrl"]
+CANONICAL = {"ctrl": "ctrl", "A+ctrl": "A+ctrl", "ctrl+A": "A+ctrl", "B+A": "A+B", "A+B": "A+B",
+             "C+ctrl": "C+ctrl", "D+E": "D+E"}  # fmt: skip
+ORDER = ["ctrl", "A+B", "A+ctrl", "C+ctrl", "D+E"]
+
+
+def make_cells(n_cells=61, n_genes=9, *, fmt="csr", seed=0, density=0.4):
+    """A small log-normalised cell-level AnnData: Ensembl-like var_names, symbols in var['gene_name']."""
+    rng = np.random.default_rng(seed)
+    dense = rng.random((n_cells, n_genes)) * (rng.random((n_cells, n_genes)) < density)
+    dense = np.log1p(dense * 20).astype(np.float32)
+    labels = np.array(RAW)[rng.integers(0, len(RAW), n_cells)]
+    labels[:2] = ["ctrl", "D+E"]  # every condition present at least once
+    X = {"dense": dense, "csr": sparse.csr_matrix(dense), "csc": sparse.csc_matrix(dense)}[fmt.removesuffix("64")]
+    if fmt.endswith("64"):  # int64 index arrays, as anndata may read them
+        X.indices, X.indptr = X.indices.astype(np.int64), X.indptr.astype(np.int64)
+    obs = pd.DataFrame({"condition": pd.Categorical(labels)}, index=[f"cell{i}" for i in range(n_cells)])
+    var = pd.DataFrame(
+        {"gene_name": [f"GENE{i}" for i in range(n_genes)]},
+        index=[f"ENSG{i:011d}" for i in range(n_genes)],
+    )
+    return anndata.AnnData(X=X, obs=obs, var=var)
+
+
+def groupby_mean(adata, matrix=None):
+    """The reference: pandas groupby mean over the canonical labels, rows ctrl first then sorted."""
+    matrix = adata.X if matrix is None else matrix
+    dense = matrix.toarray() if sparse.issparse(matrix) else np.asarray(matrix)
+    labels = adata.obs["condition"].astype(str).map(CANONICAL).to_numpy()
+    frame = pd.DataFrame(dense.astype(np.float64)).groupby(labels).mean()
+    return frame.loc[[c for c in ORDER if c in frame.index]]
+
+
+def assert_matches(result, adata, matrix=None):
+    expected = groupby_mean(adata, matrix)
+    assert result.obs_names.tolist() == expected.index.tolist()
+    assert isinstance(result.X, np.ndarray) and result.X.dtype == np.float64
+    np.testing.assert_allclose(result.X, expected.to_numpy(), rtol=1e-12, atol=1e-12)
+
+
+def write(adata, path):
+    adata.write_h5ad(path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr", "csc", "csr64", "csc64"])
+@pytest.mark.parametrize("chunk_size", [7, 1, 20_000])
+def test_in_memory_matches_groupby_mean(fmt, chunk_size):
+    cells = make_cells(fmt=fmt)
+    assert_matches(pseudobulk(cells, chunk_size=chunk_size), cells)
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr", "csc"])
+def test_thread_count_does_not_change_the_result(tmp_path, monkeypatch, fmt):
+    from linpert import _pseudobulk
+
+    cells = make_cells(n_cells=200, fmt=fmt)
+    path = write(cells, tmp_path / "cells.h5ad")
+    results = []
+    for threads in (1, 3):
+        monkeypatch.setattr(_pseudobulk, "_n_threads", lambda threads=threads: threads)
+        results.append([pseudobulk(cells, chunk_size=50).X, pseudobulk(path, chunk_size=50).X])
+    assert_matches(pseudobulk(cells, chunk_size=50), cells)
+    for one, three in zip(*results):  # each condition is summed by one thread, in the same order
+        np.testing.assert_array_equal(one, three)
+
+
+def test_layer_is_averaged_instead_of_x():
+    cells = make_cells()
+    other = make_cells(seed=1).X
+    cells.layers["lognorm"] = other
+    assert_matches(pseudobulk(cells, layer="lognorm", chunk_size=7), cells, other)
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr", "csc", "csr64"])
+def test_backed_file_and_path_match_groupby_mean(tmp_path, fmt):
+    cells = make_cells(n_cells=103, fmt=fmt)
+    path = write(cells, tmp_path / "cells.h5ad")
+    backed = anndata.read_h5ad(path, backed="r")
+    try:
+        assert_matches(pseudobulk(backed, chunk_size=7), cells)
+    finally:
+        backed.file.close()
+    from_path = pseudobulk(path, chunk_size=7)
+    assert_matches(from_path, cells)
+    assert from_path.uns["linpert"]["source"] == str(path)
+
+
+def test_backed_layer_and_view(tmp_path):
+    cells = make_cells(n_cells=80)
+    cells.layers["lognorm"] = make_cells(n_cells=80, seed=2).X
+    path = write(cells, tmp_path / "cells.h5ad")
+    assert_matches(pseudobulk(path, layer="lognorm", chunk_size=7), cells, cells.layers["lognorm"])
+    backed = anndata.read_h5ad(path, backed="r")
+    try:
+        rows = np.flatnonzero(np.arange(80) % 3 != 1)
+        view = backed[rows, [1, 4, 5]]
+        expected = cells[rows, [1, 4, 5]]
+        result = pseudobulk(view, chunk_size=7)
+        assert_matches(result, expected, expected.X)
+        assert result.var_names.tolist() == ["GENE1", "GENE4", "GENE5"]
+    finally:
+        backed.file.close()
+
+
+def test_merges_gene_orders_and_builds_obs():
+    cells = make_cells()
+    result = pseudobulk(cells)
+    raw = cells.obs["condition"].astype(str)
+    counts = raw.map(CANONICAL).value_counts()
+    assert result.obs_names.tolist() == ORDER
+    assert result.obs.index.name == "condition"
+    assert result.obs.columns.tolist() == ["genes", "kind", "n_cells"]
+    assert result.obs["genes"].tolist() == ["", "A+B", "A", "C", "D+E"]
+    assert result.obs["kind"].tolist() == ["control", "double", "single", "single", "double"]
+    assert result.obs["n_cells"].dtype == np.int64
+    assert result.obs["n_cells"].tolist() == [counts[c] for c in ORDER]
+    # both written orders contributed cells to the merged rows
+    assert {"B+A", "A+B"} <= set(raw) and {"ctrl+A", "A+ctrl"} <= set(raw)
+
+
+def test_gene_symbols_from_gene_name_column():
+    cells = make_cells()
+    result = pseudobulk(cells)
+    assert result.var_names.tolist() == cells.var["gene_name"].tolist()
+    assert result.var["gene_id"].tolist() == cells.var_names.tolist()
+    kept = pseudobulk(cells, gene_key=None)
+    assert kept.var_names.tolist() == cells.var_names.tolist()
+    assert "gene_id" not in kept.var.columns
+    cells.var.index = cells.var.pop("gene_name").to_numpy()  # symbols as var_names, no column
+    assert pseudobulk(cells).var_names.tolist() == [f"GENE{i}" for i in range(cells.n_vars)]
+
+
+def test_provenance_survives_h5ad_round_trip(tmp_path):
+    cells = make_cells()
+    result = pseudobulk(cells, layer=None)
+    assert result.uns["linpert"] == {
+        "source": "in-memory", "condition_key": "condition", "layer": None, "gene_key": "gene_name", "n_cells": 61,
+    }  # fmt: skip
+    back = anndata.read_h5ad(write(result, tmp_path / "pb.h5ad"))
+    np.testing.assert_array_equal(back.X, result.X)
+    pd.testing.assert_frame_equal(back.obs, result.obs)
+    assert back.uns["linpert"]["n_cells"] == 61 and back.uns["linpert"]["source"] == "in-memory"
+
+
+def test_progress_bar(capsys):
+    pseudobulk(make_cells(), chunk_size=7, progress=True)
+    assert "pseudobulk" in capsys.readouterr().err
+
+
+def test_raw_counts_warn_and_log_values_do_not():
+    cells = make_cells()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pseudobulk(cells)
+    cells.X = sparse.csr_matrix(np.rint(cells.X.toarray() * 40))
+    with pytest.warns(UserWarning, match="looks like raw counts.*normalize_total"):
+        pseudobulk(cells)
+
+
+def test_backed_memory_is_bounded(tmp_path):
+    n_cells, n_genes = 40_000, 400
+    rng = np.random.default_rng(3)
+    X = sparse.random(n_cells, n_genes, density=0.05, format="csr", dtype=np.float32, random_state=rng)
+    obs = pd.DataFrame({"condition": np.array(["ctrl", "A+ctrl", "B+ctrl", "A+B"])[rng.integers(0, 4, n_cells)]})
+    obs.index = obs.index.astype(str)
+    cells = anndata.AnnData(X=X, obs=obs)
+    path = write(cells, tmp_path / "big.h5ad")
+    dense_bytes = n_cells * n_genes * 8
+    tracemalloc.start()
+    try:
+        result = pseudobulk(path, chunk_size=2_000, gene_key=None)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < dense_bytes / 10, f"peak {peak / 2**20:.1f} MiB vs dense X {dense_bytes / 2**20:.0f} MiB"
+    expected = pd.DataFrame(X.toarray().astype(np.float64)).groupby(obs["condition"].to_numpy()).mean()
+    np.testing.assert_allclose(result.X, expected.loc[result.obs_names].to_numpy(), rtol=1e-10)
+
+
+# --- errors ----------------------------------------------------------------------------------------------------------
+
+
+def test_missing_condition_column_lists_columns():
+    with pytest.raises(KeyError, match=r"no column 'perturbation'.*\['condition'\].*condition_key="):
+        pseudobulk(make_cells(), condition_key="perturbation")
+
+
+def test_missing_condition_values():
+    cells = make_cells()
+    cells.obs["condition"] = cells.obs["condition"].astype(object)
+    cells.obs.iloc[[3, 5], 0] = np.nan
+    with pytest.raises(ValueError, match=r"missing for 2 cells \(e\.g\. \['cell3', 'cell5'\]\).*notna"):
+        pseudobulk(cells)
+
+
+def test_no_control_cells():
+    cells = make_cells()
+    cells = cells[cells.obs["condition"] != "ctrl"].copy()
+    with pytest.raises(ValueError, match="No control cells.*'ctrl'"):
+        pseudobulk(cells)
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr", "csc"])
+def test_non_finite_values_are_counted_per_condition(tmp_path, fmt):
+    cells = make_cells(fmt="dense")
+    dense = cells.X.copy()
+    where = np.flatnonzero(cells.obs["condition"].astype(str) == "C+ctrl")
+    dense[where[0], [0, 2]] = [np.nan, np.inf]
+    dense[where[-1], 1] = -np.inf
+    cells.X = {"dense": dense, "csr": sparse.csr_matrix(dense), "csc": sparse.csc_matrix(dense)}[fmt]
+    with pytest.raises(ValueError, match=r"3 non-finite values \(NaN or inf\) in 1 conditions: 'C\+ctrl' \(3\)"):
+        pseudobulk(cells, chunk_size=7)
+    with pytest.raises(ValueError, match=r"3 non-finite values.*'C\+ctrl' \(3\)"):
+        pseudobulk(write(cells, tmp_path / "bad.h5ad"), chunk_size=7)
+
+
+def test_duplicate_gene_symbols():
+    cells = make_cells()
+    cells.var["gene_name"] = ["GENE0", "GENE1", "GENE0", "GENE3", "GENE1", "GENE5", "GENE6", "GENE7", "GENE8"]
+    with pytest.raises(ValueError, match=r"2 gene symbols in var\['gene_name'\].*\['GENE0', 'GENE1'\].*"
+                       r"var_names_make_unique.*gene_key=None"):  # fmt: skip
+        pseudobulk(cells)
+    assert pseudobulk(cells, gene_key=None).n_vars == cells.n_vars
+
+
+def test_ensembl_var_names_without_symbols():
+    cells = make_cells()
+    del cells.var["gene_name"]
+    with pytest.raises(KeyError, match=r"no gene-symbol column 'gene_name'.*Ensembl.*pass gene_key="):
+        pseudobulk(cells)
+    cells.var_names = [f"ENSMUSG{i:011d}" for i in range(cells.n_vars)]
+    with pytest.raises(KeyError, match="Ensembl"):
+        pseudobulk(cells)
+    assert pseudobulk(cells, gene_key=None).var_names[0] == "ENSMUSG00000000000"
+    with pytest.raises(KeyError, match=r"no column 'symbol'.*gene_key=None"):
+        pseudobulk(cells, gene_key="symbol")
+
+
+def test_missing_layer(tmp_path):
+    cells = make_cells()
+    cells.layers["counts"] = cells.X.copy()
+    with pytest.raises(KeyError, match=r"No layer 'lognorm'.*\['counts'\]"):
+        pseudobulk(cells, layer="lognorm")
+    with pytest.raises(KeyError, match=r"No layer 'lognorm' in .*cells\.h5ad.*\['counts'\]"):
+        pseudobulk(write(cells, tmp_path / "cells.h5ad"), layer="lognorm")
+
+
+def test_paths_that_are_not_h5ad(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"No such file: .*missing\.h5ad"):
+        pseudobulk(tmp_path / "missing.h5ad")
+    csv = tmp_path / "cells.csv"
+    csv.write_text("cell,condition\nc1,ctrl\n")
+    with pytest.raises(ValueError, match=r"not an \.h5ad file.*HDF5 signature.*text file starting with 'cell,cond"):
+        pseudobulk(csv)
+    gz = tmp_path / "cells.h5ad.gz"
+    gz.write_bytes(gzip.compress(b"\x89HDF\r\n\x1a\n rest"))
+    with pytest.raises(ValueError, match="gzip-compressed.*gunzip"):
+        pseudobulk(gz)
+    (tmp_path / "empty.h5ad").touch()
+    with pytest.raises(ValueError, match="an empty file"):
+        pseudobulk(tmp_path / "empty.h5ad")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["matrix"] = np.zeros((2, 2))
+    with pytest.raises(ValueError, match=r"HDF5 file but not an \.h5ad.*no 'obs' group.*\['matrix'\]"):
+        pseudobulk(tmp_path / "other.h5")
+    with pytest.raises(ValueError, match="is a folder"):
+        pseudobulk(tmp_path)
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError, match="takes an AnnData or the path"):
+        pseudobulk(np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="chunk_size must be a positive"):
+        pseudobulk(make_cells(), chunk_size=0)
