@@ -1,4 +1,4 @@
-"""Small file helpers shared by the package: atomic writes, so no reader ever sees half a file."""
+"""Small file helpers shared by the package: atomic writes, and saying what a file that is not data really is."""
 
 from __future__ import annotations
 
@@ -36,3 +36,63 @@ def atomic_write(path: str | os.PathLike, content: Any, *, kind: str = "text") -
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# first bytes -> what a file with them is, and what to do, to explain why a file is not an h5ad
+_SIGNATURES = (
+    (HDF5_SIGNATURE, "an HDF5 file"),
+    (b"PK\x03\x04", "a zip archive (unzip it first)"),
+    (b"PK\x05\x06", "an empty zip archive"),
+    (b"\x1f\x8b", "a gzip-compressed file (a .tar.gz? decompress it first, e.g. with gunzip or tar)"),
+    (b"PAR1", "a Parquet file"),
+    (b"\x93NUMPY", "a NumPy .npy file"),
+    (b"\x80", "a Python pickle"),
+)
+
+
+def is_hdf5(path: str | os.PathLike) -> bool:
+    """Whether the file starts with the HDF5 signature (h5ad files are HDF5)."""
+    with open(path, "rb") as handle:
+        return handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+
+
+def describe_file(path: str | os.PathLike) -> str:
+    """Say in words what a file looks like from its first bytes: HDF5, zip, gzip, pickle, HTML, text, empty.
+
+    Used in error messages, so that "not an h5ad" comes with a hint of what arrived instead.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.h5ad"
+    >>> _ = p.write_text("<!DOCTYPE html><html><title>403 Forbidden</title></html>")
+    >>> describe_file(p)
+    "an HTML page (an error page saved instead of the data?) titled '403 Forbidden'"
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        return "an empty file (0 bytes)"
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    for signature, what in _SIGNATURES:
+        if head.startswith(signature):
+            return what
+    if head[257:262] == b"ustar":
+        return "a tar archive"
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in text[:512]:
+        title = ""
+        start, end = text.find(b"<title>"), text.find(b"</title>")
+        if 0 <= start < end:
+            title = head.lstrip()[start + 7 : end].decode("utf-8", "replace").strip()
+        return "an HTML page (an error page saved instead of the data?)" + (f" titled {title!r}" if title else "")
+    if text.startswith((b"{", b"[")):
+        return "JSON text (an error message from the server?)"
+    try:
+        sample = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"binary data of unknown type ({size} bytes, starting {head[:8]!r})"
+    first_line = sample.strip().splitlines()[0][:80] if sample.strip() else ""
+    return f"a text file ({size} bytes) starting {first_line!r}"

@@ -25,11 +25,13 @@ import pandas as pd
 from scipy import sparse
 
 from ._conditions import CONTROL, canonical_names, condition_table, require_control
+from ._io import describe_file, is_hdf5
 
 if TYPE_CHECKING:  # pragma: no cover
     import anndata
 
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# Bump when the numbers pseudobulk() returns change, so cached pseudobulks (linpert.datasets) are rebuilt.
+PSEUDOBULK_VERSION = 1
 # Ensembl gene IDs (ENSG…, ENSMUSG…, ENSDARG…), optionally versioned.
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
 # Integer-valued data above this maximum looks like raw counts rather than log1p-normalised values.
@@ -235,35 +237,13 @@ def _check_h5ad_path(path: str | os.PathLike) -> Path:
             f"'{path}' is {kind}, not an .h5ad file. Pass an .h5ad file, or read the data into an AnnData first "
             "(anndata.read_zarr for a zarr store) and pass that."
         )
-    with open(path, "rb") as fh:
-        head = fh.read(512)
-    if not head.startswith(HDF5_SIGNATURE):
+    if not is_hdf5(path):
         raise ValueError(
             f"'{path}' is not an .h5ad file: it does not start with the HDF5 signature; it looks like "
-            f"{_describe(head)}. Pass an .h5ad file written by AnnData.write_h5ad, or read the data into an AnnData "
+            f"{describe_file(path)}. Pass an .h5ad file written by AnnData.write_h5ad, or read the data into an AnnData "
             "first and pass that."
         )
     return path
-
-
-def _describe(head: bytes) -> str:
-    """A few words on what a file that is not HDF5 looks like, from its first bytes."""
-    if not head:
-        return "an empty file"
-    if head.startswith(b"\x1f\x8b"):
-        return "a gzip-compressed file (decompress it first, e.g. with gunzip)"
-    if head.startswith(b"PK\x03\x04"):
-        return "a zip archive (unzip it first)"
-    if head.startswith(b"PAR1"):
-        return "a Parquet file"
-    if head.startswith(b"\x93NUMPY"):
-        return "a NumPy .npy file"
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"binary data starting with {head[:8]!r}"
-    first = text.splitlines()[0] if text.strip() else text
-    return f"a text file starting with {first[:60]!r}"
 
 
 def _read_frame(file, key: str, path: Path) -> pd.DataFrame:

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._io import describe_file, is_hdf5
+
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
 
@@ -21,64 +23,6 @@ GEARS_FILE = "perturb_processed.h5ad"
 SCFOUNDATION_NORMAN_FILE = "gse133344_k562gi_oe_pert227_84986_19264_withtotalcount.h5ad"
 # Conditions of scFoundation's Norman file whose genes are not in GEARS' GO graph; the paper drops them (spec §1).
 NORMAN_UNMAPPED = ("LYL1+IER5L", "IER5L+ctrl")
-
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-# first bytes -> what a file with them is, to explain why a file is not an h5ad
-_SIGNATURES = (
-    (_HDF5_SIGNATURE, "an HDF5 file"),
-    (b"PK\x03\x04", "a zip archive"),
-    (b"PK\x05\x06", "an empty zip archive"),
-    (b"\x1f\x8b", "a gzip file (a .tar.gz?)"),
-    (b"\x80", "a Python pickle"),
-    (b"ustar", "a tar archive"),
-)
-
-
-def describe_file(path: str | os.PathLike) -> str:
-    """Say in words what a file looks like from its first bytes: HDF5, zip, gzip, pickle, HTML, text, empty.
-
-    Used in error messages, so that "not an h5ad" comes with a hint of what arrived instead.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.h5ad"
-    >>> _ = p.write_text("<!DOCTYPE html><html><title>403 Forbidden</title></html>")
-    >>> describe_file(p)
-    "an HTML page (an error page saved instead of the data?) titled '403 Forbidden'"
-    """
-    path = Path(path)
-    size = path.stat().st_size
-    if size == 0:
-        return "an empty file (0 bytes)"
-    with open(path, "rb") as handle:
-        head = handle.read(4096)
-    for signature, what in _SIGNATURES:
-        if head.startswith(signature):
-            return what
-    if head[257:262] == b"ustar":
-        return "a tar archive"
-    text = head.lstrip().lower()
-    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in text[:512]:
-        title = ""
-        start, end = text.find(b"<title>"), text.find(b"</title>")
-        if 0 <= start < end:
-            title = head.lstrip()[start + 7 : end].decode("utf-8", "replace").strip()
-        return "an HTML page (an error page saved instead of the data?)" + (f" titled {title!r}" if title else "")
-    if text.startswith((b"{", b"[")):
-        return "JSON text (an error message from the server?)"
-    try:
-        sample = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"binary data of unknown type ({size} bytes, starting {head[:8]!r})"
-    first_line = sample.strip().splitlines()[0][:80] if sample.strip() else ""
-    return f"a text file ({size} bytes) starting {first_line!r}"
-
-
-def is_hdf5(path: str | os.PathLike) -> bool:
-    """Whether the file starts with the HDF5 signature (h5ad files are HDF5)."""
-    with open(path, "rb") as handle:
-        return handle.read(len(_HDF5_SIGNATURE)) == _HDF5_SIGNATURE
 
 
 def is_zip(path: str | os.PathLike) -> bool:

@@ -294,9 +294,9 @@ def _unpack(resource: Resource, archive: Path, target: Path) -> str:
 
 
 def _pseudobulk_version() -> str:
-    from .. import __version__, _pseudobulk
+    from .. import _pseudobulk
 
-    return str(getattr(_pseudobulk, "PSEUDOBULK_VERSION", __version__))
+    return str(_pseudobulk.PSEUDOBULK_VERSION)
 
 
 def _read_cells(resource: Resource, path: Path, *, backed: bool, drop_unmapped: bool = True) -> AnnData:
