@@ -50,6 +50,8 @@ class BenchmarkResult:
     interaction_calls: Any = None
     #: How well each model finds them (:class:`linpert.interactions.InteractionEvaluation`), double split only.
     interactions: Any = None
+    #: The forest plot's numbers (:func:`linpert.metrics.forest_table`): each model's L2 relative to ``mean``.
+    forest: pd.DataFrame | None = None
 
 
 def run(
@@ -147,10 +149,24 @@ def run(
         results = results.drop(columns="common")
     timing = pd.DataFrame(timings)
     summary = summarise(results, timing)
+    forest = _forest(results)
     if store:
-        store.finish(results, timing, summary, restriction)
+        store.finish(results, timing, summary, restriction, forest)
+        store.save_observed(data, readout)
     calls, evaluation = _interaction_step(data, split, n_genes, predictions, store, interactions)
-    return BenchmarkResult(results, timing, summary, store.root if store else None, restriction, calls, evaluation)
+    return BenchmarkResult(
+        results, timing, summary, store.root if store else None, restriction, calls, evaluation, forest
+    )
+
+
+def _forest(results: pd.DataFrame) -> pd.DataFrame | None:
+    """Fig. 2c's bootstrap mean ratio to the mean baseline, when the mean baseline ran beside other models."""
+    from .metrics import forest_table
+
+    models = set(results["model"])
+    if "mean" not in models or len(models) < 2:
+        return None
+    return forest_table(results, reference="mean")
 
 
 def summarise(results: pd.DataFrame, timings: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -311,6 +327,23 @@ def _model_identity(model) -> str:
     return f"{type(model).__module__}.{type(model).__qualname__}({json.dumps(params, sort_keys=True, default=repr)})"
 
 
+def _null_summary(calls) -> dict[str, Any]:
+    """The fitted empirical null and the thresholds, for the deviation histogram (Extended Data Fig. 3)."""
+    fit = calls.locfdr
+    row = {0: "thest", 1: "mlest"}.get(fit.call.get("nulltype", 1), "cmest")
+    return {
+        "estimate": row,
+        **{name: float(value) for name, value in fit.fp0.loc[row].items()},  # delta, sigma (or sigleft/right), p0
+        "lower": calls.lower,
+        "upper": calls.upper,
+        "level": calls.level,
+        "rule": calls.rule,
+        "backend": fit.backend,
+        "warnings": list(fit.warnings),
+        "counts": {k: int(v) for k, v in calls.counts.items()},
+    }
+
+
 class _Store:
     """The run's output folder: one file per finished grid cell, written atomically."""
 
@@ -367,6 +400,7 @@ class _Store:
         folder = self.root / "interactions"
         table = calls.table.assign(lower=calls.lower, upper=calls.upper)
         atomic_write(folder / "calls.parquet", table, kind="parquet")
+        atomic_write(folder / "null.json", json.dumps(_null_summary(calls), indent=2))
         atomic_write(folder / "tpr_fdp.csv", evaluation.tpr_fdp, kind="csv")
         atomic_write(folder / "tpr_fdp_by_seed.csv", evaluation.curves, kind="csv")
         atomic_write(folder / "auc.csv", evaluation.auc, kind="csv")
@@ -382,10 +416,19 @@ class _Store:
         if not path.exists():
             split.to_json(path)
 
-    def finish(self, results, timings, summary, restriction) -> None:
+    def save_observed(self, data, readout) -> None:
+        """The observed pseudobulk on the read-out genes (every condition), for figures that need the truth."""
+        observed = pd.DataFrame(
+            np.asarray(data.X, dtype=np.float64)[:, readout], index=data.obs_names, columns=data.var_names[readout]
+        )
+        atomic_write(self.root / "observed.parquet", observed, kind="parquet")
+
+    def finish(self, results, timings, summary, restriction, forest=None) -> None:
         atomic_write(self.root / "results.parquet", results, kind="parquet")
         atomic_write(self.root / "results.csv", results, kind="csv")
         atomic_write(self.root / "timings.csv", timings, kind="csv")
         atomic_write(self.root / "summary.csv", summary, kind="csv")
         if restriction:
             atomic_write(self.root / "restriction.json", json.dumps(restriction, indent=2))
+        if forest is not None:
+            atomic_write(self.root / "forest.csv", forest, kind="csv")

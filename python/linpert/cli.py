@@ -43,8 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--split", choices=["auto", "double", "simulation"], default="auto",
                      help="'double' (the paper's Norman split), 'simulation' (GEARS'), or 'auto': double when the data "
                      "has double perturbations (default: %(default)s)")
-    run.add_argument("--models", help="comma-separated model names (default: no_change,additive,linear for the double "
-                     "split, mean,linear for the simulation split)")
+    run.add_argument("--models", help="comma-separated models: a name (no_change, additive, mean, linear), "
+                     "name(param=value, ...), or label=name(...), e.g. "
+                     "'mean,linear,lm_go=linear(perturbation_embedding=go:go_essential_all.csv)' "
+                     "(default: no_change,additive,linear for the double split, mean,linear for the simulation split)")
     run.add_argument("--seeds", help="comma-separated seeds (default: 1-5 for double, 1,2 for simulation)")
     run.add_argument("--out", help="output folder (default: linpert-results/<dataset>-<split>)")
     run.add_argument("--n-genes", type=int, default=1000, help="read-out genes: the highest control means (default: 1000)")
@@ -89,6 +91,7 @@ def _demo(args) -> int:
 
 def _run(args) -> int:
     from . import benchmark
+    from .models import split_model_specs
 
     data, name = _load(args.data, condition_key=args.condition_key, progress=not args.quiet)
     split = args.split
@@ -98,7 +101,7 @@ def _run(args) -> int:
         data,
         split=split,
         seeds=_ints(args.seeds or DEFAULT_SEEDS[split]),
-        models=(args.models or DEFAULT_MODELS[split]).split(","),
+        models=split_model_specs(args.models or DEFAULT_MODELS[split]),
         out=args.out or Path("linpert-results") / f"{name}-{split}",
         dataset=name,
         n_genes=args.n_genes,

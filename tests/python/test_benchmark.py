@@ -152,6 +152,9 @@ def test_double_benchmark_scores_interactions_and_writes_them(pseudobulk, tmp_pa
         assert (folder / name).exists(), name
     stored = pd.read_csv(folder / "auc.csv")
     np.testing.assert_allclose(stored["auprc"], auc["auprc"], equal_nan=True)
+    null = json.loads((folder / "null.json").read_text())
+    assert (null["lower"], null["upper"]) == (calls.lower, calls.upper)
+    assert null["delta"] == calls.locfdr.fp0.loc["mlest", "delta"] and null["estimate"] == "mlest"
 
     # a resumed run never refits and recomputes the same summaries from the stored predictions
     monkeypatch.setattr(NoChange, "fit", lambda self, train: pytest.fail("refitted"))
@@ -172,3 +175,32 @@ def test_interactions_option_defaults_and_bad_use(pseudobulk):
     with pytest.raises(ValueError, match="interactions=True needs the double split"):
         benchmark.run(singles, split="simulation", seeds=[1], models=["mean"], n_genes=50, progress=False,
                       interactions=True)
+
+
+def test_single_run_writes_forest_and_observed(pseudobulk, tmp_path):
+    singles = pseudobulk[pseudobulk.obs["kind"] != "double"].copy()
+    out = tmp_path / "single"
+    result = benchmark.run(singles, split="simulation", seeds=[1, 2], models=["mean", "linear(n_components=3)"],
+                           n_genes=50, out=out, progress=False)
+    from linpert.metrics import forest_table
+
+    expected = forest_table(result.results, reference="mean")
+    pd.testing.assert_frame_equal(result.forest, expected)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "forest.csv"), expected, check_dtype=False)
+    observed = pd.read_parquet(out / "observed.parquet")
+    assert observed.shape == (singles.n_obs, 50)
+    np.testing.assert_array_equal(observed.loc["ctrl"].to_numpy(), singles["ctrl"].X.ravel()[top_expressed_genes(
+        singles["ctrl"].X.ravel(), n=50)])
+    no_mean = benchmark.run(singles, split="simulation", seeds=[1], models=["linear(n_components=3)"], n_genes=50,
+                            progress=False)
+    assert no_mean.forest is None
+
+
+def test_models_named_by_spec(pseudobulk):
+    result = benchmark.run(pseudobulk, split="double", seeds=[1],
+                           models=["additive", "lm5=linear(n_components=5, ridge=1)"], n_genes=50, progress=False)
+    assert set(result.results["model"]) == {"additive", "lm5"}
+    with pytest.raises(ValueError, match="Unknown model 'lineer'"):
+        benchmark.run(pseudobulk, models=["lineer"], progress=False)
+    with pytest.raises(ValueError, match="does not end with '\\)'"):
+        benchmark.run(pseudobulk, models=["linear(ridge=1"], progress=False)

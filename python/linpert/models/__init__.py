@@ -36,8 +36,10 @@ __all__ = [
     "NoChange",
     "PerturbationModel",
     "make_model",
+    "parse_model_spec",
     "pca_gene_scores",
     "resolve_models",
+    "split_model_specs",
 ]
 
 
@@ -64,11 +66,73 @@ def make_model(name: str, **params: Any) -> PerturbationModel:
         raise TypeError(f"Bad hyperparameters for model {name!r}: {err}") from None
 
 
+def parse_model_spec(spec: str) -> tuple[str, PerturbationModel]:
+    """Build a labelled model from a one-line spec: ``name``, ``name(param=value, ...)`` or ``label=name(...)``.
+
+    This is how the command line names models, including the paper's linear-model variants with embeddings from
+    elsewhere. Values that read as numbers become numbers; everything else stays a string (embedding specs such as
+    ``go:/path/go_essential_all.csv`` are passed to the model as they are).
+
+    Examples
+    --------
+    >>> parse_model_spec("linear")
+    ('linear', LinearModel(n_components=10, ridge=0.1, gene_embedding='pca', perturbation_embedding='pca', seed=None))
+    >>> label, model = parse_model_spec("lm_random_p=linear(perturbation_embedding=random, seed=1)")
+    >>> label, model.perturbation_embedding, model.seed
+    ('lm_random_p', 'random', 1)
+    """
+    text = spec.strip()
+    label, eq, rest = text.partition("=")
+    if not eq or "(" in label:
+        label, rest = None, text
+    name, paren, args = rest.partition("(")
+    name = name.strip()
+    params: dict[str, Any] = {}
+    if paren:
+        if not args.endswith(")"):
+            raise ValueError(f"Model spec {spec!r} opens '(' but does not end with ')'. Write name(param=value, ...).")
+        for item in filter(None, (a.strip() for a in _split_top_level(args[:-1]))):
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip():
+                raise ValueError(f"Model spec {spec!r}: {item!r} is not param=value.")
+            params[key.strip()] = _spec_value(value.strip())
+    return (label or name).strip(), make_model(name, **params)
+
+
+def split_model_specs(text: str) -> list[str]:
+    """Split a comma-separated list of model specs, leaving commas inside parentheses alone.
+
+    >>> split_model_specs("mean,linear(n_components=5, ridge=1),no_change")
+    ['mean', 'linear(n_components=5, ridge=1)', 'no_change']
+    """
+    return [part.strip() for part in _split_top_level(text) if part.strip()]
+
+
+def _split_top_level(text: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def _spec_value(value: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return {"None": None, "True": True, "False": False}.get(value, value)
+
+
 def resolve_models(models: Sequence[Any]) -> list[tuple[str, Any]]:
     """Turn names, model instances or ``(label, model)`` pairs into unique ``(label, model)`` pairs.
 
-    A name builds the registered model with its defaults; an instance is labelled with its registry name
-    (``model.name``) or, failing that, its class name.
+    A string is a model spec (see :func:`parse_model_spec`): a registered name builds that model with its
+    defaults; an instance is labelled with its registry name (``model.name``) or, failing that, its class name.
 
     Examples
     --------
@@ -80,7 +144,7 @@ def resolve_models(models: Sequence[Any]) -> list[tuple[str, Any]]:
     pairs = []
     for item in models:
         if isinstance(item, str):
-            pairs.append((item, make_model(item)))
+            pairs.append(parse_model_spec(item))
         elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
             label, model = item
             pairs.append((label, make_model(model) if isinstance(model, str) else model))
