@@ -1,0 +1,67 @@
+"""The paper's deep-learning models behind linpert's model contract, each run in its own process.
+
+Every adapter is a :class:`~linpert.models.PerturbationModel`: keyword hyperparameters (the paper's settings),
+``fit(train)`` on a training pseudobulk, ``predict(conditions)`` returning absolute log expression with NaN and a
+reason where the model cannot predict. The deep models train on cells, so they take ``cells=`` (GEARS' format, an
+AnnData or an ``.h5ad`` path); the pseudobulk given to ``fit`` says which conditions are train and which genes to
+predict.
+
+Their stacks conflict, so each runs in a worker process driven through files, chosen by ``environment=``:
+``"current"`` (this interpreter), ``"venv"`` (a pinned virtual environment built on first use) or
+``"docker:IMAGE"`` / ``"podman:IMAGE"``. The main process never imports torch.
+
+The linear-decoder models (Geneformer, UCE, scBERT in the paper) need no worker: a ridge regression from a
+per-condition cell embedding to the pseudobulk.
+
+Examples
+--------
+>>> from linpert.adapters import ADAPTERS
+>>> sorted(ADAPTERS)
+['cpa', 'gears', 'geneformer', 'scbert', 'scfoundation', 'scgpt', 'uce']
+"""
+
+from __future__ import annotations
+
+from ..models._base import PerturbationModel
+from ._base import PROTOCOL, WorkerModel
+from ._cells import de_keys, gears_cells, reconstruct_counts, validation_conditions
+from ._decoder import EmbeddingDecoder, GeneformerDecoder, ScBertDecoder, UceDecoder, condition_embedding, ridge_fit
+from ._environment import Launcher, container_command, ensure_venv, venv_path
+from ._gears import GearsModel, write_go_files
+from ._others import CpaModel, ScFoundationModel, ScGptModel
+
+#: Adapter name -> class, for ``linpert.models.resolve_models`` / ``make_model``.
+ADAPTERS: dict[str, type[PerturbationModel]] = {
+    "gears": GearsModel,
+    "scgpt": ScGptModel,
+    "scfoundation": ScFoundationModel,
+    "cpa": CpaModel,
+    "geneformer": GeneformerDecoder,
+    "uce": UceDecoder,
+    "scbert": ScBertDecoder,
+}
+
+__all__ = [
+    "ADAPTERS",
+    "PROTOCOL",
+    "CpaModel",
+    "EmbeddingDecoder",
+    "GearsModel",
+    "GeneformerDecoder",
+    "Launcher",
+    "ScBertDecoder",
+    "ScFoundationModel",
+    "ScGptModel",
+    "UceDecoder",
+    "WorkerModel",
+    "condition_embedding",
+    "container_command",
+    "de_keys",
+    "ensure_venv",
+    "gears_cells",
+    "reconstruct_counts",
+    "ridge_fit",
+    "validation_conditions",
+    "venv_path",
+    "write_go_files",
+]

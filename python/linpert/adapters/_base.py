@@ -1,0 +1,273 @@
+"""The adapter side of the worker protocol: run folder, request files, the worker process, reading its outputs.
+
+A :class:`WorkerModel` never imports its model's stack. ``fit`` writes the cells (GEARS' format) and a JSON request
+into a run folder, starts the worker script (``workers/<model>_worker.py``) with the chosen environment and reads
+its report; ``predict`` writes a second request and reads ``predictions.h5ad``.
+
+The protocol (version 1), every path relative to the worker's view:
+
+``request.json``
+    ``{"protocol": 1, "action": "fit" | "predict", "model": str, "run_dir": str, "cells": str, "train": [...],
+    "val": [...], "model_dir": str, "device": "auto" | "cpu" | "cuda", "seed": int, "params": {...},
+    "inputs": {name: path}, "perturbations": [[gene, ...], ...] (predict), "output": str}``
+fit output
+    ``fit.json``: ``{"seconds", "train_seconds", "epochs", "device", "peak_rss_mib", "peak_gpu_mib",
+    "train_conditions", "val_conditions", "dropped", "predictable_genes" (or null: any gene)}`` and the model
+    in ``model_dir``.
+predict output
+    ``predictions.h5ad``: rows keyed by the genes joined with ``_`` (GEARS' keys), ``obs['reason']``, columns the
+    gene symbols; ``predict.json`` with ``seconds``, ``peak_rss_mib``, ``peak_gpu_mib``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .._conditions import CONTROL, Condition, parse_condition
+from .._io import atomic_write
+from ..models._base import PerturbationModel, check_training
+from ._cells import gears_cells, load_cells, validation_conditions
+from ._environment import WORKERS, Launcher, launcher
+
+if TYPE_CHECKING:  # pragma: no cover
+    from anndata import AnnData
+
+PROTOCOL = 1
+
+
+class WorkerModel(PerturbationModel):
+    """Base class of the adapters that run a deep-learning model in a worker process.
+
+    Subclasses set the class attributes below, store their hyperparameters in ``__init__`` (including the shared
+    ones: ``cells``, ``validation``, ``environment``, ``device``, ``seed``, ``work_dir``, ``requirements``,
+    ``python``, ``pip_args``, ``cache_dir``, ``condition_key``) and implement :meth:`_params` and, where the
+    worker needs files from the user, :meth:`_inputs`.
+
+    After ``fit``: ``fit_seconds_`` (wall clock of ``fit``, worker start included), ``train_seconds_`` (the
+    worker's training loop), ``peak_memory_mib_`` (GPU peak when the worker ran on CUDA, else the worker's peak
+    resident memory), ``device_``, ``train_conditions_`` / ``val_conditions_`` (what the worker trained and
+    validated on), ``dropped_`` (training conditions the model could not use, with why) and ``run_dir_``.
+    After ``predict``: ``predict_seconds_`` and ``predict_peak_memory_mib_``.
+    """
+
+    #: Worker script in ``linpert/adapters/workers``.
+    worker: str = ""
+    #: Modules the worker imports (checked for ``environment="current"``).
+    stack: tuple[str, ...] = ()
+    #: The linpert extra that installs the stack.
+    extra: str = ""
+    #: pip requirements of the isolated environment (``environment="venv"``).
+    default_requirements: tuple[str, ...] = ()
+    #: Whether the worker needs reconstructed counts in ``layers['counts']``.
+    needs_counts: bool = False
+
+    # -- what subclasses provide -------------------------------------------------------------------------
+    def _params(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        """The model's settings, JSON-serialisable, passed to the worker."""
+        raise NotImplementedError
+
+    def _inputs(self) -> dict[str, str | os.PathLike]:
+        """User files or folders the worker reads (checkpoints, GO files), by name."""
+        return {}
+
+    # -- the contract ------------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        def show(value: Any) -> str:
+            if hasattr(value, "n_obs") and hasattr(value, "n_vars"):
+                return f"<AnnData {value.n_obs}×{value.n_vars}>"
+            return repr(value)
+
+        params = ", ".join(f"{k}={show(v)}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+    def fit(self, train: AnnData, *, cells: Any = None) -> WorkerModel:
+        """Train the model in its worker on the cells of the training conditions of ``train``.
+
+        Parameters
+        ----------
+        train
+            Pseudobulk of the training conditions (``ctrl`` included): its rows say which conditions are train,
+            its columns which genes to predict.
+        cells
+            Cell-level data in GEARS' format (AnnData or ``.h5ad`` path); overrides the constructor's ``cells``.
+
+        Returns
+        -------
+        self
+        """
+        t0 = time.perf_counter()
+        data = check_training(train)
+        cells = load_cells(cells if cells is not None else self.cells, condition_key=self.condition_key)
+        seed = 0 if self.seed is None else int(self.seed)
+        train_names = list(data.conditions)
+        val_names = validation_conditions(train_names, self.validation, seed=seed)
+        if not isinstance(self.validation, (int, float)):
+            fit_names = train_names
+        else:  # a fraction is held out of the training conditions
+            fit_names = [c for c in train_names if c not in set(val_names)]
+        adata = gears_cells(
+            cells,
+            [*fit_names, *val_names],
+            condition_key=self.condition_key,
+            genes=list(data.genes),
+            counts=self.needs_counts,
+        )
+        run_dir = self._new_run_dir()
+        the_launcher = self._launcher()
+        atomic_write(run_dir / "cells.h5ad", adata, kind="h5ad")
+        del adata
+        request = self._request("fit", the_launcher, run_dir, seed=seed)
+        request.update(train=fit_names, val=val_names)
+        report = self._call(the_launcher, run_dir, request)
+
+        self._remember(data)
+        self.launcher_ = the_launcher
+        self.run_dir_ = run_dir
+        self.seed_ = seed
+        self.device_ = report["device"]
+        self.train_seconds_ = float(report.get("train_seconds", report["seconds"]))
+        self.peak_memory_mib_ = _peak(report)
+        self.train_conditions_ = list(report.get("train_conditions", fit_names))
+        self.val_conditions_ = list(report.get("val_conditions", val_names))
+        self.dropped_ = dict(report.get("dropped", {}))
+        genes = report.get("predictable_genes")
+        self.predictable_genes_ = None if genes is None else frozenset(genes)
+        self.fit_report_ = report
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def _predict(self, conditions: list[Condition]) -> tuple[np.ndarray, list[str]]:
+        t0 = time.perf_counter()
+        X = np.full((len(conditions), len(self.genes_)), np.nan)
+        reasons = [""] * len(conditions)
+        asked: dict[str, int] = {}
+        for i, condition in enumerate(conditions):
+            reason = self._cannot_predict(condition)
+            if reason:
+                reasons[i] = reason
+            elif condition.is_control:
+                X[i] = self.ctrl_  # the worker's baseline is the control mean: no model call needed
+            else:
+                asked[condition.name] = i
+        self.predict_peak_memory_mib_ = 0.0
+        if asked:
+            request = self._request("predict", self.launcher_, self.run_dir_, seed=self.seed_)
+            request["perturbations"] = [list(conditions[i].genes) for i in asked.values()]
+            report = self._call(self.launcher_, self.run_dir_, request)
+            self.predict_peak_memory_mib_ = _peak(report)
+            predicted = _read_predictions(self.run_dir_ / "predictions.h5ad", self.genes_)
+            for name, i in asked.items():
+                if name not in predicted.index:
+                    reasons[i] = f"the {self.name} worker returned no prediction for {name}"
+                    continue
+                reasons[i] = str(predicted.at[name, "reason"])
+                if not reasons[i]:
+                    X[i] = predicted.loc[name, "values"]
+        self.predict_seconds_ = time.perf_counter() - t0
+        return X, reasons
+
+    def _cannot_predict(self, condition: Condition) -> str:
+        if self.predictable_genes_ is None:
+            return ""
+        unknown = [g for g in condition.genes if g not in self.predictable_genes_]
+        if unknown:
+            return f"{', '.join(unknown)} not in {self.name}'s perturbation graph"
+        return ""
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+    def _launcher(self) -> Launcher:
+        return launcher(
+            self.environment,
+            model=self.name,
+            stack=self.stack,
+            extra=self.extra,
+            requirements=self.default_requirements if self.requirements is None else self.requirements,
+            python=self.python,
+            pip_args=self.pip_args,
+            cache_dir=self.cache_dir,
+            gpu=self.device == "cuda" or (self.device == "auto" and shutil.which("nvidia-smi") is not None),
+        )
+
+    def _request(self, action: str, the_launcher: Launcher, run_dir: Path, *, seed: int) -> dict[str, Any]:
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device={self.device!r}: use 'auto' (CUDA when available), 'cpu' or 'cuda'.")
+        inputs = {}
+        for key, path in self._inputs().items():
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"{key}={str(path)!r} does not exist; give the folder or file it names.")
+            inputs[key] = the_launcher.path(path)
+        return {
+            "protocol": PROTOCOL,
+            "action": action,
+            "model": self.name,
+            "run_dir": the_launcher.run_path(run_dir, ""),
+            "cells": the_launcher.run_path(run_dir, "cells.h5ad"),
+            "model_dir": the_launcher.run_path(run_dir, "model"),
+            "output": the_launcher.run_path(run_dir, "predictions.h5ad" if action == "predict" else "fit.json"),
+            "report": the_launcher.run_path(run_dir, f"{action}.json"),
+            "device": self.device,
+            "seed": seed,
+            "params": self._params(),
+            "inputs": inputs,
+        }
+
+    def _call(self, the_launcher: Launcher, run_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
+        """Write the request, run the worker, return its JSON report or raise with the end of its log."""
+        action = request["action"]
+        report_path = run_dir / f"{action}.json"
+        report_path.unlink(missing_ok=True)
+        atomic_write(run_dir / f"request-{action}.json", json.dumps(request, indent=1))
+        command = the_launcher.command(WORKERS / self.worker, f"request-{action}.json", run_dir=run_dir)
+        log = run_dir / f"{action}.log"
+        with open(log, "w") as handle:
+            done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=run_dir)
+        if done.returncode != 0 or not report_path.is_file():
+            tail = log.read_text(errors="replace")[-4000:]
+            raise RuntimeError(
+                f"The {self.name} worker failed to {action} (exit code {done.returncode}; log {log}). "
+                f"Command: {' '.join(command)}\n--- end of its log ---\n{tail}"
+            )
+        return json.loads(report_path.read_text())
+
+    def _new_run_dir(self) -> Path:
+        if self.work_dir is not None:
+            Path(self.work_dir).mkdir(parents=True, exist_ok=True)
+            return Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=self.work_dir)).resolve()
+        run_dir = Path(tempfile.mkdtemp(prefix=f"linpert-{self.name}-")).resolve()
+        weakref.finalize(self, shutil.rmtree, run_dir, ignore_errors=True)  # temporary: gone with the model
+        return run_dir
+
+
+def _peak(report: dict[str, Any]) -> float:
+    gpu = report.get("peak_gpu_mib")
+    if report.get("device", "cpu").startswith("cuda") and gpu is not None:
+        return float(gpu)
+    return float(report.get("peak_rss_mib") or 0.0)
+
+
+def _read_predictions(path: Path, genes: pd.Index) -> pd.DataFrame:
+    """The worker's predictions keyed by canonical name: columns ``values`` (aligned to ``genes``) and ``reason``."""
+    import anndata
+
+    pred = anndata.read_h5ad(path)
+    symbols = pd.Index(np.asarray(pred.var["gene_name"] if "gene_name" in pred.var else pred.var_names, dtype=str))
+    columns = symbols.get_indexer(genes)
+    values = np.asarray(pred.X.toarray() if hasattr(pred.X, "toarray") else pred.X, dtype=np.float64)
+    aligned = np.where(columns[None, :] >= 0, values[:, np.maximum(columns, 0)], np.nan)
+    names = [parse_condition(key, sep="_").name if key else CONTROL for key in pred.obs_names]
+    reasons = pred.obs["reason"].astype(str).to_numpy() if "reason" in pred.obs else [""] * len(names)
+    return pd.DataFrame({"values": list(aligned), "reason": reasons}, index=pd.Index(names))
+
+
+__all__ = ["PROTOCOL", "WorkerModel"]

@@ -1,0 +1,224 @@
+"""Linear decoders from a per-condition cell embedding to the pseudobulk (the paper's Geneformer, UCE and scBERT).
+
+The paper embedded cells with each foundation model (Geneformer fine-tuned as a condition classifier then in-silico
+deletion / overexpression; UCE zero-shot on control cells with the targets overwritten; scBERT fine-tuned), averaged
+the embedding per condition and fitted sklearn's ``Ridge(alpha=1.0, fit_intercept=True)`` from embedding to
+pseudobulk on the training conditions. :class:`EmbeddingDecoder` is that last step, in closed form; the embeddings
+come from the user (a table or ``obsm`` of the cells), since running the foundation models is outside linpert.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .._conditions import Condition
+from ..models._base import PerturbationModel, check_training
+from ._cells import per_cell_conditions
+
+if TYPE_CHECKING:  # pragma: no cover
+    from anndata import AnnData
+
+__all__ = ["EmbeddingDecoder", "GeneformerDecoder", "ScBertDecoder", "UceDecoder", "condition_embedding", "ridge_fit"]
+
+
+def ridge_fit(X: np.ndarray, Y: np.ndarray, *, alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge regression with an unpenalised intercept, in closed form: ``Y ≈ X W + b``.
+
+    ``W = (XcᵀXc + αI)⁻¹ XcᵀYc`` with column-centred ``Xc``, ``Yc`` and ``b = ȳ − x̄ W``: the solution of
+    sklearn's ``Ridge(alpha, fit_intercept=True)``. With more features than samples the equivalent dual form
+    ``W = Xcᵀ (XcXcᵀ + αI)⁻¹ Yc`` is solved instead.
+
+    Examples
+    --------
+    >>> X = np.array([[0.0], [1.0], [2.0]]); Y = np.array([[1.0], [3.0], [5.0]])
+    >>> W, b = ridge_fit(X, Y, alpha=0.0)
+    >>> np.round(W, 6).tolist(), np.round(b, 6).tolist()
+    ([[2.0]], [1.0])
+    """
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}.")
+    x_mean, y_mean = X.mean(axis=0), Y.mean(axis=0)
+    Xc, Yc = X - x_mean, Y - y_mean
+    n, p = Xc.shape
+    if p <= n:
+        W = np.linalg.lstsq(Xc.T @ Xc + alpha * np.eye(p), Xc.T @ Yc, rcond=None)[0]
+    else:
+        W = Xc.T @ np.linalg.lstsq(Xc @ Xc.T + alpha * np.eye(n), Yc, rcond=None)[0]
+    return W, y_mean - x_mean @ W
+
+
+def condition_embedding(
+    embedding: Any = None, *, cells: Any = None, obsm_key: str | None = None, condition_key: str = "condition"
+) -> pd.DataFrame:
+    """A per-condition embedding table (canonical condition names × dimensions).
+
+    Parameters
+    ----------
+    embedding
+        A DataFrame (conditions as index) or a ``.parquet`` / ``.csv`` file (conditions in the index, or the first
+        column when the file has no index). Condition names are canonicalised; rows naming the same condition
+        (``ctrl+A`` and ``A+ctrl``) are averaged.
+    cells, obsm_key
+        Instead of ``embedding``: cells (AnnData or ``.h5ad``) whose ``obsm[obsm_key]`` is averaged per condition.
+
+    Examples
+    --------
+    >>> table = pd.DataFrame([[1.0, 0.0], [3.0, 2.0]], index=["ctrl+A", "A+ctrl"])
+    >>> condition_embedding(table).to_numpy().tolist()
+    [[2.0, 1.0]]
+    """
+    if (embedding is None) == (cells is None):
+        raise ValueError("Give either embedding= (a table or file) or cells= with obsm_key=, not both or neither.")
+    if embedding is not None:
+        table = _read_table(embedding)
+        names = np.asarray(table.index, dtype=str)
+        values = table.to_numpy(dtype=np.float64)
+        columns = table.columns
+    else:
+        from ._cells import load_cells
+
+        cells = load_cells(cells, condition_key=condition_key)
+        if obsm_key is None or obsm_key not in cells.obsm:
+            raise ValueError(
+                f"The cells have no obsm[{obsm_key!r}] (keys: {list(cells.obsm.keys())}). "
+                "Pass obsm_key= naming the cell embedding, or embedding= a per-condition table."
+            )
+        names = np.asarray(cells.obs[condition_key], dtype=str)
+        values = np.asarray(cells.obsm[obsm_key], dtype=np.float64)
+        columns = pd.RangeIndex(values.shape[1])
+    canonical = per_cell_conditions(names).to_numpy()
+    frame = pd.DataFrame(values, columns=columns).groupby(canonical, sort=True).mean()
+    frame.index = pd.Index(frame.index.astype(str))
+    if not np.isfinite(frame.to_numpy()).all():
+        raise ValueError("The embedding has non-finite values; remove or impute them.")
+    return frame
+
+
+def _read_table(embedding: Any) -> pd.DataFrame:
+    if isinstance(embedding, pd.DataFrame):
+        return embedding
+    if not isinstance(embedding, (str, os.PathLike)):
+        raise TypeError(f"embedding must be a DataFrame or a .parquet/.csv path, got {type(embedding).__name__}.")
+    path = str(embedding)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"embedding={path!r} is not a file.")
+    if path.endswith(".parquet"):
+        table = pd.read_parquet(path)
+        if isinstance(table.index, pd.RangeIndex):
+            table = table.set_index(table.columns[0])
+        return table
+    if path.endswith(".csv"):
+        return pd.read_csv(path, index_col=0)
+    raise ValueError(f"embedding={path!r}: use a .parquet or .csv file (rows: conditions, columns: dimensions).")
+
+
+class EmbeddingDecoder(PerturbationModel):
+    """Ridge regression from a per-condition embedding to the pseudobulk, fitted on the training conditions.
+
+    Parameters
+    ----------
+    embedding
+        Per-condition embedding: DataFrame or ``.parquet`` / ``.csv`` (see :func:`condition_embedding`).
+    cells, obsm_key
+        Instead of ``embedding``: cells whose ``obsm[obsm_key]`` is averaged per condition.
+    alpha
+        Ridge penalty (the paper: sklearn's default 1.0); the intercept is not penalised.
+    condition_key
+        The column of ``cells.obs`` that holds the conditions.
+
+    Notes
+    -----
+    Training conditions without an embedding are left out of the fit (listed in ``dropped_``); a requested
+    condition without one is NaN with a reason.
+
+    Examples
+    --------
+    >>> import anndata
+    >>> emb = pd.DataFrame([[0.0], [1.0], [2.0]], index=["ctrl", "A+ctrl", "B+ctrl"])
+    >>> train = anndata.AnnData(np.array([[1.0], [2.0]]), obs=pd.DataFrame(index=["ctrl", "A+ctrl"]))
+    >>> EmbeddingDecoder(embedding=emb, alpha=0.0).fit(train).predict(["B+ctrl"]).X.round(6).tolist()
+    [[3.0]]
+    """
+
+    name = "embedding_decoder"
+    #: The ``obsm`` key the subclasses read by default.
+    default_obsm_key: str | None = None
+
+    def __init__(
+        self,
+        *,
+        embedding: Any = None,
+        cells: Any = None,
+        obsm_key: str | None = None,
+        alpha: float = 1.0,
+        condition_key: str = "condition",
+    ) -> None:
+        self.embedding = embedding
+        self.cells = cells
+        self.obsm_key = obsm_key
+        self.alpha = alpha
+        self.condition_key = condition_key
+
+    def fit(self, train: AnnData) -> EmbeddingDecoder:
+        data = check_training(train)
+        table = condition_embedding(
+            self.embedding,
+            cells=self.cells,
+            obsm_key=self.obsm_key or self.default_obsm_key,
+            condition_key=self.condition_key,
+        )
+        usable = [c for c in data.conditions if c in table.index]
+        self.dropped_ = {c: "no embedding for this condition" for c in data.conditions if c not in table.index}
+        if len(usable) < 2:
+            raise ValueError(
+                f"Only {len(usable)} training conditions have an embedding; the decoder needs at least 2. "
+                f"Embedded conditions look like {list(table.index[:3])}, training ones like {list(data.conditions[:3])}."
+            )
+        rows = data.conditions.get_indexer(usable)
+        self.coef_, self.intercept_ = ridge_fit(table.loc[usable].to_numpy(), data.X[rows], alpha=float(self.alpha))
+        self.embedding_ = table
+        self._remember(data)
+        return self
+
+    def _predict(self, conditions: list[Condition]) -> tuple[np.ndarray, list[str]]:
+        X = np.full((len(conditions), len(self.genes_)), np.nan)
+        reasons = []
+        for i, condition in enumerate(conditions):
+            if condition.name in self.embedding_.index:
+                X[i] = self.embedding_.loc[condition.name].to_numpy() @ self.coef_ + self.intercept_
+                reasons.append("")
+            else:
+                reasons.append(f"no {self.name} embedding for {condition.name}")
+        return X, reasons
+
+
+class GeneformerDecoder(EmbeddingDecoder):
+    """Geneformer's cell embedding (fine-tuned as a condition classifier, in-silico deletion / overexpression of the
+    targets) averaged per condition, then a ridge decoder. Reads ``obsm['X_geneformer']`` of ``cells`` unless
+    ``embedding=`` or ``obsm_key=`` say otherwise."""
+
+    name = "geneformer"
+    default_obsm_key = "X_geneformer"
+
+
+class UceDecoder(EmbeddingDecoder):
+    """UCE's zero-shot embedding of control cells with the target genes' expression overwritten, averaged per
+    condition, then a ridge decoder. Reads ``obsm['X_uce']`` unless told otherwise."""
+
+    name = "uce"
+    default_obsm_key = "X_uce"
+
+
+class ScBertDecoder(EmbeddingDecoder):
+    """scBERT's embedding after fine-tuning on the training conditions, averaged per condition, then a ridge
+    decoder. Reads ``obsm['X_scbert']`` unless told otherwise."""
+
+    name = "scbert"
+    default_obsm_key = "X_scbert"

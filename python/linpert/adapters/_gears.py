@@ -1,0 +1,200 @@
+"""GEARS (Roohani et al. 2023) through linpert's model contract, trained in a worker process.
+
+:class:`GearsModel` hands GEARS its cells in GEARS' own format with linpert's split as a custom split, and GEARS' GO
+files from a folder the user gives (``go_files=``: never downloaded at run time). :func:`write_go_files` writes
+small GO files in GEARS' format, for tests and simulated data.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from .._io import atomic_write
+from ._base import WorkerModel
+
+__all__ = ["GearsModel", "write_go_files"]
+
+
+class GearsModel(WorkerModel):
+    """GEARS, with the paper's settings, behind ``fit(train)`` / ``predict(conditions)``.
+
+    Parameters
+    ----------
+    cells
+        Cell-level data in GEARS' format (AnnData or ``.h5ad`` path) holding at least the cells of the training
+        conditions, of the validation conditions when they are named, and ``ctrl``. Can also be given to ``fit``.
+    go_files
+        Folder with GEARS' ``gene2go_all.pkl``, ``essential_all_data_pert_genes.pkl`` and ``go_essential_all.csv``
+        (Harvard Dataverse files 6153417, 6934320, 6934319; see :func:`write_go_files` for simulated data).
+    validation
+        Conditions GEARS picks its best epoch on: a fraction of the training perturbations held out from training
+        (drawn with ``seed``), or a list of names whose cells are in ``cells`` (the paper used ``split.val``).
+        The test split is never given to GEARS.
+    hidden_size, epochs, batch_size, test_batch_size, lr, weight_decay
+        ``model_initialize(hidden_size=64)``, ``train(epochs=20, lr=1e-3, weight_decay=5e-4)``,
+        ``get_dataloader(batch_size=32, test_batch_size=128)``: the paper's settings.
+    environment
+        Where the worker runs: ``"current"`` (needs ``pip install 'linpert[gears]'``), ``"venv"`` (an isolated
+        environment with ``requirements`` built on first use under ``cache_dir``), ``"docker:IMAGE"`` or
+        ``"podman:IMAGE"``.
+    device
+        ``"auto"`` (CUDA when the worker sees a GPU), ``"cpu"`` or ``"cuda"``.
+    seed
+        Seeds Python, numpy and torch in the worker (GEARS samples control cells with numpy's global RNG).
+    work_dir
+        Keep the run folder (data, model, logs) under this folder; by default a temporary folder that is removed
+        with the model.
+    requirements, python, pip_args, cache_dir
+        For ``environment="venv"``: pip requirements (default :attr:`default_requirements`), base interpreter,
+        extra pip arguments, cache root (default ``$LINPERT_DATA_DIR``).
+    condition_key
+        The column of ``cells.obs`` that holds the conditions.
+
+    Notes
+    -----
+    A perturbation whose gene is not in GEARS' GO graph cannot be predicted: its row is NaN with a reason, and
+    such training conditions are dropped (``dropped_``). ``ctrl`` is predicted as the control pseudobulk.
+
+    Examples
+    --------
+    >>> GearsModel(go_files="go/", epochs=1)  # doctest: +ELLIPSIS
+    GearsModel(cells=None, go_files='go/', validation=0.1, hidden_size=64, epochs=1, ...)
+    """
+
+    name = "gears"
+    worker = "gears_worker.py"
+    stack = ("gears", "torch", "torch_geometric")
+    extra = "gears"
+    default_requirements = (
+        "cell-gears==0.1.2",
+        "torch_geometric==2.8.1",
+        "scipy<1.15",
+        "anndata>=0.10",
+    )
+
+    def __init__(
+        self,
+        *,
+        cells: Any = None,
+        go_files: str | os.PathLike | None = None,
+        validation: float | Sequence[str] = 0.1,
+        hidden_size: int = 64,
+        epochs: int = 20,
+        batch_size: int = 32,
+        test_batch_size: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 5e-4,
+        environment: str = "current",
+        device: str = "auto",
+        seed: int | None = 0,
+        work_dir: str | os.PathLike | None = None,
+        requirements: Sequence[str] | None = None,
+        python: str | None = None,
+        pip_args: Sequence[str] = (),
+        cache_dir: str | os.PathLike | None = None,
+        condition_key: str = "condition",
+    ) -> None:
+        self.cells = cells
+        self.go_files = go_files
+        self.validation = validation
+        self.hidden_size = hidden_size
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.test_batch_size = test_batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.environment = environment
+        self.device = device
+        self.seed = seed
+        self.work_dir = work_dir
+        self.requirements = requirements
+        self.python = python
+        self.pip_args = pip_args
+        self.cache_dir = cache_dir
+        self.condition_key = condition_key
+
+    def _params(self) -> dict[str, Any]:
+        for key in ("hidden_size", "epochs", "batch_size", "test_batch_size"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{key} must be a positive integer, got {value!r}.")
+        return {
+            "hidden_size": int(self.hidden_size),
+            "epochs": int(self.epochs),
+            "batch_size": int(self.batch_size),
+            "test_batch_size": int(self.test_batch_size),
+            "lr": float(self.lr),
+            "weight_decay": float(self.weight_decay),
+        }
+
+    def _inputs(self) -> dict[str, str | os.PathLike]:
+        if self.go_files is None:
+            raise ValueError(
+                "GearsModel needs go_files=<folder> holding GEARS' gene2go_all.pkl, essential_all_data_pert_genes.pkl "
+                "and go_essential_all.csv (linpert never downloads them at run time; "
+                "linpert.adapters.write_go_files writes small ones for simulated data)."
+            )
+        if not os.path.isdir(self.go_files):
+            raise FileNotFoundError(f"go_files={str(self.go_files)!r} is not a folder.")
+        return {"go_files": self.go_files}
+
+
+def write_go_files(
+    genes: Sequence[str],
+    folder: str | os.PathLike,
+    *,
+    n_terms: int | None = None,
+    terms_per_gene: int = 5,
+    seed: int = 0,
+) -> Path:
+    """Write small GO files in GEARS' format covering ``genes``, for simulated data and tests.
+
+    Each gene gets ``terms_per_gene`` random GO terms out of ``n_terms`` (default ``max(10, len(genes) // 4)``);
+    ``go_essential_all.csv`` holds every ordered pair (self-pairs included) whose Jaccard index of terms exceeds
+    0.1, with the index as ``importance`` — what GEARS' ``make_GO`` computes from ``gene2go_all.pkl``.
+
+    Returns
+    -------
+    Path
+        ``folder``, holding ``gene2go_all.pkl`` (gene -> set of terms), ``essential_all_data_pert_genes.pkl``
+        (the gene list) and ``go_essential_all.csv`` (``source``, ``target``, ``importance``).
+
+    Examples
+    --------
+    >>> import tempfile, pandas as pd
+    >>> folder = write_go_files(["A", "B", "C"], tempfile.mkdtemp(), n_terms=2, terms_per_gene=1)
+    >>> sorted(pd.read_csv(folder / "go_essential_all.csv").columns)
+    ['importance', 'source', 'target']
+    """
+    genes = [str(g) for g in genes]
+    n_terms = max(10, len(genes) // 4) if n_terms is None else int(n_terms)
+    if not 1 <= terms_per_gene <= n_terms:
+        raise ValueError(f"terms_per_gene must lie in [1, n_terms={n_terms}], got {terms_per_gene}.")
+    rng = np.random.default_rng(seed)
+    terms = np.vstack([np.sort(rng.choice(n_terms, terms_per_gene, replace=False)) for _ in genes])
+    incidence = sparse.csr_matrix(
+        (np.ones(terms.size), (np.repeat(np.arange(len(genes)), terms_per_gene), terms.ravel())),
+        shape=(len(genes), n_terms),
+    )
+    shared = sparse.coo_matrix(incidence @ incidence.T)
+    jaccard = shared.data / (2 * terms_per_gene - shared.data)
+    keep = jaccard > 0.1
+    names = np.asarray(genes, dtype=object)
+    edges = pd.DataFrame(
+        {"source": names[shared.row[keep]], "target": names[shared.col[keep]], "importance": jaccard[keep]}
+    ).sort_values(["source", "target"], kind="stable")
+
+    folder = Path(folder)
+    gene2go = {g: {f"GO:{t:07d}" for t in row} for g, row in zip(genes, terms)}
+    atomic_write(folder / "gene2go_all.pkl", pickle.dumps(gene2go), kind="bytes")
+    atomic_write(folder / "essential_all_data_pert_genes.pkl", pickle.dumps(list(genes)), kind="bytes")
+    atomic_write(folder / "go_essential_all.csv", edges, kind="csv")
+    return folder

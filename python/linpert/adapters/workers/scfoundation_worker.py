@@ -1,0 +1,89 @@
+"""scFoundation worker: its GEARS fork (from the scFoundation repository) on linpert's split. Run by linpert.
+
+    python scfoundation_worker.py REQUEST.json
+
+The user gives the fork's folder (``inputs.code``, put first on ``sys.path`` so ``import gears`` is the fork), the
+``models.ckpt`` checkpoint and GEARS' GO files. Settings follow the repository's ``run_sh/run_singlecell_norman.sh``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def _use_fork(request: dict) -> None:
+    sys.path.insert(0, os.path.abspath(request["inputs"]["code"]))
+
+
+def fit(request: dict) -> dict:
+    _use_fork(request)
+    from gears import GEARS
+    from gears_worker import pert_data
+
+    params = request["params"]
+    protocol.seed_everything(request["seed"])
+    device = protocol.resolve_device(request["device"])
+    protocol.reset_gpu_peak(device)
+    data, split, dropped = pert_data(request, request["train"], request["val"], batch_size=params["batch_size"],
+                                     test_batch_size=params["test_batch_size"])
+    model = GEARS(data, device=device)
+    model.model_initialize(
+        hidden_size=params["hidden_size"], model_type=params["model_type"], bin_set=params["bin_set"],
+        load_path=request["inputs"]["checkpoint"], finetune_method=params["finetune_method"],
+        accumulation_steps=params["accumulation_steps"], mode="v1", highres=0,
+    )
+    start = time.perf_counter()
+    model.train(epochs=params["epochs"], lr=params["lr"])
+    train_seconds = time.perf_counter() - start
+    model.save_model(request["model_dir"])
+    with open(os.path.join(request["model_dir"], "linpert_params.json"), "w") as handle:
+        json.dump(params, handle)
+    return {"device": device, "train_seconds": train_seconds, "epochs": params["epochs"],
+            "train_conditions": split["train"], "val_conditions": split["val"], "dropped": dropped,
+            "predictable_genes": sorted(str(g) for g in data.pert_names),
+            "peak_gpu_mib": protocol.gpu_peak_mib(device)}
+
+
+def predict(request: dict) -> dict:
+    _use_fork(request)
+    import pickle
+
+    import numpy as np
+    from gears import GEARS
+    from gears_worker import pert_data
+
+    params = request["params"]
+    device = protocol.resolve_device(request["device"])
+    protocol.reset_gpu_peak(device)
+    with open(os.path.join(request["run_dir"], "gears_split.pkl"), "rb") as handle:
+        split = pickle.load(handle)
+    data, _, _ = pert_data(request, split["train"], split["val"], batch_size=params["batch_size"],
+                           test_batch_size=params["test_batch_size"])
+    model = GEARS(data, device=device)
+    model.load_pretrained(request["model_dir"])
+    genes = [str(g) for g in data.adata.var["gene_name"]]
+    keys, rows, reasons = [], [], []
+    for perturbation in request["perturbations"]:
+        key = "_".join(perturbation)
+        keys.append(key)
+        unknown = [g for g in perturbation if g not in model.pert_list]
+        if unknown:
+            rows.append(np.full(len(genes), np.nan))
+            reasons.append(f"{', '.join(unknown)} not in GEARS' GO graph")
+            continue
+        protocol.seed_everything(request["seed"])
+        rows.append(np.asarray(model.predict([list(perturbation)])[key], dtype=np.float64))
+        reasons.append("")
+    protocol.write_predictions(request["output"], keys, np.vstack(rows), reasons, genes)
+    return {"device": device, "peak_gpu_mib": protocol.gpu_peak_mib(device)}
+
+
+import _protocol as protocol  # noqa: E402
+
+if __name__ == "__main__":
+    protocol.main({"fit": fit, "predict": predict})
