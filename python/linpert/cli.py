@@ -91,17 +91,20 @@ def _demo(args) -> int:
 
 def _run(args) -> int:
     from . import benchmark
-    from .models import split_model_specs
+    from .models import resolve_models, split_model_specs
 
-    data, name = _load(args.data, condition_key=args.condition_key, progress=not args.quiet)
+    data, name, cells = _load(args.data, condition_key=args.condition_key, progress=not args.quiet)
     split = args.split
     if split == "auto":
         split = "double" if (data.obs["kind"] == "double").sum() >= 2 else "simulation"
+    models = resolve_models(split_model_specs(args.models or DEFAULT_MODELS[split]))
+    if cells is not None:
+        _give_cells(models, cells)
     result = benchmark.run(
         data,
         split=split,
         seeds=_ints(args.seeds or DEFAULT_SEEDS[split]),
-        models=split_model_specs(args.models or DEFAULT_MODELS[split]),
+        models=models,
         out=args.out or Path("linpert-results") / f"{name}-{split}",
         dataset=name,
         n_genes=args.n_genes,
@@ -110,6 +113,13 @@ def _run(args) -> int:
     _print_summary(result)
     print(f"\nResults in {result.out.resolve()}")
     return 0
+
+
+def _give_cells(models, path: str) -> None:
+    """Deep-learning adapters train on cells: hand them the cell-level file the run was started on."""
+    for _, model in models:
+        if hasattr(model, "cells") and model.cells is None:
+            model.cells = path
 
 
 def _pseudobulk(args) -> int:
@@ -126,23 +136,23 @@ def _pseudobulk(args) -> int:
 
 
 def _load(source: str, *, condition_key: str, progress: bool):
-    """A pseudobulk and its label from a dataset name or a file."""
+    """A pseudobulk, its label, and the cell-level file it came from (None when not from one)."""
     from . import datasets, pseudobulk
 
     if source in PUBLISHED:
-        return getattr(datasets, source)(progress=progress), source
+        return getattr(datasets, source)(progress=progress), source, None
     if source.startswith("simulated-"):
-        return _simulated_pseudobulk(source.removeprefix("simulated-"), 0, progress=progress), source
+        return _simulated_pseudobulk(source.removeprefix("simulated-"), 0, progress=progress), source, None
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(
             f"{source!r} is neither a published dataset ({', '.join(PUBLISHED)}), a simulated one "
             "('simulated-norman', 'simulated-replogle') nor an existing file."
         )
-    data = _read_pseudobulk(path)
+    data, cells = _read_pseudobulk(path), None
     if data is None:
-        data = pseudobulk(path, condition_key=condition_key, progress=progress)
-    return data, path.name.split(".")[0]
+        data, cells = pseudobulk(path, condition_key=condition_key, progress=progress), str(path)
+    return data, path.name.split(".")[0], cells
 
 
 def _read_pseudobulk(path: Path):

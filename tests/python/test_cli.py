@@ -43,3 +43,22 @@ def test_demo_end_to_end_and_resumes(tmp_path, capsys):
     assert single_summary["linear"] < single_summary["mean"]  # low-rank effects: the linear model learns them
     assert main(["demo", "--out", str(out), "--quiet"]) == 0  # a second run reuses everything
     assert capsys.readouterr().out.splitlines()[-1] == first.splitlines()[-1]
+
+
+def test_run_on_cells_hands_them_to_models_that_train_on_cells(tmp_path, monkeypatch):
+    from linpert.adapters import EmbeddingDecoder
+    from linpert.datasets import simulate
+
+    cells = simulate("norman", n_genes=120, n_singles=8, n_doubles=6, cells_per_condition=8, n_control_cells=40)
+    path = tmp_path / "cells.h5ad"
+    cells.write_h5ad(path)
+    seen = []
+
+    def fit(self, train, **kwargs):
+        seen.append(self.cells)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(EmbeddingDecoder, "fit", fit)
+    with pytest.raises(RuntimeError, match="stop here"):
+        main(["run", str(path), "--models", "geneformer", "--seeds", "1", "--out", str(tmp_path / "o"), "--quiet"])
+    assert seen == [str(path)]

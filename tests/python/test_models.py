@@ -401,8 +401,11 @@ def test_model_contract_rejects_bad_training_data(name):
 
 
 def test_make_model_and_resolve_models():
-    with pytest.raises(ValueError, match="Unknown model 'gears'. Known models: additive, linear, mean, no_change"):
-        make_model("gears")
+    with pytest.raises(ValueError, match="Unknown model 'lineer'. Known models: additive, cpa, gears, .*linear, mean"):
+        make_model("lineer")
+    from linpert.adapters import GearsModel
+
+    assert isinstance(make_model("gears", epochs=1), GearsModel)  # the adapters are registered too
     with pytest.raises(TypeError, match="Bad hyperparameters for model 'mean'"):
         make_model("mean", ridge=1)
     assert repr(make_model("linear", ridge=1.0)) == (

@@ -49,7 +49,9 @@ def make_model(name: str, **params: Any) -> PerturbationModel:
     Parameters
     ----------
     name
-        A key of :data:`MODELS`: ``no_change``, ``additive``, ``mean`` or ``linear``.
+        A key of :data:`MODELS` (``no_change``, ``additive``, ``mean``, ``linear``) or of
+        :data:`linpert.adapters.ADAPTERS` (``gears``, ``scgpt``, ``scfoundation``, ``cpa``, ``geneformer``, ``uce``,
+        ``scbert``: these need ``cells=`` and their own inputs, see :mod:`linpert.adapters`).
     **params
         Hyperparameters passed to the model's ``__init__``.
 
@@ -58,12 +60,20 @@ def make_model(name: str, **params: Any) -> PerturbationModel:
     >>> make_model("mean")
     Mean()
     """
-    if name not in MODELS:
-        raise ValueError(f"Unknown model {name!r}. Known models: {', '.join(sorted(MODELS))}.")
+    registry = _registry()
+    if name not in registry:
+        raise ValueError(f"Unknown model {name!r}. Known models: {', '.join(sorted(registry))}.")
     try:
-        return MODELS[name](**params)
+        return registry[name](**params)
     except TypeError as err:
         raise TypeError(f"Bad hyperparameters for model {name!r}: {err}") from None
+
+
+def _registry() -> dict[str, type[PerturbationModel]]:
+    """The baselines plus the deep-learning adapters (light to import: they run their models in worker processes)."""
+    from ..adapters import ADAPTERS
+
+    return {**MODELS, **ADAPTERS}
 
 
 def parse_model_spec(spec: str) -> tuple[str, PerturbationModel]:
