@@ -1,0 +1,56 @@
+"""The paper's figures, drawn from a benchmark run (matplotlib, Agg canvas; no pyplot state is touched).
+
+Each function takes the tables :func:`linpert.benchmark.run` writes, or the run folder itself, and returns a
+matplotlib Figure; :func:`write_figures` writes every figure that applies to a run to ``<run>/figures/``.
+
+* :func:`beeswarm_l2`, :func:`pearson_delta`: error per perturbation and model (Fig. 1a, 2a; ED Figs 2a, 8a).
+* :func:`observed_vs_predicted`: one perturbation up close (Fig. 1b).
+* :func:`forest`: mean L2 ratio to the mean baseline (Fig. 2c). :func:`l2_by_n`: error against n (ED Figs 2b, 8b).
+* :func:`prediction_spread` (ED Fig. 7), :func:`resources` (ED Fig. 10).
+* :func:`tpr_fdp` (Fig. 1c), :func:`precision_recall_roc` (ED Fig. 4), :func:`interaction_classes` (Fig. 1e),
+  :func:`deviation_scatter` (Fig. 1f), :func:`locfdr_histogram` (ED Fig. 3b).
+
+Examples
+--------
+>>> from linpert import plot
+>>> fig = plot.beeswarm_l2("linpert-results/demo/double")  # doctest: +SKIP
+>>> plot.write_figures("linpert-results/demo/double")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from ._figures import beeswarm_l2, forest, l2_by_n, observed_vs_predicted, pearson_delta, prediction_spread, resources
+from ._interactions import (
+    deviation_scatter,
+    interaction_classes,
+    locfdr_histogram,
+    precision_recall_roc,
+    ranking_curves,
+    tpr_fdp,
+)
+from ._run import RunFolder
+from ._style import display_name, model_colours
+from ._write import CAPTIONS, figure_bytes, figure_names, figures, write_figures
+
+__all__ = [
+    "CAPTIONS",
+    "RunFolder",
+    "beeswarm_l2",
+    "deviation_scatter",
+    "display_name",
+    "figure_bytes",
+    "figure_names",
+    "figures",
+    "forest",
+    "interaction_classes",
+    "l2_by_n",
+    "locfdr_histogram",
+    "model_colours",
+    "observed_vs_predicted",
+    "pearson_delta",
+    "precision_recall_roc",
+    "ranking_curves",
+    "resources",
+    "tpr_fdp",
+    "write_figures",
+]

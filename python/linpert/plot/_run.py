@@ -1,0 +1,252 @@
+"""Reading a run folder (what :func:`linpert.benchmark.run` writes) into the tables the figures draw.
+
+Everything derived is computed once, lazily, with the package's own functions (:mod:`linpert.metrics`,
+:mod:`linpert.interactions`), so a figure and the report always show the numbers those functions give.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._conditions import CONTROL
+
+_PREDICTION_FILE = re.compile(r"^seed(-?\d+)__(.+)\.parquet$")
+
+
+class RunFolder:
+    """A run folder, read lazily: ``results``, ``summary``, ``timings``, ``config``, predictions, observed values.
+
+    Parameters
+    ----------
+    root
+        The folder :func:`linpert.benchmark.run` wrote (it holds ``run.json`` and ``results.parquet``).
+
+    Examples
+    --------
+    >>> run = RunFolder("linpert-results/demo/double")  # doctest: +SKIP
+    >>> run.results.groupby("model")["l2"].mean()  # doctest: +SKIP
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        missing = [name for name in ("run.json", "results.parquet") if not (self.root / name).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{self.root} is not a finished linpert run folder (no {', '.join(missing)}). Pass the folder "
+                "given as out= to linpert.benchmark.run (or --out of `linpert run`), after the run has finished."
+            )
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.root)!r})"
+
+    # ------------------------------------------------------------------------------------------- stored tables
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        return json.loads((self.root / "run.json").read_text())
+
+    @cached_property
+    def results(self) -> pd.DataFrame:
+        return pd.read_parquet(self.root / "results.parquet")
+
+    @cached_property
+    def summary(self) -> pd.DataFrame:
+        path = self.root / "summary.csv"
+        if path.is_file():
+            return pd.read_csv(path)
+        from ..benchmark import summarise
+
+        return summarise(self.results, self.timings)
+
+    @cached_property
+    def timings(self) -> pd.DataFrame | None:
+        path = self.root / "timings.csv"
+        return pd.read_csv(path) if path.is_file() else None
+
+    @cached_property
+    def restriction(self) -> dict[str, Any]:
+        path = self.root / "restriction.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    @property
+    def label(self) -> str:
+        return f"{self.config.get('dataset', '?')} · {self.config.get('split', '?')}"
+
+    @property
+    def models(self) -> list[str]:
+        from ._style import model_order
+
+        return model_order(self.results["model"].unique())
+
+    def interaction_table(self, name: str) -> pd.DataFrame | None:
+        """A table of ``interactions/`` (``tpr_fdp``, ``auc_summary``, ``calls``, ...), or None if not written."""
+        folder = self.root / "interactions"
+        for path in (folder / f"{name}.csv", folder / f"{name}.parquet"):
+            if path.is_file():
+                return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+        return None
+
+    @property
+    def has_interactions(self) -> bool:
+        return (self.root / "interactions" / "calls.parquet").is_file()
+
+    # ------------------------------------------------------------------------------------------- predictions
+    @cached_property
+    def prediction_files(self) -> dict[tuple[int, str], Path]:
+        """``(seed, model) → path`` of the stored predictions, for the models of ``results``."""
+        folder = self.root / "predictions"
+        names = {_safe(m): m for m in self.results["model"].unique()}
+        found = {}
+        for path in sorted(folder.glob("seed*__*.parquet")) if folder.is_dir() else []:
+            match = _PREDICTION_FILE.match(path.name)
+            if match and match.group(2) in names:
+                found[(int(match.group(1)), names[match.group(2)])] = path
+        return found
+
+    @cached_property
+    def predictions(self) -> dict[tuple[int, str], pd.DataFrame]:
+        """``(seed, model) → DataFrame`` (scored perturbations × read-out genes) of predicted expression."""
+        return {key: pd.read_parquet(path) for key, path in self.prediction_files.items()}
+
+    # ------------------------------------------------------------------------------------------- observed values
+    @cached_property
+    def observed(self) -> pd.DataFrame | None:
+        """Observed expression of the scored perturbations on the read-out genes, with a ``ctrl`` row; or None.
+
+        Read from ``observed.parquet`` when the runner stored it; for a double run with interactions it is rebuilt
+        from ``interactions/calls.parquet``, which holds every double's observed value and the control on the
+        read-out genes. None when neither is there.
+        """
+        path = self.root / "observed.parquet"
+        if path.is_file():
+            table = pd.read_parquet(path)
+            if CONTROL not in table.index:
+                raise ValueError(f"{path} has no '{CONTROL}' row; it should hold the control profile as well.")
+            return table
+        calls = self.interaction_table("calls")
+        if calls is None:
+            return None
+        genes = pd.unique(calls["gene"])
+        wide = calls.pivot(index="perturbation", columns="gene", values="observed").reindex(columns=genes)
+        ctrl = calls.drop_duplicates("gene").set_index("gene")["ctrl"].reindex(genes)
+        wide.loc[CONTROL] = ctrl.to_numpy()
+        wide.columns.name = None
+        return wide
+
+    def paired(self, seed: int, model: str) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray] | None:
+        """Prediction, observed values (same rows and genes) and the control profile of one cell, or None."""
+        obs = self.observed
+        pred = self.predictions.get((seed, model))
+        if obs is None or pred is None:
+            return None
+        rows = [p for p in pred.index if p in obs.index]
+        genes = [g for g in pred.columns if g in obs.columns]
+        if not rows or not genes:
+            return None
+        return pred.loc[rows, genes], obs.loc[rows, genes], obs.loc[CONTROL, genes].to_numpy(dtype=np.float64)
+
+    # ------------------------------------------------------------------------------------------- derived tables
+    @cached_property
+    def forest(self) -> pd.DataFrame | None:
+        """:func:`linpert.metrics.forest_table` against the mean baseline (None without one or without others).
+
+        Read from ``forest.csv`` when the runner stored it, else computed (same defaults, so the same numbers).
+        """
+        from ..metrics import forest_table
+
+        path = self.root / "forest.csv"
+        if path.is_file():
+            table = pd.read_csv(path)
+            return table if len(table) else None
+        models = set(self.results["model"])
+        if "mean" not in models or len(models) < 2:
+            return None
+        return forest_table(self.results, reference="mean")
+
+    @cached_property
+    def l2_by_n(self) -> pd.DataFrame | None:
+        """Mean L2 over the top-n genes per model, n and gene order (``expression``/``de``), seeds pooled."""
+        from ..metrics import l2_by_n
+
+        parts = []
+        for (seed, model) in self.prediction_files:
+            cell = self.paired(seed, model)
+            if cell is None:
+                continue
+            pred, obs, ctrl = cell
+            for order in ("expression", "de"):
+                table = l2_by_n(pred.to_numpy(np.float64), obs.to_numpy(np.float64), ctrl, order=order)
+                parts.append(table.assign(model=model, seed=seed, order=order))
+        if not parts:
+            return None
+        table = pd.concat(parts, ignore_index=True).dropna(subset=["l2"])
+        return table.groupby(["model", "order", "n"], sort=False)["l2"].mean().reset_index()
+
+    @cached_property
+    def spread(self) -> pd.DataFrame | None:
+        """:func:`linpert.metrics.prediction_spread` per model and seed, tidy (``model, seed, gene, sd_pred, sd_obs``)."""
+        from ..metrics import prediction_spread
+
+        parts = []
+        for (seed, model) in self.prediction_files:
+            cell = self.paired(seed, model)
+            if cell is None:
+                continue
+            pred, obs, _ = cell
+            table = prediction_spread(pred.to_numpy(np.float64), obs.to_numpy(np.float64))
+            parts.append(table.assign(model=model, seed=seed, gene=list(pred.columns)))
+        return pd.concat(parts, ignore_index=True) if parts else None
+
+    @cached_property
+    def pairs(self) -> pd.DataFrame | None:
+        """:func:`linpert.interactions.interaction_pairs` of the stored calls and predictions (double runs)."""
+        from ..interactions import interaction_pairs
+
+        calls = self.interaction_table("calls")
+        if calls is None or not self.predictions:
+            return None
+        return interaction_pairs(calls, self.predictions)
+
+    @cached_property
+    def null(self) -> dict[str, float] | None:
+        """The locfdr null of the interaction calls: ``delta, sigma, p0, lower, upper`` (or None).
+
+        Read from ``interactions/null.json`` when the runner stored it; otherwise the fit is redone with
+        :func:`linpert.interactions.locfdr` on the stored deviations (it is deterministic and takes a fraction of a
+        second), with the null the calls used (``nulltype = 1``: the maximum-likelihood estimate).
+        """
+        calls = self.interaction_table("calls")
+        if calls is None:
+            return None
+        path = self.root / "interactions" / "null.json"
+        if path.is_file():
+            return {k: float(v) for k, v in json.loads(path.read_text()).items() if k in _NULL_KEYS}
+        from ..interactions import locfdr
+
+        with warnings.catch_warnings():  # the fit's own warnings were shown when the run made the calls
+            warnings.simplefilter("ignore")
+            fit = locfdr(calls["deviation"].to_numpy(np.float64), backend="python")
+        delta, sigma, p0 = (float(fit.fp0.loc["mlest", k]) for k in ("delta", "sigma", "p0"))
+        return {"delta": delta, "sigma": sigma, "p0": p0,
+                "lower": float(calls["lower"].iloc[0]), "upper": float(calls["upper"].iloc[0])}
+
+
+_NULL_KEYS = ("delta", "sigma", "p0", "lower", "upper")
+
+
+def _safe(label: str) -> str:
+    """The file-name form of a model label, as the runner's store writes it."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+
+
+def as_run(run: RunFolder | str | os.PathLike) -> RunFolder:
+    """A :class:`RunFolder` from a folder path (or the same object)."""
+    return run if isinstance(run, RunFolder) else RunFolder(run)

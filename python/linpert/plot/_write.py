@@ -1,0 +1,135 @@
+"""Which figures a run folder supports, and writing them (PNG + SVG) atomically to ``<run>/figures/``."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from .._io import atomic_write
+from ._figures import beeswarm_l2, forest, l2_by_n, observed_vs_predicted, pearson_delta, prediction_spread, resources
+from ._interactions import deviation_scatter, interaction_classes, locfdr_histogram, precision_recall_roc, tpr_fdp
+from ._run import RunFolder, as_run
+
+#: Figure name → (what it shows, for captions, and the paper's figure it mirrors).
+CAPTIONS = {
+    "l2_beeswarm": "Prediction error (L2 over the read-out genes) per perturbation; red: the mean per model, dashed: "
+    "the best model's mean (paper Fig. 1a / 2a).",
+    "pearson_delta": "Pearson delta per perturbation; red: the mean per model (Extended Data Figs 2a / 8a).",
+    "observed_vs_predicted": "Observed against predicted change of one perturbation (Fig. 1b).",
+    "forest": "Mean L2 ratio to the mean baseline with its 95 % bootstrap interval; faded where the interval "
+    "contains 1 (Fig. 2c).",
+    "l2_by_n": "Mean L2 over the top-n genes (Extended Data Figs 2b / 8b).",
+    "prediction_spread": "Per-gene standard deviation across perturbations, predicted and observed (Extended Data "
+    "Fig. 7).",
+    "resources": "Elapsed time and peak memory per model, one point per seed (Extended Data Fig. 10).",
+    "tpr_fdp": "Recall of the observed interactions against the false discovery proportion (Fig. 1c).",
+    "precision_recall_roc": "Precision-recall and ROC curves of the interaction predictions (Extended Data Fig. 4).",
+    "interaction_classes": "Observed interaction classes (Fig. 1e).",
+    "deviation_scatter": "Observed vs predicted deviation from additivity; top predictions coloured by predicted "
+    "class (Fig. 1f).",
+    "locfdr_histogram": "Deviations from additivity, the fitted locfdr null and the 5 % fdr thresholds (Extended "
+    "Data Fig. 3b).",
+}
+
+
+def _plans(run: RunFolder) -> list[tuple[str, Callable[[], object]]]:
+    """The figures that apply to this run, each as (name, a function drawing it)."""
+    plans = [("l2_beeswarm", lambda: beeswarm_l2(run))]
+    if run.results["pearson_delta"].notna().any():
+        plans.append(("pearson_delta", lambda: pearson_delta(run)))
+    if run.forest is not None and len(run.forest):
+        plans.append(("forest", lambda: forest(run)))
+    if run.observed is not None and run.prediction_files:
+        plans += [
+            ("observed_vs_predicted", lambda: observed_vs_predicted(run)),
+            ("l2_by_n", lambda: l2_by_n(run, n_genes=run.config.get("n_genes"))),
+            ("prediction_spread", lambda: prediction_spread(run)),
+        ]
+    if run.timings is not None and len(run.timings):
+        plans.append(("resources", lambda: resources(run)))
+    if run.has_interactions:
+        plans += [
+            ("interaction_classes", lambda: interaction_classes(run)),
+            ("locfdr_histogram", lambda: locfdr_histogram(run)),
+        ]
+        if run.interaction_table("tpr_fdp") is not None:
+            plans.append(("tpr_fdp", lambda: tpr_fdp(run)))
+        if run.prediction_files and run.interaction_table("auc_summary") is not None:
+            plans.append(("precision_recall_roc", lambda: precision_recall_roc(run)))
+        if run.prediction_files and run.interaction_table("top_classes") is not None:
+            plans.append(("deviation_scatter", lambda: deviation_scatter(run)))
+    return plans
+
+
+def figure_names(run_folder: RunFolder | str | os.PathLike) -> list[str]:
+    """The names (keys of :data:`CAPTIONS`) of the figures that apply to a run, in drawing order."""
+    return [name for name, _ in _plans(as_run(run_folder))]
+
+
+def figures(
+    run_folder: RunFolder | str | os.PathLike, *, names: Iterable[str] | None = None
+) -> Iterator[tuple[str, object]]:
+    """Draw every figure that applies to a run (or those of ``names``): yields ``(name, Figure)``.
+
+    A figure that fails to draw is skipped with a warning naming it, so one bad table never costs the others.
+    """
+    run = as_run(run_folder)
+    wanted = None if names is None else set(names)
+    for name, draw in _plans(run):
+        if wanted is not None and name not in wanted:
+            continue
+        try:
+            fig = draw()
+        except (ValueError, KeyError) as err:
+            warnings.warn(f"Figure {name!r} of {run.root} was skipped: {err}", stacklevel=2)
+            continue
+        yield name, fig
+
+
+def figure_bytes(fig, fmt: str, *, dpi: int = 150) -> bytes:
+    """A figure rendered to ``png``/``svg``/``pdf`` bytes (metadata without dates, so output is reproducible)."""
+    buffer = io.BytesIO()
+    metadata = {"Software": None} if fmt == "png" else {"Date": None} if fmt in ("svg", "pdf") else None
+    fig.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata, facecolor="white")
+    return buffer.getvalue()
+
+
+def write_figures(
+    run_folder: RunFolder | str | os.PathLike, *, formats: tuple[str, ...] = ("png", "svg"), dpi: int = 150
+) -> list[Path]:
+    """Write every figure that applies to a run to ``<run_folder>/figures/<name>.<format>``, atomically.
+
+    Interaction figures are drawn for double runs with interactions, the forest plot when the run has the mean
+    baseline, and the figures that need observed values when the folder holds them (``observed.parquet``, or the
+    interaction calls of a double run).
+
+    Parameters
+    ----------
+    run_folder
+        A finished run folder (``out=`` of :func:`linpert.benchmark.run`).
+    formats
+        File formats; PNG at ``dpi`` and SVG by default.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+
+    Examples
+    --------
+    >>> from linpert.plot import write_figures
+    >>> paths = write_figures("linpert-results/demo/double")  # doctest: +SKIP
+    """
+    run = as_run(run_folder)
+    unknown = [f for f in formats if f not in ("png", "svg", "pdf")]
+    if unknown:
+        raise ValueError(f"Unknown figure format(s) {unknown}; use 'png', 'svg' or 'pdf'.")
+    folder = run.root / "figures"
+    written = []
+    for name, fig in figures(run):
+        for fmt in formats:
+            written.append(atomic_write(folder / f"{name}.{fmt}", figure_bytes(fig, fmt, dpi=dpi), kind="bytes"))
+    return written

@@ -1,0 +1,198 @@
+"""One self-contained HTML report of one or more benchmark runs: settings, tables and every figure.
+
+The file has no external reference at all (figures are inline base64 PNGs, the style sheet is inline), so it opens
+offline, can be mailed, and renders the same in ten years.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import os
+import platform
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from ._io import atomic_write
+
+__all__ = ["write_report"]
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2rem auto; max-width: 1100px;
+       color: #222; line-height: 1.45; padding: 0 1rem; }
+h1 { font-size: 1.6rem; border-bottom: 2px solid #ddd; padding-bottom: .3rem; }
+h2 { font-size: 1.3rem; margin-top: 2.5rem; border-bottom: 1px solid #eee; }
+h3 { font-size: 1.05rem; margin-top: 1.6rem; }
+table { border-collapse: collapse; font-size: .85rem; margin: .6rem 0 1rem; }
+th, td { border-bottom: 1px solid #e3e3e3; padding: .25rem .7rem; text-align: right; }
+th { background: #f6f6f6; } td:first-child, th:first-child { text-align: left; }
+table.settings td { text-align: left; font-family: ui-monospace, Menlo, Consolas, monospace; }
+figure { margin: 1rem 0 2rem; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: .85rem; color: #555; }
+nav a { margin-right: 1rem; } .note { color: #666; font-size: .85rem; }
+"""
+
+
+def write_report(
+    run_folders: str | os.PathLike | Iterable[str | os.PathLike],
+    out_html: str | os.PathLike,
+    *,
+    title: str | None = None,
+) -> Path:
+    """Write one self-contained HTML report of benchmark runs (figures inline, no external URL), atomically.
+
+    Per run: its settings (dataset, split, seeds, models, read-out genes, data fingerprint), the summary table, the
+    timings, the forest table against the mean baseline, the interaction AUC table and class counts (double runs),
+    and every figure of :func:`linpert.plot.figures`. A figure already written by
+    :func:`linpert.plot.write_figures` and newer than the run's results is embedded as it is; others are drawn.
+
+    Parameters
+    ----------
+    run_folders
+        One run folder or several (the demo has two: ``double`` and ``single``).
+    out_html
+        The HTML file to write.
+    title
+        The report's title (default: the runs' datasets).
+
+    Returns
+    -------
+    Path
+        ``out_html``.
+
+    Examples
+    --------
+    >>> from linpert.report import write_report
+    >>> write_report(["demo/double", "demo/single"], "demo/report.html")  # doctest: +SKIP
+    """
+    from .plot import RunFolder
+
+    if isinstance(run_folders, (str, os.PathLike)):
+        run_folders = [run_folders]
+    runs = [RunFolder(folder) for folder in run_folders]
+    if not runs:
+        raise ValueError("No run folders given: pass at least one folder written by linpert.benchmark.run.")
+    title = title or "linpert benchmark: " + ", ".join(dict.fromkeys(run.label for run in runs))
+    anchors = [f"run{i}" for i in range(len(runs))]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+        "<nav>" + "".join(f'<a href="#{a}">{_e(r.label)}</a>' for a, r in zip(anchors, runs)) + "</nav>",
+        _environment(),
+    ]
+    for anchor, run in zip(anchors, runs):
+        parts.append(_run_section(run, anchor))
+    parts.append("</body></html>")
+    out_html = Path(out_html)
+    atomic_write(out_html, "\n".join(parts))
+    return out_html
+
+
+# --------------------------------------------------------------------------------------------------- sections
+def _run_section(run, anchor: str) -> str:
+    from .plot import CAPTIONS, display_name
+
+    out = [f'<h2 id="{anchor}">{_e(run.label)}</h2>', "<h3>Settings</h3>", _settings(run)]
+    summary = run.summary.copy()
+    summary["model"] = summary["model"].map(display_name)
+    out += ["<h3>Summary</h3>", _table(summary.drop(columns=["dataset", "split"], errors="ignore"))]
+    if run.restriction.get("n_dropped"):
+        r = run.restriction
+        out.append(f'<p class="note">Scored only perturbations every model could predict: {r["n_dropped"]} of '
+                   f'{r["n_scored"]} left out ({_e(", ".join(f"{k}: {v}" for k, v in r["reasons"].items()))}).</p>')
+    if run.timings is not None and len(run.timings):
+        timings = run.timings.copy()
+        timings["model"] = timings["model"].map(display_name)
+        out += ["<h3>Timings (per seed)</h3>", _table(timings.drop(columns=["dataset", "split"], errors="ignore"))]
+    if run.forest is not None and len(run.forest):
+        forest = run.forest.copy()
+        forest["model"] = forest["model"].map(display_name)
+        out += ["<h3>L2 ratio to the mean baseline (bootstrap mean, 95 % interval)</h3>", _table(forest)]
+    auc = run.interaction_table("auc_summary")
+    if auc is not None:
+        wide = auc.assign(value=[f"{m:.3f} ± {s:.3f}" for m, s in zip(auc["mean"], auc["se"])])
+        wide = wide.pivot(index="model", columns="metric", values="value").reset_index()
+        wide["model"] = wide["model"].map(display_name)
+        wide = wide.rename(columns={"auprc": "AUPRC (mean ± SE)", "roc_auc": "ROC AUC (mean ± SE)"})
+        out += ["<h3>Finding genetic interactions</h3>", _table(wide)]
+        calls = run.interaction_table("calls")
+        counts = calls["class"].value_counts().rename_axis("class").reset_index(name="pairs")
+        null = run.null or {}
+        out.append(f'<p class="note">Observed calls: {int(calls["interaction"].sum()):,} interactions of '
+                   f'{len(calls):,} (double, gene) pairs; thresholds {null.get("lower", float("nan")):.3g} and '
+                   f'{null.get("upper", float("nan")):.3g}.</p>')
+        out.append(_table(counts))
+    out.append("<h3>Figures</h3>")
+    for name, png in _figure_pngs(run):
+        data = base64.b64encode(png).decode("ascii")
+        out.append(f'<figure id="{anchor}-{name}"><img alt="{_e(name)}" src="data:image/png;base64,{data}">'
+                   f"<figcaption>{_e(CAPTIONS.get(name, name))}</figcaption></figure>")
+    return "\n".join(out)
+
+
+def _settings(run) -> str:
+    config = run.config
+    seeds = sorted(int(s) for s in run.results["seed"].unique())
+    rows = [
+        ("dataset", config.get("dataset")),
+        ("split", config.get("split")),
+        ("seeds", ", ".join(map(str, seeds))),
+        ("read-out genes (n_genes)", config.get("n_genes")),
+        ("data fingerprint", config.get("data")),
+        ("run format", config.get("format")),
+        ("scored rows", len(run.results)),
+        ("folder", str(run.root.resolve())),
+    ]
+    rows += [(f"model {label}", spec) for label, spec in config.get("models", {}).items()]
+    body = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in rows)
+    return f'<table class="settings">{body}</table>'
+
+
+def _environment() -> str:
+    from . import __version__
+
+    versions = {"python": platform.python_version(), "linpert": __version__}
+    for package in ("numpy", "pandas", "anndata", "scipy", "matplotlib"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    stamp = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    text = ", ".join(f"{k} {v}" for k, v in versions.items())
+    return f'<p class="note">Report written {_e(stamp)} with {_e(text)}.</p>'
+
+
+def _figure_pngs(run):
+    """``(name, PNG bytes)`` per figure: the stored PNG when current, else drawn now (never written to the run)."""
+    from .plot import figure_bytes, figure_names, figures
+
+    stamp = (run.root / "results.parquet").stat().st_mtime
+    drawn = {}
+    names = figure_names(run)
+    missing = [n for n in names if not _current(run.root / "figures" / f"{n}.png", stamp)]
+    for name, fig in figures(run, names=missing):
+        drawn[name] = figure_bytes(fig, "png", dpi=110)
+    for name in names:
+        if name in drawn:
+            yield name, drawn[name]
+        elif name not in missing:
+            yield name, (run.root / "figures" / f"{name}.png").read_bytes()
+
+
+def _current(path: Path, stamp: float) -> bool:
+    return path.is_file() and path.stat().st_mtime >= stamp
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, border=0, float_format=lambda v: f"{v:.4g}", na_rep="–", escape=True)
+
+
+def _e(value) -> str:
+    return html.escape(str(value), quote=True)

@@ -1,0 +1,236 @@
+"""linpert.plot: every figure drawn from a real (tiny) run folder, checked against the tables it draws."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from xml.etree import ElementTree
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_pseudobulk
+
+from linpert import benchmark, plot
+from linpert.interactions import locfdr
+from linpert.metrics import forest_table, prediction_spread, top_expressed_genes
+from linpert.plot._style import swarm_offsets
+
+N_GENES = 131  # a point of linpert.metrics.l2_grid, so L2 over all read-out genes is on the curve
+DOUBLE_FIGURES = {
+    "l2_beeswarm", "pearson_delta", "observed_vs_predicted", "l2_by_n", "prediction_spread", "resources",
+    "interaction_classes", "locfdr_histogram", "tpr_fdp", "precision_recall_roc", "deviation_scatter",
+}
+SINGLE_FIGURES = {"l2_beeswarm", "pearson_delta", "forest", "resources", "observed_vs_predicted", "l2_by_n",
+                  "prediction_spread"}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A double run with interactions (30 doubles) and a single-perturbation run with the mean baseline."""
+    root = tmp_path_factory.mktemp("runs")
+    doubles = make_pseudobulk(n_genes=200, n_singles=12, n_doubles=30, seed=0)
+    singles = make_pseudobulk(n_genes=200, n_singles=40, n_doubles=0, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        benchmark.run(doubles, split="double", seeds=[1, 2], models=["no_change", "additive", "linear"],
+                      out=root / "double", n_genes=N_GENES, progress=False, interactions=True)
+        benchmark.run(singles, split="simulation", seeds=[1, 2], models=["mean", "linear"], out=root / "single",
+                      n_genes=N_GENES, progress=False)
+    return {"double": plot.RunFolder(root / "double"), "single": plot.RunFolder(root / "single"),
+            "data": doubles}
+
+
+def _by_gid(fig, prefix):
+    return {a.get_gid(): a for ax in fig.axes for a in [*ax.lines, *ax.collections] if
+            (a.get_gid() or "").startswith(prefix)}
+
+
+def test_swarm_offsets_never_overlap_and_stay_central():
+    assert swarm_offsets([0.0, 0.0, 0.0], diameter=1.0).tolist() == [0.0, 1.0, -1.0]
+    y = np.random.default_rng(0).normal(size=300) * 20
+    x = swarm_offsets(y, diameter=2.0)
+    distance = np.hypot(x[:, None] - x[None, :], y[:, None] - y[None, :])
+    np.fill_diagonal(distance, np.inf)
+    assert distance.min() >= 2.0 - 1e-9
+    assert np.abs(x).max() < 2.0 * 300 / 4  # a swarm, not a line
+
+
+def test_beeswarm_draws_every_value_and_the_means(runs):
+    results = runs["double"].results
+    fig = plot.beeswarm_l2(runs["double"])
+    means = results.groupby("model")["l2"].mean()
+    lines = _by_gid(fig, "mean:")
+    assert set(lines) == {f"mean:{m}" for m in means.index}
+    for model, mean in means.items():
+        segments = lines[f"mean:{model}"].get_segments()[0]
+        np.testing.assert_allclose(segments[:, 1], mean)
+    assert set(_by_gid(fig, "best:")) == {f"best:{means.idxmin()}"}
+    drawn = np.sort(np.concatenate([c.get_offsets()[:, 1] for c in fig.axes[0].collections if c.get_gid() is None]))
+    np.testing.assert_allclose(drawn, np.sort(results["l2"].to_numpy()))
+
+
+def test_pearson_delta_marks_the_highest_mean_and_skips_no_change(runs):
+    results = runs["double"].results
+    fig = plot.pearson_delta(results)
+    means = results.groupby("model")["pearson_delta"].mean().dropna()
+    assert set(_by_gid(fig, "mean:")) == {f"mean:{m}" for m in means.index}  # no change has none
+    assert set(_by_gid(fig, "best:")) == {f"best:{means.idxmax()}"}
+
+
+def test_forest_points_are_the_log2_mean_ratios(runs):
+    expected = forest_table(runs["single"].results, reference="mean")
+    pd.testing.assert_frame_equal(runs["single"].forest, expected)  # the stored table is forest_table's
+    fig = plot.forest(runs["single"])
+    for _, row in expected.iterrows():
+        point = _by_gid(fig, f"forest:{row['model']}")[f"forest:{row['model']}"]
+        np.testing.assert_allclose(point.get_xdata(), [np.log2(row["mean"])])
+    table = pd.DataFrame({"dataset": "d", "model": ["a", "b"], "reference": "mean", "mean": [0.8, 1.02],
+                          "lower": [0.7, 0.95], "upper": [0.9, 1.1]})
+    points = _by_gid(plot.forest(table), "forest:")
+    assert points["forest:a"].get_alpha() == 1.0 and points["forest:b"].get_alpha() < 1.0  # b's interval holds 1
+    with pytest.raises(ValueError, match="columns"):
+        plot.forest(table.drop(columns="upper"))
+
+
+def test_observed_values_and_null_without_the_stored_files(runs, tmp_path):
+    """Older run folders lack observed.parquet and null.json: both are rebuilt from the interaction calls."""
+    shutil.copytree(runs["double"].root, tmp_path / "old")
+    (tmp_path / "old" / "observed.parquet").unlink()
+    (tmp_path / "old" / "interactions" / "null.json").unlink()
+    old = plot.RunFolder(tmp_path / "old")
+    stored = runs["double"].observed
+    pd.testing.assert_frame_equal(old.observed, stored.loc[old.observed.index], check_names=False)
+    for key, value in runs["double"].null.items():
+        assert old.null[key] == pytest.approx(value, rel=1e-9)
+
+
+def test_observed_values_are_the_pseudobulk_on_the_readout_genes(runs):
+    data = runs["data"]
+    observed = runs["double"].observed
+    ctrl = np.asarray(data["ctrl"].X).ravel()
+    genes = data.var_names[top_expressed_genes(ctrl, n=N_GENES)]
+    assert list(observed.columns) == list(genes)
+    rows = list(observed.index)
+    np.testing.assert_allclose(observed.loc[rows].to_numpy(), np.asarray(data[rows].X)[:, data.var_names.get_indexer(genes)])
+    np.testing.assert_allclose(observed.loc["ctrl"].to_numpy(), ctrl[data.var_names.get_indexer(genes)])
+
+
+def test_l2_by_n_at_all_genes_equals_the_scored_l2(runs):
+    run = runs["double"]
+    fig = plot.l2_by_n(run, n_genes=N_GENES)
+    means = run.results.groupby("model")["l2"].mean()
+    for order in ("expression", "de"):
+        for model, mean in means.items():
+            line = _by_gid(fig, f"l2_by_n:{order}:{model}")[f"l2_by_n:{order}:{model}"]
+            assert line.get_xdata()[-1] == N_GENES
+            np.testing.assert_allclose(line.get_ydata()[-1], mean, rtol=1e-10)
+
+
+def test_prediction_spread_marks_the_observed_mean_sd(runs):
+    run = runs["double"]
+    fig = plot.prediction_spread(run)
+    seeds = sorted({s for s, _ in run.prediction_files})
+    sds = []
+    for seed in seeds:
+        pred, obs, _ = run.paired(seed, "linear")
+        sds.append(prediction_spread(pred.to_numpy(), obs.to_numpy())["sd_obs"].to_numpy())
+        np.testing.assert_allclose(sds[-1], obs.to_numpy().std(axis=0, ddof=1))
+    line = _by_gid(fig, "truth_mean")["truth_mean"]
+    np.testing.assert_allclose(line.get_xdata()[0], np.mean(np.concatenate(sds)))
+
+
+def test_observed_vs_predicted_titles_carry_the_scores(runs):
+    run = runs["double"]
+    fig = plot.observed_vs_predicted(run)
+    perturbation = fig.get_suptitle().split(" ")[0]
+    row = run.results.query("seed == 1 and model == 'additive' and perturbation == @perturbation").iloc[0]
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any(t.startswith("Additive") and f"L2 = {row['l2']:.2f}" in t and f"{row['pearson_delta']:.2f}" in t
+               for t in titles)
+    with pytest.raises(ValueError, match="observed= and ctrl="):
+        plot.observed_vs_predicted({"additive": pd.Series([1.0], index=["g"])})
+
+
+def test_tpr_fdp_lines_are_the_stored_curves(runs):
+    table = runs["double"].interaction_table("tpr_fdp")
+    lines = _by_gid(plot.tpr_fdp(runs["double"]), "tpr:")
+    for model, part in table.groupby("model"):
+        line = lines[f"tpr:{model}"]
+        np.testing.assert_allclose(line.get_xdata(), part["fdp"])
+        np.testing.assert_allclose(line.get_ydata(), part["tpr"])
+
+
+def test_ranking_curves_integrate_to_the_stored_aucs(runs):
+    run = runs["double"]
+    curves = plot.ranking_curves(run.pairs, max_points=10**7)
+    auc = run.interaction_table("auc").set_index(["model", "seed"])
+    for (model, seed), part in curves.groupby(["model", "seed"]):
+        area = np.sum(np.diff(part["fpr"]) * (part["recall"].to_numpy()[1:] + part["recall"].to_numpy()[:-1]) / 2)
+        np.testing.assert_allclose(area, auc.loc[(model, seed), "roc_auc"], rtol=1e-9)
+    fig = plot.precision_recall_roc(run)
+    summary = run.interaction_table("auc_summary").set_index(["model", "metric"])
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    mean, se = summary.loc[("linear", "auprc"), ["mean", "se"]]
+    assert f"Linear model ({mean:.2f} ± {se:.2f})" in legend
+
+
+def test_interaction_classes_and_top_predictions(runs):
+    run = runs["double"]
+    calls = run.interaction_table("calls")
+    fig = plot.interaction_classes(run)
+    heights = [b.get_height() for b in fig.axes[0].patches]
+    expected = calls["class"].value_counts().reindex(["buffering", "synergy", "opposite", "other"], fill_value=0)
+    assert heights == expected.tolist()
+    top = run.interaction_table("top_classes")
+    fig = plot.deviation_scatter(run)
+    for model, part in top.groupby("model"):
+        drawn = [c for gid, c in _by_gid(fig, f"top:{model}:").items()]
+        offsets = np.concatenate([c.get_offsets() for c in drawn])
+        assert len(offsets) == len(part)
+        np.testing.assert_allclose(np.sort(offsets[:, 1]), np.sort(part["predicted_deviation"]))
+
+
+def test_locfdr_histogram_uses_the_fit_of_the_calls(runs):
+    run = runs["double"]
+    calls = run.interaction_table("calls")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = locfdr(calls["deviation"].to_numpy(), backend="python")
+    np.testing.assert_allclose(fit.fdr, calls["fdr"], atol=1e-6)  # the refit is the fit the calls used
+    null = run.null
+    np.testing.assert_allclose([null["delta"], null["sigma"], null["p0"]], fit.fp0.loc["mlest", ["delta", "sigma", "p0"]])
+    assert (null["lower"], null["upper"]) == (calls["lower"].iloc[0], calls["upper"].iloc[0])
+    fig = plot.locfdr_histogram(run)
+    bars = fig.axes[0].patches
+    total = np.add.reduceat([b.get_height() for b in bars], [0, len(bars) // 2])
+    assert total.sum() == pytest.approx(len(calls))
+    with pytest.raises(ValueError, match="null="):
+        plot.locfdr_histogram(calls["deviation"].to_numpy())
+
+
+def test_resources_points_are_the_timings(runs):
+    timings = runs["single"].timings
+    points = _by_gid(plot.resources(runs["single"]), "seconds:")
+    for model, part in timings.groupby("model"):
+        np.testing.assert_allclose(points[f"seconds:{model}"].get_ydata(), part["fit_seconds"] + part["predict_seconds"])
+
+
+def test_write_figures_writes_what_applies(runs):
+    for kind, expected in (("double", DOUBLE_FIGURES), ("single", SINGLE_FIGURES)):
+        paths = plot.write_figures(runs[kind])
+        folder = runs[kind].root / "figures"
+        assert {p.name for p in paths} == {f"{n}.{f}" for n in expected for f in ("png", "svg")}
+        assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in paths)  # no temp files left
+        for path in paths:
+            if path.suffix == ".png":
+                assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            else:
+                assert ElementTree.parse(path).getroot().tag.endswith("svg")
+    with pytest.raises(ValueError, match="format"):
+        plot.write_figures(runs["single"], formats=("gif",))
+
+
+def test_a_folder_that_is_no_run_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a finished linpert run folder"):
+        plot.beeswarm_l2(tmp_path)
