@@ -18,6 +18,7 @@ def atomic_write(path: str | os.PathLike, content: Any, *, kind: str = "text") -
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); results are meant to be shared
     try:
         if kind == "text":
             Path(tmp).write_text(content)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError, ConnectionError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"linpert {args.command}: error: {message}", file=sys.stderr)
         return 2
@@ -52,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--n-genes", type=int, default=1000, help="read-out genes: the highest control means (default: 1000)")
     run.add_argument("--condition-key", default="condition", help="obs column with the conditions (default: condition)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--scheduler", default=os.environ.get("LINPERT_SCHEDULER") or None,
+                     help="optional: address of a Dask scheduler (tcp://host:8786) that fits the grid's cells on its "
+                     "workers; --out must be a folder they can reach (default: $LINPERT_SCHEDULER, else this machine)")
     run.set_defaults(func=_run)
 
     pb = sub.add_parser("pseudobulk", help="pseudobulk a cell-level .h5ad, reading it in chunks")
@@ -59,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     pb.add_argument("output", help="pseudobulk .h5ad to write (must not exist)")
     pb.add_argument("--condition-key", default="condition")
     pb.add_argument("--layer", default=None, help="layer to average instead of X")
+    pb.add_argument("--scheduler", default=os.environ.get("LINPERT_SCHEDULER") or None,
+                    help="optional: address of a Dask scheduler whose workers read and sum the blocks "
+                    "(default: $LINPERT_SCHEDULER, else this machine)")
     pb.set_defaults(func=_pseudobulk)
     return parser
 
@@ -85,7 +92,7 @@ def _demo(args) -> int:
             progress=not args.quiet,
         )
         _print_summary(result)
-    print(f"\nResults in {out.resolve()}")
+    _figures_and_report([out / "double", out / "single"], out / "report.html", title="linpert demo")
     return 0
 
 
@@ -109,9 +116,10 @@ def _run(args) -> int:
         dataset=name,
         n_genes=args.n_genes,
         progress=not args.quiet,
+        scheduler=args.scheduler,
     )
     _print_summary(result)
-    print(f"\nResults in {result.out.resolve()}")
+    _figures_and_report([result.out], result.out / "report.html", title=f"linpert: {name}, {split} split")
     return 0
 
 
@@ -129,7 +137,9 @@ def _pseudobulk(args) -> int:
     output = Path(args.output)
     if output.exists():
         raise FileExistsError(f"{output} exists; linpert does not overwrite files. Choose another output path.")
-    result = pseudobulk(args.input, condition_key=args.condition_key, layer=args.layer, progress=True)
+    result = pseudobulk(
+        args.input, condition_key=args.condition_key, layer=args.layer, progress=True, scheduler=args.scheduler
+    )
     atomic_write(output, result, kind="h5ad")
     print(f"{result.n_obs} conditions × {result.n_vars} genes → {output}")
     return 0
@@ -172,6 +182,17 @@ def _simulated_pseudobulk(preset: str, seed: int, *, progress: bool):
     data = pseudobulk(simulate(preset, seed=seed), progress=progress)
     data.uns["linpert"]["dataset"] = f"simulated-{preset}"
     return data
+
+
+def _figures_and_report(folders: list[Path], report: Path, *, title: str) -> None:
+    """Draw the paper's figures for each run folder and gather everything into one HTML report."""
+    from .plot import write_figures
+    from .report import write_report
+
+    for folder in folders:
+        write_figures(folder)
+    write_report(folders, report, title=title)
+    print(f"\nResults in {report.parent.resolve()}\nReport: {report.resolve()}")
 
 
 def _print_summary(result) -> None:
