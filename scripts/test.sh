@@ -19,4 +19,13 @@ R CMD INSTALL --no-test-load --library="$rlib" "$root" >"$rlib/install.log" 2>&1
 LINPERT_PYTHON="$venv/bin/python" R_LIBS="$rlib${R_LIBS:+:$R_LIBS}" \
     Rscript -e 'res <- testthat::test_dir("tests/testthat", package = "linpert", load_package = "installed",
                                            stop_on_failure = TRUE, reporter = "summary")' || status=1
+
+# The vignettes are part of the tests: each must render from a clean R session.
+vignettes=$(mktemp -d)
+for rmd in "$root"/vignettes/*.Rmd; do
+    echo "Rendering $(basename "$rmd")"
+    LINPERT_PYTHON="$venv/bin/python" R_LIBS="$rlib${R_LIBS:+:$R_LIBS}" \
+        Rscript -e "rmarkdown::render('$rmd', output_dir = '$vignettes', intermediates_dir = tempdir(), quiet = TRUE)" \
+        || status=1
+done
 exit $status

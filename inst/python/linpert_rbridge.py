@@ -122,3 +122,536 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (np.generic, np.ndarray)):
         return value.tolist()
     return str(value)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Inside an R process, Python must never start a second R through rpy2 (R -> Python -> R): linpert's "auto" backends
+# (locfdr, go_embedding) ask linpert._r whether R is usable, so the bridge tells them it is not. The R package calls
+# R's locfdr and igraph itself, natively, on the numbers Python returns.
+def _no_r(package: str | None = None) -> bool:
+    return False
+
+
+def _forbid_rpy2() -> None:
+    from linpert import _r
+
+    _r.r_available = _no_r
+
+
+_forbid_rpy2()
+
+
+# ------------------------------------------------------------------------------------------- generic transport
+def numbers(data: bytearray | bytes) -> np.ndarray:
+    """A little-endian float64 buffer from R (``writeBin(as.double(x), raw(), endian = "little")``) as an array."""
+    return np.frombuffer(bytes(data), dtype="<f8")
+
+
+def _buffer(values: Any) -> bytearray:
+    return bytearray(np.ascontiguousarray(np.asarray(values, dtype="<f8")).tobytes())
+
+
+def matrix_to_r(x: Any) -> dict[str, Any]:
+    """A 2-D matrix for R: dense as a row-major buffer (R reads it column by column, i.e. transposed); a scipy sparse
+    matrix as CSR slots, which R takes as the dgCMatrix of the transpose."""
+    if hasattr(x, "tocsr"):
+        csr = x.tocsr()
+        csr.sort_indices()
+        return {
+            "sparse": True,
+            "x": _buffer(csr.data),
+            "i": bytearray(np.asarray(csr.indices, dtype="<i4").tobytes()),
+            "p": bytearray(np.asarray(csr.indptr, dtype="<i4").tobytes()),
+            "nrow": int(csr.shape[0]),
+            "ncol": int(csr.shape[1]),
+        }
+    x = np.asarray(x)
+    return {"sparse": False, "x": _buffer(x), "nrow": int(x.shape[0]), "ncol": int(x.shape[1])}
+
+
+def frame_to_r(df: Any, *, index: bool = False) -> dict[str, Any]:
+    """A pandas DataFrame for R: numbers as float64 buffers, integers and logicals as lists, the rest as strings.
+
+    ``types`` tells R how to rebuild each column (``double``, ``integer``, ``logical``, ``character``); NaN/None in a
+    string column become R's NA.
+    """
+    import pandas as pd
+
+    columns, types = {}, {}
+    for name in df.columns:
+        col = df[name]
+        key = str(name)
+        if pd.api.types.is_bool_dtype(col) and not col.isna().any():
+            columns[key], types[key] = [bool(v) for v in col], "logical"
+        elif pd.api.types.is_integer_dtype(col) and not col.isna().any():
+            columns[key], types[key] = [int(v) for v in col], "integer"
+        elif pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            columns[key], types[key] = _buffer(col.to_numpy(dtype=np.float64, na_value=np.nan)), "double"
+        else:
+            columns[key] = [None if _missing(v) else _text(v) for v in col]
+            types[key] = "character"
+    return {
+        "names": [str(c) for c in df.columns],
+        "columns": columns,
+        "types": types,
+        "nrow": int(len(df)),
+        "row_names": [str(i) for i in df.index] if index else None,
+    }
+
+
+def frame_from_r(columns: dict[str, Any], types: dict[str, str], names: Sequence[str], row_names=None) -> Any:
+    """Rebuild a DataFrame that R sent as ``.frame_to_python()`` does (double columns as buffers)."""
+    import pandas as pd
+
+    data = {}
+    for name in _strings(names):
+        kind, values = types[name], columns[name]
+        if kind == "double":
+            data[name] = numbers(values).copy()
+        elif kind == "integer":
+            data[name] = np.asarray(_listed(values), dtype=np.int64)
+        elif kind == "logical":
+            data[name] = np.asarray(_listed(values), dtype=bool)
+        else:
+            data[name] = [None if v is None else str(v) for v in _listed(values)]
+    df = pd.DataFrame(data)
+    if row_names is not None:
+        df.index = pd.Index(_strings(row_names))
+    return df
+
+
+def _listed(values: Any) -> list:
+    return list(values) if isinstance(values, (list, tuple)) else [values]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _text(value: Any) -> str:
+    return "+".join(value) if isinstance(value, tuple) else str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=_plain))
+
+
+# ------------------------------------------------------------------------------------------ pseudobulk from R
+def pseudobulk_from_r(
+    x: bytearray,
+    obs_names: str | Sequence[str],
+    var_names: str | Sequence[str],
+    *,
+    n_cells: Sequence[int] | None = None,
+    gene_id: Sequence[str] | None = None,
+    provenance: str = "{}",
+) -> Any:
+    """The pseudobulk AnnData (the shared contract) of R's genes × conditions matrix; genes/kind follow the names."""
+    import anndata as ad
+    import pandas as pd
+
+    from linpert import condition_table
+
+    obs_names, var_names = _strings(obs_names), _strings(var_names)
+    X = numbers(x).reshape(len(obs_names), len(var_names)).copy()
+    table = condition_table(obs_names)
+    if list(table.index) != obs_names:
+        raise ValueError(
+            "The conditions are not canonical (e.g. 'ctrl+A' instead of 'A+ctrl'). Build the pseudobulk with "
+            "pseudobulk() or load_dataset(), which name the conditions canonically."
+        )
+    obs = pd.DataFrame(
+        {
+            "genes": ["+".join(g) for g in table["genes"]],
+            "kind": table["kind"].astype(str).to_numpy(),
+            "n_cells": np.asarray(_listed(n_cells) if n_cells is not None else [0] * len(obs_names), dtype=np.int64),
+        },
+        index=pd.Index(obs_names, name="condition"),
+    )
+    var = pd.DataFrame(index=pd.Index(var_names))
+    if gene_id is not None:
+        var["gene_id"] = _strings(gene_id)
+    return ad.AnnData(X=X, obs=obs, var=var, uns={"linpert": json.loads(provenance)})
+
+
+# ------------------------------------------------------------------------------------ cell-level data for R
+def anndata_to_r(adata: Any) -> dict[str, Any]:
+    """Everything an SCE needs from an AnnData: X and the layers (sparse stays sparse), obs, var, and the JSON-able
+    part of uns (the rest is named in ``uns_dropped``)."""
+    X = adata.X
+    if X is None:
+        raise ValueError("The AnnData has no X; put the log-normalised expression in X.")
+    if hasattr(adata, "isbacked") and adata.isbacked:
+        adata = adata.to_memory()
+        X = adata.X
+    uns, dropped = {}, []
+    for key, value in adata.uns.items():
+        try:
+            uns[str(key)] = json.loads(json.dumps(value, default=_strict_plain))
+        except (TypeError, ValueError):
+            dropped.append(str(key))
+    return {
+        "assays": {"X": matrix_to_r(X), **{str(k): matrix_to_r(v) for k, v in adata.layers.items()}},
+        "obs": frame_to_r(adata.obs),
+        "var": frame_to_r(adata.var),
+        "obs_names": [str(n) for n in adata.obs_names],
+        "var_names": [str(n) for n in adata.var_names],
+        "uns": uns,
+        "uns_dropped": dropped,
+    }
+
+
+def _strict_plain(value: Any) -> Any:
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(type(value).__name__)
+
+
+def anndata_from_r(assays: dict[str, Any], obs: dict[str, Any], var: dict[str, Any], uns: str = "{}") -> Any:
+    """An AnnData (cells × genes) from R's SCE pieces; assay ``X`` (else the first) becomes ``X``, the rest layers."""
+    import anndata as ad
+
+    matrices = {}
+    for name, m in assays.items():
+        n_cells, n_genes = int(m["n_cells"]), int(m["n_genes"])
+        if m.get("indices") is not None:
+            matrices[name] = cells_by_genes(m["x"], n_cells, n_genes, indices=m["indices"], indptr=m["indptr"]).copy()
+        else:
+            matrices[name] = cells_by_genes(m["x"], n_cells, n_genes).copy()
+    first = "X" if "X" in matrices else next(iter(matrices))
+    obs_df = frame_from_r(**obs)
+    var_df = frame_from_r(**var)
+    return ad.AnnData(
+        X=matrices.pop(first), obs=obs_df, var=var_df, layers=matrices, uns=json.loads(uns)
+    )
+
+
+def simulate(preset: str, options: dict[str, Any]) -> dict[str, Any]:
+    """:func:`linpert.datasets.simulate` for R: the cells, plus the truth's tables and expected pseudobulk."""
+    import pandas as pd
+
+    import linpert
+
+    adata = linpert.datasets.simulate(preset, **{k: _whole(v) for k, v in (options or {}).items()})
+    truth = adata.uns.pop("linpert_truth")
+    out = anndata_to_r(adata)
+    expected = pd.DataFrame(truth["expected"], index=[str(c) for c in truth["conditions"]])
+    out["truth"] = {
+        "interactions": frame_to_r(truth["interactions"]),
+        "perturbations": frame_to_r(truth["perturbations"].reset_index()),
+        "expected": matrix_to_r(expected.to_numpy()),
+        "conditions": list(expected.index),
+        "params": _jsonable(truth["params"]),
+    }
+    return out
+
+
+def _whole(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def load_dataset(name: str, level: str, cache_dir: str | None, download: bool) -> dict[str, Any]:
+    """A published dataset from the cache (downloaded first when ``download``), for R."""
+    import linpert
+
+    if not download and not dataset_cached(name, cache_dir):
+        where = linpert.datasets.data_dir(cache_dir)
+        raise FileNotFoundError(
+            f"The dataset {name!r} is not in the cache ({where}). Call load_dataset({name!r}, download = TRUE) once, "
+            "or set LINPERT_DATA_DIR to the folder that holds it."
+        )
+    data = linpert.datasets.load(name, level=level, cache_dir=cache_dir, progress=False, backed=False)
+    return to_r(data) if level == "pseudobulk" else anndata_to_r(data)
+
+
+def dataset_cached(name: str, cache_dir: str | None = None) -> bool:
+    import linpert
+
+    table = linpert.datasets.list_resources(cache_dir=cache_dir)
+    if name not in table.index:
+        raise ValueError(f"Unknown dataset {name!r}. Known: {', '.join(map(str, table.index))}.")
+    return bool(table.loc[name, "cached"])
+
+
+def read_gears(path: str) -> dict[str, Any]:
+    import linpert
+
+    return anndata_to_r(linpert.datasets.read_gears(path, backed=False))
+
+
+# ------------------------------------------------------------------------------------------------------ splits
+def split_to_r(split: Any) -> dict[str, Any]:
+    return {
+        "kind": split.kind,
+        "seed": int(split.seed),
+        "train": list(split.train),
+        "val": list(split.val),
+        "test": list(split.test),
+        "subgroups": {k: list(v) for k, v in split.subgroups.items()},
+        "params": _jsonable(split.params),
+        "hash": split.hash,
+    }
+
+
+def _split_from_r(split: dict[str, Any]) -> Any:
+    from linpert.splits import Split
+
+    return Split(
+        kind=str(split["kind"]),
+        seed=int(split["seed"]),
+        train=tuple(_strings(split["train"] or [])),
+        val=tuple(_strings(split["val"] or [])),
+        test=tuple(_strings(split["test"] or [])),
+        subgroups={str(k): tuple(_strings(v or [])) for k, v in (split.get("subgroups") or {}).items()},
+        params=dict(split.get("params") or {}),
+    )
+
+
+def make_split(kind: str, conditions: str | Sequence[str], seed: int, params: dict[str, Any]) -> dict[str, Any]:
+    from linpert.splits import make_split as _make
+
+    return split_to_r(_make(kind, _strings(conditions), seed=int(seed), **(params or {})))
+
+
+def write_split(split: dict[str, Any], path: str) -> str:
+    return str(_split_from_r(split).to_json(path))
+
+
+def read_split(path: str) -> dict[str, Any]:
+    from linpert.splits import Split
+
+    return split_to_r(Split.from_json(path))
+
+
+# ------------------------------------------------------------------------------------------------------ models
+def _embedding_option(value: Any) -> Any:
+    # an R data frame arrives as the dict of .frame_to_python(); a string is a spec ("pca", "random", "go", ...)
+    if isinstance(value, dict) and "columns" in value:
+        return frame_from_r(**value)
+    return value
+
+
+def make_model(name: str, params: dict[str, Any]) -> Any:
+    from linpert.models import make_model as _make
+
+    params = {k: _embedding_option(_whole(v)) for k, v in (params or {}).items()}
+    return _make(name, **params)
+
+
+def custom_model(label: str, fit: Any, predict: Any) -> Any:
+    """A model whose fit and predict are R functions (see R's ``custom_model()``)."""
+    return _RModel(label, fit, predict)
+
+
+class _RModel:
+    """linpert's model contract around two R callbacks: ``fit(train dict)`` and ``predict(conditions) -> raw``.
+
+    The R side keeps the model's state; Python only moves numbers (as buffers) both ways.
+    """
+
+    def __init__(self, label: str, fit: Any, predict: Any) -> None:
+        self.name = str(label)
+        self._fit = fit
+        self._predict = predict
+
+    def __repr__(self) -> str:
+        return f"RModel({self.name!r})"
+
+    def fit(self, train: Any) -> _RModel:
+        self.genes_ = [str(g) for g in train.var_names]
+        self._fit(to_r(train))
+        return self
+
+    def predict(self, conditions: Sequence[str]) -> Any:
+        import anndata as ad
+        import pandas as pd
+
+        from linpert import parse_condition
+
+        names = [parse_condition(c).name for c in _strings(conditions)]
+        raw = self._predict(names)
+        values = numbers(raw).copy()
+        if values.size != len(names) * len(self.genes_):
+            raise ValueError(
+                f"The R predict function returned {values.size} values for {len(names)} conditions x "
+                f"{len(self.genes_)} genes; return a genes x conditions matrix with the training genes as rows."
+            )
+        X = values.reshape(len(names), len(self.genes_))
+        reason = ["" if np.isfinite(row).any() else "the R model returned NA" for row in X]
+        obs = pd.DataFrame({"reason": reason}, index=pd.Index(names, name="condition"))
+        return ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index(self.genes_)))
+
+
+def fit_model(model: Any, pb: Any) -> Any:
+    return model.fit(pb)
+
+
+def predict_model(model: Any, conditions: str | Sequence[str]) -> dict[str, Any]:
+    pred = model.predict(_strings(conditions))
+    return {
+        "x": _buffer(np.asarray(pred.X, dtype=np.float64)),
+        "obs_names": [str(n) for n in pred.obs_names],
+        "var_names": [str(n) for n in pred.var_names],
+        "reason": [str(r) for r in pred.obs["reason"].fillna("")],
+    }
+
+
+def model_repr(model: Any) -> str:
+    return repr(model)
+
+
+# ----------------------------------------------------------------------------------------------------- metrics
+def score(pred: bytearray, obs: bytearray, ctrl: bytearray, n_rows: int, n_genes: int) -> dict[str, Any]:
+    from linpert.metrics import score as _score
+
+    shape = (int(n_rows), int(n_genes))
+    return frame_to_r(_score(numbers(pred).reshape(shape), numbers(obs).reshape(shape), numbers(ctrl)))
+
+
+def forest_table(results: dict[str, Any], reference: str, n_boot: int, seed: int, ci: float) -> dict[str, Any]:
+    from linpert.metrics import forest_table as _forest
+
+    table = frame_from_r(**results)
+    return frame_to_r(_forest(table, reference=reference, n_boot=int(n_boot), seed=int(seed), ci=float(ci)))
+
+
+# ------------------------------------------------------------------------------------------------- benchmark
+def run_benchmark(
+    pb: Any,
+    split: str,
+    seeds: Sequence[int],
+    models: Sequence[Any],
+    out: str | None,
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """:func:`linpert.benchmark.run` for R: every table of the result as an R data frame."""
+    from linpert.benchmark import run
+
+    labelled = []
+    for item in models:
+        if isinstance(item, (list, tuple)) and len(item) == 2:
+            labelled.append((str(item[0]), item[1]))
+        else:
+            labelled.append(item)
+    options = {k: _whole(v) for k, v in (options or {}).items()}
+    res = run(pb, split=split, seeds=[int(s) for s in _listed(seeds)], models=labelled, out=out, **options)
+    tables = {"results": res.results, "timings": res.timings, "summary": res.summary}
+    if res.interactions is not None:
+        ev = res.interactions
+        tables.update(tpr_fdp=ev.tpr_fdp, curves=ev.curves, auc=ev.auc, auc_summary=ev.auc_summary)
+    calls = res.interaction_calls
+    return {
+        "tables": {k: frame_to_r(v) for k, v in tables.items()},
+        "interactions": None if calls is None else _calls_to_r(calls, backend="python"),
+        "out": None if res.out is None else str(res.out),
+    }
+
+
+def _calls_to_r(calls: Any, backend: str) -> dict[str, Any]:
+    return {
+        "table": frame_to_r(calls.table),
+        "lower": float(calls.lower),
+        "upper": float(calls.upper),
+        "counts": {str(k): int(v) for k, v in calls.counts.items()},
+        "backend": backend,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- interactions
+def additive_deviation(pb: Any, n_genes: int) -> dict[str, Any]:
+    import warnings
+
+    from linpert.interactions import additive_deviation as _deviation
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = _deviation(pb, n_genes=int(n_genes))
+    return {
+        "table": frame_to_r(table),
+        "missing_singles": {k: list(v) for k, v in table.attrs.get("missing_singles", {}).items()},
+        "warnings": [str(w.message) for w in caught],
+    }
+
+
+def locfdr_python(z: bytearray, options: dict[str, Any]) -> dict[str, Any]:
+    """The Python port of ``locfdr::locfdr`` on R's deviations: the fdr, the null's centre and its estimates."""
+    import warnings
+
+    from linpert.interactions import locfdr
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = locfdr(numbers(z), backend="python", **{k: _whole(v) for k, v in (options or {}).items()})
+    return {
+        "fdr": _buffer(fit.fdr),
+        "center": float(fit.center),
+        "fp0": frame_to_r(fit.fp0, index=True),
+        "warnings": [str(w.message) for w in caught],
+    }
+
+
+def interaction_calls(
+    table: dict[str, Any], fdr: bytearray, center: float, level: float, rule: str
+) -> dict[str, Any]:
+    """Thresholds and classes from an fdr computed in R (or by :func:`locfdr_python`), exactly as
+    :func:`linpert.interactions.call_interactions` derives them."""
+    import pandas as pd
+
+    from linpert.interactions import OBSERVED_CLASSES, classify_observed, thresholds
+
+    df = frame_from_r(**table)
+    z = df["deviation"].to_numpy(dtype=np.float64)
+    fit = _FdrOnly(numbers(fdr).copy(), float(center))
+    lower, upper = thresholds(fit, z, level=float(level), rule=rule)
+    lower = -np.inf if lower is None else float(lower)
+    upper = np.inf if upper is None else float(upper)
+    if rule == "tail":
+        lower, upper = float(np.nextafter(lower, np.inf)), float(np.nextafter(upper, -np.inf))
+    df["fdr"] = fit.fdr
+    df["interaction"] = (z > upper) | (z < lower)
+    df["class"] = classify_observed(
+        df["ctrl"].to_numpy(), df["single_a"].to_numpy(), df["single_b"].to_numpy(), df["observed"].to_numpy(),
+        lower=lower, upper=upper,
+    )
+    counts = pd.Series(df["class"]).value_counts().reindex(OBSERVED_CLASSES, fill_value=0)
+    return {
+        "table": frame_to_r(df),
+        "lower": lower,
+        "upper": upper,
+        "counts": {str(k): int(v) for k, v in counts.items()},
+    }
+
+
+class _FdrOnly:
+    """What :func:`linpert.interactions.thresholds` reads of a locfdr result: ``fdr`` and ``center``."""
+
+    def __init__(self, fdr: np.ndarray, center: float) -> None:
+        self.fdr = fdr
+        self.center = center
+
+
+# ------------------------------------------------------------------------------------------------- embeddings
+def go_embedding_python(edges: dict[str, Any], n_components: int, which: str, scaled: bool) -> dict[str, Any]:
+    from linpert.embeddings import go_embedding
+
+    emb = go_embedding(frame_from_r(**edges), n_components=int(n_components), which=which, scaled=bool(scaled),
+                       backend="python")
+    return {"embedding": frame_to_r(emb, index=True), "eigenvalues": [float(v) for v in emb.attrs["eigenvalues"]]}
+
+
+def normalize_signs(x: bytearray, n_rows: int, n_cols: int) -> bytearray:
+    from linpert.embeddings import normalize_signs as _normalize
+
+    return _buffer(_normalize(numbers(x).reshape(int(n_rows), int(n_cols))))
+
+
+def random_embedding(genes: str | Sequence[str], n_components: int, seed: int) -> dict[str, Any]:
+    from linpert.embeddings import random_embedding as _random
+
+    return frame_to_r(_random(_strings(genes), n_components=int(n_components), seed=int(seed)), index=True)
+
+
+def transfer_embedding(pb: Any, n_components: int) -> dict[str, Any]:
+    from linpert.embeddings import transfer_embedding as _transfer
+
+    return frame_to_r(_transfer(pb, n_components=int(n_components)), index=True)

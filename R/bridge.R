@@ -1,0 +1,165 @@
+# Moving tables, matrices and experiments between R and the Python bridge (inst/python/linpert_rbridge.py).
+# Numbers travel as little-endian raw buffers, everything else as lists and strings: see .linpert_bridge().
+
+.read_doubles <- function(buffer, n = length(buffer) %/% 8) {
+  readBin(buffer, what = "double", n = n, size = 8, endian = "little")
+}
+
+.read_ints <- function(buffer) readBin(buffer, what = "integer", n = length(buffer) %/% 4, size = 4, endian = "little")
+
+# The dict of linpert_rbridge.frame_to_r() -> a data.frame.
+.frame_from_python <- function(res) {
+  res <- .as_r(res)
+  names <- as.character(unlist(res$names))
+  columns <- lapply(names, function(name) {
+    values <- res$columns[[name]]
+    switch(res$types[[name]],
+      double = .read_doubles(values),
+      integer = as.integer(unlist(values)),
+      logical = as.logical(unlist(values)),
+      vapply(values, function(v) if (is.null(v)) NA_character_ else as.character(v), character(1), USE.NAMES = FALSE)
+    )
+  })
+  names(columns) <- names
+  frame <- if (length(columns)) {
+    as.data.frame(columns, stringsAsFactors = FALSE, check.names = FALSE, optional = TRUE)
+  } else {
+    data.frame(row.names = seq_len(res$nrow))
+  }
+  # a column of length 0 from an empty table still needs its type: as.data.frame() keeps it
+  if (!is.null(res$row_names)) rownames(frame) <- as.character(unlist(res$row_names))
+  frame
+}
+
+# A data.frame -> the arguments of linpert_rbridge.frame_from_r() (doubles as buffers).
+.frame_to_python <- function(df) {
+  df <- as.data.frame(df)
+  types <- vapply(df, function(col) {
+    if (is.logical(col)) "logical" else if (is.integer(col)) "integer" else if (is.numeric(col)) "double"
+    else "character"
+  }, character(1))
+  columns <- lapply(names(df), function(name) {
+    col <- df[[name]]
+    switch(types[[name]],
+      double = .raw_double(col),
+      integer = as.list(col),
+      logical = as.list(col),
+      as.list(as.character(col))
+    )
+  })
+  names(columns) <- names(df)
+  list(columns = columns, types = as.list(types), names = as.list(names(df)))
+}
+
+# Python's matrix_to_r(): a dense row-major buffer or CSR slots of an n x m matrix -> R's m x n matrix (transposed).
+.matrix_from_python <- function(m, dimnames = NULL) {
+  m <- .as_r(m)
+  if (isTRUE(m$sparse)) {
+    out <- Matrix::sparseMatrix(
+      i = .read_ints(m$i), p = .read_ints(m$p), x = .read_doubles(m$x),
+      dims = c(m$ncol, m$nrow), index1 = FALSE, dimnames = dimnames
+    )
+    return(out)
+  }
+  matrix(.read_doubles(m$x, m$nrow * m$ncol), nrow = m$ncol, ncol = m$nrow, dimnames = dimnames)
+}
+
+# reticulate hands back Python objects when the bridge was imported with convert = FALSE.
+.as_r <- function(x) if (inherits(x, "python.builtin.object")) reticulate::py_to_r(x) else x
+
+# A pseudobulk SummarizedExperiment (genes x conditions) -> the pseudobulk AnnData of the shared contract.
+.pseudobulk_to_python <- function(se, what = "`se`") {
+  .check_pseudobulk(se, what)
+  values <- SummarizedExperiment::assay(se, "logcounts", withDimnames = FALSE)
+  cd <- SummarizedExperiment::colData(se)
+  rd <- SummarizedExperiment::rowData(se)
+  provenance <- S4Vectors::metadata(se)$linpert
+  .linpert_bridge()$pseudobulk_from_r(
+    .raw_double(as.matrix(values)), as.list(colnames(se)), as.list(rownames(se)),
+    n_cells = if (!is.null(cd$n_cells)) as.list(as.integer(cd$n_cells)),
+    gene_id = if (!is.null(rd$gene_id)) as.list(as.character(rd$gene_id)),
+    provenance = .to_json(provenance)
+  )
+}
+
+.check_pseudobulk <- function(se, what = "`se`") {
+  if (!methods::is(se, "SummarizedExperiment") || !"logcounts" %in% SummarizedExperiment::assayNames(se)) {
+    stop(
+      what, " must be a pseudobulk SummarizedExperiment (genes x conditions) with a 'logcounts' assay, as ",
+      "pseudobulk(), load_dataset() or simulate_screen() |> pseudobulk() return.",
+      call. = FALSE
+    )
+  }
+  if (is.null(colnames(se)) || !"ctrl" %in% colnames(se) || is.null(rownames(se))) {
+    stop(
+      what, " needs condition names as colnames (including 'ctrl') and gene symbols as rownames; ",
+      "build it with pseudobulk().",
+      call. = FALSE
+    )
+  }
+  invisible(se)
+}
+
+# Provenance as JSON for Python, without an extra dependency: only scalars and character vectors are kept.
+.to_json <- function(x) {
+  if (is.null(x) || length(x) == 0) return("{}")
+  keep <- Filter(function(v) is.atomic(v) && length(v) == 1 && !is.na(v), x)
+  if (length(keep) == 0 || is.null(names(keep))) return("{}")
+  quote <- function(s) paste0("\"", gsub("([\"\\\\])", "\\\\\\1", s), "\"")
+  items <- vapply(names(keep), function(k) {
+    v <- keep[[k]]
+    value <- if (is.character(v)) quote(v) else if (is.logical(v)) tolower(as.character(v)) else format(v, digits = 17)
+    paste0(quote(k), ": ", value)
+  }, character(1))
+  paste0("{", paste(items, collapse = ", "), "}")
+}
+
+# Python's anndata_to_r() -> a SingleCellExperiment, genes x cells, X as assay `x_assay`.
+.sce_from_python <- function(res, x_assay = "logcounts") {
+  res <- .as_r(res)
+  cells <- as.character(unlist(res$obs_names))
+  genes <- as.character(unlist(res$var_names))
+  assays <- lapply(res$assays, .matrix_from_python, dimnames = list(genes, cells))
+  names(assays)[names(assays) == "X"] <- x_assay
+  col_data <- S4Vectors::DataFrame(.frame_from_python(res$obs), check.names = FALSE)
+  rownames(col_data) <- cells
+  row_data <- S4Vectors::DataFrame(.frame_from_python(res$var), check.names = FALSE)
+  rownames(row_data) <- genes
+  metadata <- res$uns
+  if (length(res$uns_dropped)) metadata$linpert_uns_dropped <- as.character(unlist(res$uns_dropped))
+  .require_package("SingleCellExperiment", "to return cell-level data")
+  SingleCellExperiment::SingleCellExperiment(
+    assays = assays, colData = col_data, rowData = row_data, metadata = metadata
+  )
+}
+
+.require_package <- function(package, why) {
+  if (!requireNamespace(package, quietly = TRUE)) {
+    stop(
+      "The R package '", package, "' is needed ", why, ". Install it (Debian: apt-get install r-bioc-",
+      tolower(package), " or r-cran-", tolower(package), "; else BiocManager::install(\"", package, "\")).",
+      call. = FALSE
+    )
+  }
+}
+
+.check_count <- function(value, name, min = 1) {
+  if (!is.numeric(value) || length(value) != 1 || is.na(value) || value != round(value) || value < min) {
+    stop("`", name, "` must be one whole number >= ", min, ", e.g. ", name, " = ", max(min, 1), ".", call. = FALSE)
+  }
+  as.integer(value)
+}
+
+.check_number <- function(value, name, lower = -Inf, upper = Inf) {
+  if (!is.numeric(value) || length(value) != 1 || is.na(value) || value <= lower || value >= upper) {
+    stop("`", name, "` must be one number in (", lower, ", ", upper, ").", call. = FALSE)
+  }
+  as.double(value)
+}
+
+.named_options <- function(options, where) {
+  if (length(options) > 0 && (is.null(names(options)) || any(!nzchar(names(options))))) {
+    stop("Options in `...` are passed to ", where, " and must be named.", call. = FALSE)
+  }
+  lapply(options, .whole_to_integer)
+}

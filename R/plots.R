@@ -1,0 +1,76 @@
+#' Figures of the benchmark (ggplot2)
+#'
+#' `plot_l2()`: the L2 error of every scored perturbation per model (jittered
+#' points) with each model's mean as a bar, the paper's Fig. 1b / 2b.
+#' `plot_tpr_fdp()`: true positive rate against false discovery proportion of
+#' the predicted interactions, the paper's Fig. 1c. `plot_forest()`: each
+#' model's mean L2 relative to a reference with its bootstrap interval, the
+#' paper's Fig. 2c.
+#'
+#' @param results The `results` table of [run_benchmark()] (or any data frame
+#'   with `model` and `l2`).
+#' @param metric The column to plot (`"l2"` or `"pearson_delta"`).
+#' @param tpr_fdp The `tpr_fdp` table of [run_benchmark()].
+#' @param forest A table from [forest_table()].
+#' @return A `ggplot` object.
+#' @export
+#' @examples
+#' results <- data.frame(model = rep(c("no_change", "additive"), each = 20), l2 = c(rnorm(20, 5), rnorm(20, 3)))
+#' if (requireNamespace("ggplot2", quietly = TRUE)) plot_l2(results)
+plot_l2 <- function(results, metric = c("l2", "pearson_delta")) {
+  metric <- match.arg(metric)
+  .check_columns(results, c("model", metric), "results", "run_benchmark()$results")
+  .require_package("ggplot2", "for the figures")
+  data <- results[is.finite(results[[metric]]), , drop = FALSE]
+  data$model <- factor(data$model, levels = unique(results$model))
+  means <- stats::aggregate(data[metric], by = list(model = data$model), FUN = mean)
+  set.seed(1)  # the jitter only
+  ggplot2::ggplot(data, ggplot2::aes(x = .data$model, y = .data[[metric]])) +
+    ggplot2::geom_jitter(width = 0.2, height = 0, size = 0.8, alpha = 0.6, colour = "grey30") +
+    ggplot2::geom_crossbar(data = means, ggplot2::aes(ymin = .data[[metric]], ymax = .data[[metric]]),
+                           width = 0.6, colour = "firebrick", fatten = 1.5) +
+    ggplot2::labs(x = NULL, y = if (metric == "l2") "L2 distance to observed" else "Pearson delta") +
+    ggplot2::theme_minimal(base_size = 11)
+}
+
+#' @rdname plot_l2
+#' @export
+plot_tpr_fdp <- function(tpr_fdp) {
+  .check_columns(tpr_fdp, c("model", "fdp", "tpr"), "tpr_fdp", "run_benchmark()$tpr_fdp")
+  .require_package("ggplot2", "for the figures")
+  ggplot2::ggplot(tpr_fdp, ggplot2::aes(x = .data$fdp, y = .data$tpr, colour = .data$model)) +
+    ggplot2::geom_abline(slope = 1, intercept = 0, linetype = "dotted", colour = "grey60") +
+    ggplot2::geom_step(linewidth = 0.7) +
+    ggplot2::coord_cartesian(xlim = c(0, 1), ylim = c(0, 1)) +
+    ggplot2::labs(x = "False discovery proportion", y = "True positive rate", colour = "Model") +
+    ggplot2::theme_minimal(base_size = 11)
+}
+
+#' @rdname plot_l2
+#' @export
+plot_forest <- function(forest) {
+  .check_columns(forest, c("model", "mean", "lower", "upper"), "forest", "forest_table()")
+  .require_package("ggplot2", "for the figures")
+  forest$model <- factor(forest$model, levels = rev(unique(forest$model)))
+  reference <- if (!is.null(forest$reference)) forest$reference[1] else "reference"
+  p <- ggplot2::ggplot(forest, ggplot2::aes(x = .data$mean, y = .data$model)) +
+    ggplot2::geom_vline(xintercept = 1, linetype = "dashed", colour = "grey50") +
+    ggplot2::geom_errorbarh(ggplot2::aes(xmin = .data$lower, xmax = .data$upper), height = 0.2) +
+    ggplot2::geom_point(size = 2) +
+    ggplot2::labs(x = paste0("L2 relative to '", reference, "'"), y = NULL) +
+    ggplot2::theme_minimal(base_size = 11)
+  if ("dataset" %in% names(forest) && length(unique(forest$dataset)) > 1) {
+    p <- p + ggplot2::facet_wrap(~dataset, ncol = 1)
+  }
+  p
+}
+
+.check_columns <- function(df, columns, what, hint) {
+  if (!is.data.frame(df) || !all(columns %in% names(df))) {
+    stop("`", what, "` must be a data frame with columns ", paste(columns, collapse = ", "), " (e.g. ", hint, ").",
+         call. = FALSE)
+  }
+}
+
+# ggplot2's .data pronoun, for R CMD check
+utils::globalVariables(".data")
