@@ -8,6 +8,7 @@ nothing Python holds points into R.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ class RUnavailableError(ImportError):
 
 @functools.lru_cache(maxsize=None)
 def _robjects():
+    library_path = os.environ.get("LD_LIBRARY_PATH")
     try:
         import rpy2.robjects as ro
     except Exception as err:  # rpy2 raises various errors when R itself cannot be found or loaded
@@ -31,7 +33,22 @@ def _robjects():
             f"R cannot be used from Python: {err}. Install R (Debian: `apt-get install r-base-core`) and "
             "rpy2 (`pip install 'linpert[r]'`), or choose backend='python'."
         ) from err
+    finally:
+        _restore_library_path(library_path)
     return ro
+
+
+def _restore_library_path(value: str | None) -> None:
+    """Undo R's start-up edit of LD_LIBRARY_PATH for the processes this one starts later.
+
+    R prepends its own and the system's library folders; a child Python (a model's worker, say) would then load the
+    system's libpython instead of its own and fail. R has loaded its libraries by now and does not need the edit.
+    """
+    if value is None:
+        os.environ.pop("LD_LIBRARY_PATH", None)
+        os.unsetenv("LD_LIBRARY_PATH")
+    else:
+        os.environ["LD_LIBRARY_PATH"] = value
 
 
 def r_available(package: str | None = None) -> bool:

@@ -218,7 +218,7 @@ def test_venv_is_built_once_under_a_lock_and_reused(tmp_path):
 
     def build():
         try:
-            built.append(ensure_venv(["six==1.16.0"], name="tiny", cache_dir=tmp_path))
+            built.append(ensure_venv(["six>=1.16"], name="tiny", cache_dir=tmp_path))
         except BaseException as err:  # pragma: no cover - reported below
             errors.append(err)
 
@@ -230,14 +230,14 @@ def test_venv_is_built_once_under_a_lock_and_reused(tmp_path):
     assert not errors and len(set(built)) == 1
     env = built[0]
     marker = json.loads((env / ".linpert-complete").read_text())
-    assert marker["requirements"] == ["six==1.16.0"]
+    assert marker["requirements"] == ["six>=1.16"]
     import subprocess
 
     out = subprocess.run([str(env / "bin" / "python"), "-c", "import six, sys; print(six.__version__, sys.prefix)"],
                          capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["1.16.0", str(env)]
+    assert out[0].split(".")[:1] == ["1"] and out[1] == str(env)
     stamp = (env / ".linpert-complete").stat().st_mtime_ns
-    assert ensure_venv(["six==1.16.0"], name="tiny", cache_dir=tmp_path) == env  # reused, not rebuilt
+    assert ensure_venv(["six>=1.16"], name="tiny", cache_dir=tmp_path) == env  # reused, not rebuilt
     assert (env / ".linpert-complete").stat().st_mtime_ns == stamp
 
 

@@ -28,3 +28,15 @@ def test_missing_package_names_the_fix():
     with pytest.raises(_r.RUnavailableError, match="'surely.not.a.package' is not installed.*backend='python'"):
         _r.require("surely.not.a.package")
     assert not _r.r_available("surely.not.a.package")
+
+
+def test_starting_r_leaves_child_processes_environment_alone():
+    """R prepends system library folders to LD_LIBRARY_PATH; a child Python must not inherit that."""
+    import subprocess
+    import sys
+
+    _r.call("base", "sum", 1.0)
+    child = subprocess.run([sys.executable, "-c", "import os, ssl; print(os.environ.get('LD_LIBRARY_PATH'))"],
+                           capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr
+    assert "/usr/lib/R/lib" not in child.stdout
