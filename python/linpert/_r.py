@@ -117,30 +117,9 @@ def call(package: str, function: str, *args: Any, **kwargs: Any) -> tuple[Any, l
 
     R errors become :class:`RuntimeError` with R's message.
     """
-    ro = _robjects()
     require(package)
-    fn = ro.r(f"{package}::`{function}`")
-    runner = ro.r(
-        """function(f, args) {
-            warnings <- character()
-            result <- withCallingHandlers(
-                tryCatch(do.call(f, args), error = function(e) structure(conditionMessage(e), class = "r_error")),
-                warning = function(w) { warnings <<- c(warnings, conditionMessage(w)); invokeRestart("muffleWarning") })
-            if (inherits(result, "r_error")) return(list(error = unclass(result), warnings = warnings))
-            list(result = result, warnings = warnings)
-        }"""
-    )
-    r_args = ro.ListVector.from_length(len(args) + len(kwargs))
-    names = [""] * len(args) + list(kwargs)
-    for i, value in enumerate([*args, *kwargs.values()]):
-        r_args[i] = to_r(value)
-    r_args.names = ro.StrVector(names)
-    out = runner(fn, r_args)
-    fields = dict(zip(out.names, out))
-    warnings = [str(w) for w in fields["warnings"]]
-    if "error" in fields:
-        raise RuntimeError(f"R's {package}::{function} failed: {fields['error'][0]}")
-    return from_r(fields["result"]), warnings
+    fn = _robjects().r(f"{package}::`{function}`")
+    return _run(fn, args, kwargs, what=f"R's {package}::{function}")
 
 
 def call_function(code: str, *args: Any, packages: tuple[str, ...] = (), **kwargs: Any) -> tuple[Any, list[str]]:
@@ -152,8 +131,13 @@ def call_function(code: str, *args: Any, packages: tuple[str, ...] = (), **kwarg
     """
     for package in packages:
         require(package)
-    ro = _robjects()
-    runner = ro.r(
+    return _run(_robjects().r(code), args, kwargs, what="R code")
+
+
+@functools.lru_cache(maxsize=None)
+def _runner():
+    """An R closure that calls a function on a list of arguments, collecting warnings and catching the error."""
+    return _robjects().r(
         """function(f, args) {
             warnings <- character()
             result <- withCallingHandlers(
@@ -163,13 +147,17 @@ def call_function(code: str, *args: Any, packages: tuple[str, ...] = (), **kwarg
             list(result = result, warnings = warnings)
         }"""
     )
+
+
+def _run(fn, args: tuple, kwargs: dict, *, what: str) -> tuple[Any, list[str]]:
+    ro = _robjects()
     r_args = ro.ListVector.from_length(len(args) + len(kwargs))
     for i, value in enumerate([*args, *kwargs.values()]):
         r_args[i] = to_r(value)
     r_args.names = ro.StrVector([""] * len(args) + list(kwargs))
-    out = runner(ro.r(code), r_args)
+    out = _runner()(fn, r_args)
     fields = dict(zip(out.names, out))
     warnings = [str(w) for w in fields["warnings"]]
     if "error" in fields:
-        raise RuntimeError(f"R code failed: {fields['error'][0]}")
+        raise RuntimeError(f"{what} failed: {fields['error'][0]}")
     return from_r(fields["result"]), warnings
