@@ -303,20 +303,19 @@ def download(
 
 
 def _zip_member(archive: zipfile.ZipFile, member: str) -> zipfile.ZipInfo:
-    infos = [i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
-    hits = [i for i in infos if i.filename == member or i.filename.endswith("/" + member)]
-    if len(hits) != 1:
-        listing = ", ".join(i.filename for i in infos[:8]) + (" ..." if len(infos) > 8 else "")
-        what = "no member" if not hits else f"{len(hits)} members"
-        raise DownloadError(f"The archive has {what} named {member!r}; it holds: {listing or 'nothing'}.")
-    return hits[0]
+    names = [i.filename for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
+    return archive.getinfo(_pick_member(names, member))
 
 
 def _tar_member(archive: tarfile.TarFile, member: str) -> tarfile.TarInfo:
-    infos = [i for i in archive.getmembers() if i.isfile()]
-    hits = [i for i in infos if i.name == member or i.name.endswith("/" + member)]
+    return archive.getmember(_pick_member([i.name for i in archive.getmembers() if i.isfile()], member))
+
+
+def _pick_member(names: list[str], member: str) -> str:
+    """The one archive entry named ``member``, at the top or in a folder; a clear error when there is not one."""
+    hits = [n for n in names if n == member or n.endswith("/" + member)]
     if len(hits) != 1:
-        listing = ", ".join(i.name for i in infos[:8]) + (" ..." if len(infos) > 8 else "")
+        listing = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
         what = "no member" if not hits else f"{len(hits)} members"
         raise DownloadError(f"The archive has {what} named {member!r}; it holds: {listing or 'nothing'}.")
     return hits[0]
