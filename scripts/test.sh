@@ -4,7 +4,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${LINPERT_VENV:-$root/.venv}
-"$root/scripts/setup.sh" --with-r "test,r,bench,gears"
+"$root/scripts/setup.sh" --with-r "test,r,bench,gears,dask"
 cd "$root"
 
 status=0

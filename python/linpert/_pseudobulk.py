@@ -48,6 +48,7 @@ def pseudobulk(
     gene_key: str | None = "gene_name",
     chunk_size: int = 20_000,
     progress: bool = False,
+    scheduler: Any = None,
 ) -> anndata.AnnData:
     """Average the cells of every condition into one pseudobulk profile.
 
@@ -69,6 +70,10 @@ def pseudobulk(
         Cells per chunk (genes per chunk for CSC data are scaled to hold as many values).
     progress
         Show a tqdm progress bar over the chunks.
+    scheduler
+        Run on Dask (``pip install 'linpert[dask]'``): the address of a ``distributed`` scheduler
+        (``"tcp://host:8786"``) or a ``distributed.Client``. Dask is also used, on the active scheduler, when ``X``
+        is a ``dask.array`` (``anndata.experimental.read_lazy``) or ``adata`` is the path of a zarr store.
 
     Returns
     -------
@@ -93,6 +98,11 @@ def pseudobulk(
     """
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive number of cells, got {chunk_size!r}.")
+    from . import _dask  # imports Dask only when it is used
+
+    if _dask.wants_dask(adata, layer=layer, scheduler=scheduler):
+        options = dict(condition_key=condition_key, layer=layer, gene_key=gene_key, chunk_size=int(chunk_size))
+        return _dask.pseudobulk(adata, **options, progress=progress, scheduler=scheduler)
     with _open(adata, layer=layer) as source:
         codes, conditions = _cell_conditions(source.obs, condition_key)
         var = _gene_table(source.var, gene_key)

@@ -66,6 +66,7 @@ def run(
     common_only: bool | None = None,
     progress: bool = True,
     interactions: bool | None = None,
+    scheduler: Any = None,
 ) -> BenchmarkResult:
     """Run the paper's benchmark on a pseudobulk.
 
@@ -95,6 +96,10 @@ def run(
         model's predictions of them (:func:`linpert.interactions.evaluate_interactions`). The default is on for the
         double split with at least :data:`MIN_DOUBLES_FOR_INTERACTIONS` doubles (and then a failing fit only warns),
         off otherwise.
+    scheduler
+        Run the grid's cells as tasks on a Dask cluster (``pip install 'linpert[dask]'``): the scheduler's address
+        (``"tcp://host:8786"``) or a ``distributed.Client``. Workers write finished cells into ``out``, which must
+        then be a folder they can all reach; the table is the same as without a scheduler.
 
     Returns
     -------
@@ -124,6 +129,13 @@ def run(
 
     tables, timings, predictions = [], [], {}
     grid = [(seed, label, model) for seed in seeds for label, model in labelled]
+    remote = {}
+    if scheduler is not None:  # fit the cells on the cluster; the loop below then reads them back
+        from ._dask import run_grid
+
+        seed_splits = {seed: make_split(split, data.obs_names, seed=seed) for seed in seeds}
+        cells = dict(store=store, readout=readout, ctrl=ctrl, dataset=dataset, progress=progress)
+        remote = run_grid(scheduler, data, seed_splits, grid, **cells)
     bar = tqdm(grid, desc=f"{dataset} · {split}", unit="fit", disable=not progress)
     splits = {}
     for seed, label, model in bar:
@@ -132,7 +144,7 @@ def run(
             splits[seed] = make_split(split, data.obs_names, seed=seed)
             if store:
                 store.save_split(splits[seed])
-        cell = store.load(seed, label) if store else None
+        cell = store.load(seed, label) if store else remote.pop((seed, label), None)
         if cell is None:
             cell = _run_cell(data, splits[seed], label, model, readout, ctrl, dataset, score)
             if store:

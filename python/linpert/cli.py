@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "data",
         help=f"a published dataset ({', '.join(PUBLISHED)}), 'simulated-norman' / 'simulated-replogle', "
-        "or an .h5ad file (cell-level, or a linpert pseudobulk)",
+        "an .h5ad file (cell-level, or a linpert pseudobulk) or a cell-level .zarr store",
     )
     run.add_argument("--split", choices=["auto", "double", "simulation"], default="auto",
                      help="'double' (the paper's Norman split), 'simulation' (GEARS'), or 'auto': double when the data "
@@ -100,7 +100,8 @@ def _run(args) -> int:
     from . import benchmark
     from .models import resolve_models, split_model_specs
 
-    data, name, cells = _load(args.data, condition_key=args.condition_key, progress=not args.quiet)
+    data, name, cells = _load(args.data, condition_key=args.condition_key, progress=not args.quiet,
+                              scheduler=args.scheduler)
     split = args.split
     if split == "auto":
         split = "double" if (data.obs["kind"] == "double").sum() >= 2 else "simulation"
@@ -145,7 +146,7 @@ def _pseudobulk(args) -> int:
     return 0
 
 
-def _load(source: str, *, condition_key: str, progress: bool):
+def _load(source: str, *, condition_key: str, progress: bool, scheduler=None):
     """A pseudobulk, its label, and the cell-level file it came from (None when not from one)."""
     from . import datasets, pseudobulk
 
@@ -161,13 +162,17 @@ def _load(source: str, *, condition_key: str, progress: bool):
         )
     data, cells = _read_pseudobulk(path), None
     if data is None:
-        data, cells = pseudobulk(path, condition_key=condition_key, progress=progress), str(path)
+        data = pseudobulk(path, condition_key=condition_key, progress=progress, scheduler=scheduler)
+        cells = str(path)
     return data, path.name.split(".")[0], cells
 
 
 def _read_pseudobulk(path: Path):
-    """The AnnData at ``path`` when it is a linpert pseudobulk, else None."""
+    """The AnnData at ``path`` when it is a linpert pseudobulk, else None (cell-level data, or a zarr store)."""
     import anndata
+
+    if path.is_dir():
+        return None
 
     data = anndata.read_h5ad(path, backed="r")
     is_pseudobulk = {"kind", "n_cells"} <= set(data.obs.columns)
