@@ -127,23 +127,21 @@ def run(
     readout = top_expressed_genes(ctrl, n=min(n_genes, data.n_vars))
     store = _Store(out, _run_config(data, split, dataset, n_genes, labelled)) if out is not None else None
 
-    tables, timings, predictions = [], [], {}
+    splits = {seed: make_split(split, data.obs_names, seed=seed) for seed in seeds}
+    if store:
+        for one in splits.values():
+            store.save_split(one)
     grid = [(seed, label, model) for seed in seeds for label, model in labelled]
     remote = {}
     if scheduler is not None:  # fit the cells on the cluster; the loop below then reads them back
         from ._dask import run_grid
 
-        seed_splits = {seed: make_split(split, data.obs_names, seed=seed) for seed in seeds}
         cells = dict(store=store, readout=readout, ctrl=ctrl, dataset=dataset, progress=progress)
-        remote = run_grid(scheduler, data, seed_splits, grid, **cells)
+        remote = run_grid(scheduler, data, splits, grid, **cells)
+    tables, timings, predictions = [], [], {}
     bar = tqdm(grid, desc=f"{dataset} · {split}", unit="fit", disable=not progress)
-    splits = {}
     for seed, label, model in bar:
         bar.set_postfix_str(f"seed {seed} · {label}")
-        if seed not in splits:
-            splits[seed] = make_split(split, data.obs_names, seed=seed)
-            if store:
-                store.save_split(splits[seed])
         cell = store.load(seed, label) if store else remote.pop((seed, label), None)
         if cell is None:
             cell = _run_cell(data, splits[seed], label, model, readout, ctrl, dataset, score)
