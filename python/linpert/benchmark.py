@@ -79,7 +79,9 @@ def run(
     seeds
         The split seeds; the paper uses 1–5 for doubles and 1–2 for singles.
     models
-        Model names from :data:`linpert.models.MODELS`, model instances, or ``(label, instance)`` pairs.
+        Model specs (``"linear"``, ``"linear(n_components=5)"``, ``"lm_go=linear(perturbation_embedding=go)"``: see
+        :func:`linpert.models.parse_model_spec`; adapters such as ``"gears(...)"`` too), model instances, or
+        ``(label, instance)`` pairs.
     out
         Output folder. Finished cells are stored there and reused when the same run is started again.
     dataset
