@@ -16,8 +16,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-# gears imports dcor, whose numba kernels compile at import (~5 s per process) and serve only GI_predict
-os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
+# gears imports dcor, whose numba kernels compile at import (~5 s per process, cached after the first). Do not set
+# NUMBA_DISABLE_JIT to skip that: with a cold cache, dcor's guvectorize kernels then fail to compile at import.
 
 import _protocol as protocol  # noqa: E402
 
