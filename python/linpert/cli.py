@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 DEFAULT_MODELS = {"double": "no_change,additive,linear", "simulation": "mean,linear"}
@@ -15,12 +16,20 @@ PUBLISHED = ("norman", "adamson", "replogle_k562", "replogle_rpe1")
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    python_format, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         return args.func(args)
     except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError, ConnectionError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"linpert {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = python_format
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings on the command line read as one line for a person, not a Python source location."""
+    return f"linpert: {category.__name__}: {message}\n"
 
 
 def _parser() -> argparse.ArgumentParser:
