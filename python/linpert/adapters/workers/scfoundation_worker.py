@@ -50,37 +50,11 @@ def fit(request: dict) -> dict:
 
 
 def predict(request: dict) -> dict:
+    """The fork keeps GEARS' model API (load_pretrained, predict), so GEARS' own prediction step serves it."""
     _use_fork(request)
-    import pickle
+    from gears_worker import predict as gears_predict
 
-    import numpy as np
-    from gears import GEARS
-    from gears_worker import pert_data
-
-    params = request["params"]
-    device = protocol.resolve_device(request["device"])
-    protocol.reset_gpu_peak(device)
-    with open(os.path.join(request["run_dir"], "gears_split.pkl"), "rb") as handle:
-        split = pickle.load(handle)
-    data, _, _ = pert_data(request, split["train"], split["val"], batch_size=params["batch_size"],
-                           test_batch_size=params["test_batch_size"])
-    model = GEARS(data, device=device)
-    model.load_pretrained(request["model_dir"])
-    genes = [str(g) for g in data.adata.var["gene_name"]]
-    keys, rows, reasons = [], [], []
-    for perturbation in request["perturbations"]:
-        key = "_".join(perturbation)
-        keys.append(key)
-        unknown = [g for g in perturbation if g not in model.pert_list]
-        if unknown:
-            rows.append(np.full(len(genes), np.nan))
-            reasons.append(f"{', '.join(unknown)} not in GEARS' GO graph")
-            continue
-        protocol.seed_everything(request["seed"])
-        rows.append(np.asarray(model.predict([list(perturbation)])[key], dtype=np.float64))
-        reasons.append("")
-    protocol.write_predictions(request["output"], keys, np.vstack(rows), reasons, genes)
-    return {"device": device, "peak_gpu_mib": protocol.gpu_peak_mib(device)}
+    return gears_predict(request)
 
 
 import _protocol as protocol  # noqa: E402
