@@ -32,7 +32,7 @@ fi
 if [[ $with_r -eq 1 ]]; then
     apt_install r-base-core r-base-dev r-cran-reticulate r-cran-testthat r-cran-matrix \
         r-bioc-singlecellexperiment r-bioc-summarizedexperiment r-cran-igraph \
-        r-cran-knitr r-cran-rmarkdown r-cran-ggplot2 pandoc
+        r-cran-knitr r-cran-rmarkdown r-cran-ggplot2 r-cran-jsonlite pandoc
 fi
 
 if [[ ! -x $venv/bin/python ]]; then
