@@ -151,9 +151,7 @@ def pseudobulk(
     array([[2., 1.],
            [3., 1.]])
     """
-    import warnings
-
-    from ._pseudobulk import _RAW_COUNT_MAX, _Source, _assemble, _cell_conditions, _gene_table, _non_finite_message
+    from ._pseudobulk import _RAW_COUNT_MAX, _Source, _assemble, _cell_conditions, _gene_table, check_values
 
     _require_dask("Pseudobulk of Dask-backed data")
     matrix, obs, var, label, what = _lazy_matrix(adata, layer=layer, chunk_size=chunk_size)
@@ -165,16 +163,7 @@ def pseudobulk(
         sums, non_finite, max_value, integers = _reduce(
             matrix, codes, len(conditions), chunk_size, client, progress=progress
         )
-    if non_finite.any():
-        raise ValueError(_non_finite_message(non_finite, conditions, what))
-    if integers and max_value > _RAW_COUNT_MAX:
-        warnings.warn(
-            f"{what} holds integers up to {max_value:g}: it looks like raw counts. The paper averages "
-            "log-normalised values; normalise first (scanpy.pp.normalize_total then scanpy.pp.log1p) or pass the "
-            "layer that holds them.",
-            UserWarning,
-            stacklevel=3,
-        )
+    check_values(non_finite, integers and max_value > _RAW_COUNT_MAX, max_value, conditions, what, stacklevel=3)
     n_cells = np.bincount(codes, minlength=len(conditions)).astype(np.int64)
     source = _Source(obs=obs, var=var, label=label, what=what)
     result = _assemble(sums / n_cells[:, None], conditions, n_cells, genes, source, condition_key, layer, gene_key)

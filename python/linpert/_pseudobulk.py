@@ -109,18 +109,28 @@ def pseudobulk(
         codes_in_source = source.place(codes)
         sums, check = _accumulate(source, codes_in_source, len(conditions), int(chunk_size), progress=progress)
     sums = sums[:, source.columns] if source.columns is not None else sums
-    if check.non_finite.any():
-        raise ValueError(_non_finite_message(check.non_finite, conditions, source.what))
-    if check.looks_like_counts:
+    check_values(check.non_finite, check.looks_like_counts, check.max_value, conditions, source.what)
+    n_cells = np.bincount(codes, minlength=len(conditions)).astype(np.int64)
+    return _assemble(sums / n_cells[:, None], conditions, n_cells, var, source, condition_key, layer, gene_key)
+
+
+def check_values(
+    non_finite, looks_like_counts: bool, max_value: float, conditions, what: str, *, stacklevel: int = 2
+) -> None:
+    """After summing: an error for non-finite values, a warning for what looks like raw counts (both paths).
+
+    ``stacklevel`` is counted from the caller, as for :func:`warnings.warn` called there.
+    """
+    if non_finite.any():
+        raise ValueError(_non_finite_message(non_finite, conditions, what))
+    if looks_like_counts:
         warnings.warn(
-            f"{source.what} holds integers up to {check.max_value:g}: it looks like raw counts. The paper averages "
+            f"{what} holds integers up to {max_value:g}: it looks like raw counts. The paper averages "
             "log-normalised values; normalise first (scanpy.pp.normalize_total then scanpy.pp.log1p) or pass the "
             "layer that holds them.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=stacklevel + 1,
         )
-    n_cells = np.bincount(codes, minlength=len(conditions)).astype(np.int64)
-    return _assemble(sums / n_cells[:, None], conditions, n_cells, var, source, condition_key, layer, gene_key)
 
 
 # --- the data source -------------------------------------------------------------------------------------------------
