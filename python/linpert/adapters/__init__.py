@@ -6,9 +6,10 @@ reason where the model cannot predict. The deep models train on cells, so they t
 AnnData or an ``.h5ad`` path); the pseudobulk given to ``fit`` says which conditions are train and which genes to
 predict.
 
-Their stacks conflict, so each runs in a worker process driven through files, chosen by ``environment=``:
-``"current"`` (this interpreter), ``"venv"`` (a pinned virtual environment built on first use) or
-``"docker:IMAGE"`` / ``"podman:IMAGE"``. The main process never imports torch.
+Their stacks conflict, so each runs in a worker process driven through files, where its ``runtime=`` (a
+:class:`Runtime`, or just ``"current"``, ``"venv"``, ``"docker:IMAGE"``) says: this interpreter, a virtual
+environment built on first use from the adapter's :attr:`~WorkerModel.stacks` (the paper's pins where they install
+on the Python at hand, else the nearest stack that does), or a container. The main process never imports torch.
 
 The linear-decoder models (Geneformer, UCE, scBERT in the paper) need no worker: a ridge regression from a
 per-condition cell embedding to the pseudobulk.
@@ -23,12 +24,12 @@ Examples
 from __future__ import annotations
 
 from ..models._base import PerturbationModel
-from ._base import PROTOCOL, WorkerModel
+from ._base import PROTOCOL, WorkerError, WorkerModel
 from ._cells import de_keys, gears_cells, reconstruct_counts, validation_conditions
 from ._decoder import EmbeddingDecoder, GeneformerDecoder, ScBertDecoder, UceDecoder, condition_embedding, ridge_fit
-from ._environment import Launcher, container_command, ensure_venv, venv_path
+from ._environment import Runtime, Stack, container_command, ensure_venv, venv_path
 from ._gears import GearsModel, write_go_files
-from ._others import CpaModel, ScFoundationModel, ScGptModel
+from ._others import CpaModel, ScFoundationModel, ScGptModel, write_scgpt_checkpoint
 
 #: Adapter name -> class, for ``linpert.models.resolve_models`` / ``make_model``.
 ADAPTERS: dict[str, type[PerturbationModel]] = {
@@ -48,11 +49,13 @@ __all__ = [
     "EmbeddingDecoder",
     "GearsModel",
     "GeneformerDecoder",
-    "Launcher",
+    "Runtime",
     "ScBertDecoder",
     "ScFoundationModel",
     "ScGptModel",
+    "Stack",
     "UceDecoder",
+    "WorkerError",
     "WorkerModel",
     "condition_embedding",
     "container_command",
@@ -64,4 +67,5 @@ __all__ = [
     "validation_conditions",
     "venv_path",
     "write_go_files",
+    "write_scgpt_checkpoint",
 ]

@@ -12,8 +12,8 @@ The protocol (version 1), every path relative to the worker's view:
     "inputs": {name: path}, "perturbations": [[gene, ...], ...] (predict), "output": str}``
 fit output
     ``fit.json``: ``{"seconds", "train_seconds", "epochs", "device", "peak_rss_mib", "peak_gpu_mib",
-    "train_conditions", "val_conditions", "dropped", "predictable_genes" (or null: any gene)}`` and the model
-    in ``model_dir``.
+    "train_conditions", "val_conditions", "dropped", "predictable_genes" (or null: any gene), "versions"}`` and
+    the model in ``model_dir``.
 predict output
     ``predictions.h5ad``: rows keyed by the genes joined with ``_`` (GEARS' keys), ``obs['reason']``, columns the
     gene symbols; ``predict.json`` with ``seconds``, ``peak_rss_mib``, ``peak_gpu_mib``.
@@ -38,7 +38,7 @@ from .._conditions import CONTROL, Condition, parse_condition
 from .._io import atomic_write
 from ..models._base import PerturbationModel, check_training
 from ._cells import gears_cells, load_cells, validation_conditions
-from ._environment import WORKERS, Launcher, launcher
+from ._environment import WORKERS, Launcher, Runtime, Stack, launcher
 
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
@@ -46,29 +46,33 @@ if TYPE_CHECKING:  # pragma: no cover
 PROTOCOL = 1
 
 
+class WorkerError(RuntimeError):
+    """A model's worker process failed (crashed, was killed, or raised): its log says why."""
+
+
 class WorkerModel(PerturbationModel):
     """Base class of the adapters that run a deep-learning model in a worker process.
 
     Subclasses set the class attributes below, store their hyperparameters in ``__init__`` (including the shared
-    ones: ``cells``, ``validation``, ``environment``, ``device``, ``seed``, ``work_dir``, ``requirements``,
-    ``python``, ``pip_args``, ``cache_dir``, ``condition_key``) and implement :meth:`_params` and, where the
-    worker needs files from the user, :meth:`_inputs`.
+    ones: ``cells``, ``validation``, ``runtime``, ``device``, ``seed``, ``work_dir``, ``condition_key``) and
+    implement :meth:`_params` and, where the worker needs files from the user, :meth:`_inputs`.
 
     After ``fit``: ``fit_seconds_`` (wall clock of ``fit``, worker start included), ``train_seconds_`` (the
     worker's training loop), ``peak_memory_mib_`` (GPU peak when the worker ran on CUDA, else the worker's peak
-    resident memory), ``device_``, ``train_conditions_`` / ``val_conditions_`` (what the worker trained and
-    validated on), ``dropped_`` (training conditions the model could not use, with why) and ``run_dir_``.
-    After ``predict``: ``predict_seconds_`` and ``predict_peak_memory_mib_``.
+    resident memory), ``device_``, ``versions_`` (Python and the stack's package versions the worker ran with),
+    ``train_conditions_`` / ``val_conditions_`` (what the worker trained and validated on), ``dropped_`` (training
+    conditions the model could not use, with why) and ``run_dir_``. ``predict`` changes nothing on the model; the
+    worker's report of each prediction is ``run_dir_ / "predict.json"``.
     """
 
     #: Worker script in ``linpert/adapters/workers``.
     worker: str = ""
-    #: Modules the worker imports (checked for ``environment="current"``).
-    stack: tuple[str, ...] = ()
-    #: The linpert extra that installs the stack.
+    #: Modules the worker imports (checked for ``runtime="current"``).
+    modules: tuple[str, ...] = ()
+    #: The linpert extra that installs the stack into this interpreter ("" where none can: use a venv).
     extra: str = ""
-    #: pip requirements of the isolated environment (``environment="venv"``).
-    default_requirements: tuple[str, ...] = ()
+    #: The stacks known to install, the paper's pins first; a venv uses the first that supports its Python.
+    stacks: tuple[Stack, ...] = ()
     #: Whether the worker needs reconstructed counts in ``layers['counts']``.
     needs_counts: bool = False
 
@@ -80,6 +84,9 @@ class WorkerModel(PerturbationModel):
     def _inputs(self) -> dict[str, str | os.PathLike]:
         """User files or folders the worker reads (checkpoints, GO files), by name."""
         return {}
+
+    def _check_inputs(self, genes: list[str]) -> None:
+        """Check the user's files against the training genes before any worker starts (raise a clear error)."""
 
     # -- the contract ------------------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -108,6 +115,7 @@ class WorkerModel(PerturbationModel):
         """
         t0 = time.perf_counter()
         data = check_training(train)
+        self._check_inputs(list(data.genes))
         cells = load_cells(cells if cells is not None else self.cells, condition_key=self.condition_key)
         seed = 0 if self.seed is None else int(self.seed)
         train_names = list(data.conditions)
@@ -136,6 +144,7 @@ class WorkerModel(PerturbationModel):
         self.run_dir_ = run_dir
         self.seed_ = seed
         self.device_ = report["device"]
+        self.versions_ = dict(report.get("versions", {}))
         self.train_seconds_ = float(report.get("train_seconds", report["seconds"]))
         self.peak_memory_mib_ = _peak(report)
         self.train_conditions_ = list(report.get("train_conditions", fit_names))
@@ -148,7 +157,6 @@ class WorkerModel(PerturbationModel):
         return self
 
     def _predict(self, conditions: list[Condition]) -> tuple[np.ndarray, list[str]]:
-        t0 = time.perf_counter()
         X = np.full((len(conditions), len(self.genes_)), np.nan)
         reasons = [""] * len(conditions)
         asked: dict[str, int] = {}
@@ -160,12 +168,10 @@ class WorkerModel(PerturbationModel):
                 X[i] = self.ctrl_  # the worker's baseline is the control mean: no model call needed
             else:
                 asked[condition.name] = i
-        self.predict_peak_memory_mib_ = 0.0
         if asked:
             request = self._request("predict", self.launcher_, self.run_dir_, seed=self.seed_)
             request["perturbations"] = [list(conditions[i].genes) for i in asked.values()]
-            report = self._call(self.launcher_, self.run_dir_, request)
-            self.predict_peak_memory_mib_ = _peak(report)
+            self._call(self.launcher_, self.run_dir_, request)
             predicted = _read_predictions(self.run_dir_ / "predictions.h5ad", self.genes_)
             for name, i in asked.items():
                 if name not in predicted.index:
@@ -174,7 +180,6 @@ class WorkerModel(PerturbationModel):
                 reasons[i] = str(predicted.at[name, "reason"])
                 if not reasons[i]:
                     X[i] = predicted.loc[name, "values"]
-        self.predict_seconds_ = time.perf_counter() - t0
         return X, reasons
 
     def _cannot_predict(self, condition: Condition) -> str:
@@ -188,14 +193,11 @@ class WorkerModel(PerturbationModel):
     # -- plumbing ---------------------------------------------------------------------------------------
     def _launcher(self) -> Launcher:
         return launcher(
-            self.environment,
+            Runtime.of(self.runtime),
             model=self.name,
-            stack=self.stack,
+            modules=self.modules,
             extra=self.extra,
-            requirements=self.default_requirements if self.requirements is None else self.requirements,
-            python=self.python,
-            pip_args=self.pip_args,
-            cache_dir=self.cache_dir,
+            stacks=self.stacks,
             gpu=self.device == "cuda" or (self.device == "auto" and shutil.which("nvidia-smi") is not None),
         )
 
@@ -223,22 +225,7 @@ class WorkerModel(PerturbationModel):
         }
 
     def _call(self, the_launcher: Launcher, run_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
-        """Write the request, run the worker, return its JSON report or raise with the end of its log."""
-        action = request["action"]
-        report_path = run_dir / f"{action}.json"
-        report_path.unlink(missing_ok=True)
-        atomic_write(run_dir / f"request-{action}.json", json.dumps(request, indent=1))
-        command = the_launcher.command(WORKERS / self.worker, f"request-{action}.json", run_dir=run_dir)
-        log = run_dir / f"{action}.log"
-        with open(log, "w") as handle:
-            done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=run_dir)
-        if done.returncode != 0 or not report_path.is_file():
-            tail = log.read_text(errors="replace")[-4000:]
-            raise RuntimeError(
-                f"The {self.name} worker failed to {action} (exit code {done.returncode}; log {log}). "
-                f"Command: {' '.join(command)}\n--- end of its log ---\n{tail}"
-            )
-        return json.loads(report_path.read_text())
+        return call_worker(the_launcher, WORKERS / self.worker, run_dir, request, model=self.name)
 
     def _new_run_dir(self) -> Path:
         if self.work_dir is not None:
@@ -247,6 +234,31 @@ class WorkerModel(PerturbationModel):
         run_dir = Path(tempfile.mkdtemp(prefix=f"linpert-{self.name}-")).resolve()
         weakref.finalize(self, shutil.rmtree, run_dir, ignore_errors=True)  # temporary: gone with the model
         return run_dir
+
+
+def call_worker(
+    the_launcher: Launcher, worker: Path, run_dir: Path, request: dict[str, Any], *, model: str
+) -> dict[str, Any]:
+    """Write the request, run the worker, return its JSON report or raise :class:`WorkerError` with its log.
+
+    The worker writes its outputs atomically and its report last, so a worker that crashes or is killed leaves
+    no report and no half-written output behind: the stale report of an earlier call is removed first.
+    """
+    action = request["action"]
+    report_path = run_dir / f"{action}.json"
+    report_path.unlink(missing_ok=True)
+    atomic_write(run_dir / f"request-{action}.json", json.dumps(request, indent=1))
+    command = the_launcher.command(worker, f"request-{action}.json", run_dir=run_dir)
+    log = run_dir / f"{action}.log"
+    with open(log, "w") as handle:
+        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=run_dir)
+    if done.returncode != 0 or not report_path.is_file():
+        tail = log.read_text(errors="replace")[-4000:]
+        raise WorkerError(
+            f"The {model} worker failed to {action} (exit code {done.returncode}; log {log}). "
+            f"Command: {' '.join(command)}\n--- end of its log ---\n{tail}"
+        )
+    return json.loads(report_path.read_text())
 
 
 def _peak(report: dict[str, Any]) -> float:
@@ -270,4 +282,4 @@ def _read_predictions(path: Path, genes: pd.Index) -> pd.DataFrame:
     return pd.DataFrame({"values": list(aligned), "reason": reasons}, index=pd.Index(names))
 
 
-__all__ = ["PROTOCOL", "WorkerModel"]
+__all__ = ["PROTOCOL", "WorkerError", "WorkerModel", "call_worker"]

@@ -1,14 +1,16 @@
-"""Where a deep-learning model's worker runs: this interpreter, a pinned virtual environment, or a container.
+"""Where a deep-learning model's worker runs: one :class:`Runtime` (this interpreter, a pinned virtual environment
+or a container) and the :class:`Stack` of packages it installs.
 
-The models' dependency stacks conflict (scGPT pins cell-gears 0.0.2 and torch < 2.2, CPA its own scvi-tools), so
-each adapter starts its worker script in a separate process and talks to it through files. A :class:`Launcher` turns
-"run this worker on this request" into a command line and translates host paths into the paths the worker sees.
+The models' dependency stacks conflict (scGPT pins cell-gears < 0.0.3, CPA torch <= 2.0.1 and its own scvi-tools),
+so each adapter starts its worker script in a separate process and talks to it through files. A :class:`Launcher`
+turns "run this worker on this request" into a command line and translates host paths into the paths the worker sees.
 
 - ``"current"``: ``sys.executable`` (the stack must be importable here);
-- ``"venv"``: ``$LINPERT_DATA_DIR/envs/<model>-<hash of the requirements>``, built on first use with pip, under a
-  file lock so that two runs never build it at once;
-- ``"docker:IMAGE"`` / ``"podman:IMAGE"``: the image's ``python``, with the run folder, the worker scripts and
-  every input folder mounted, and no network.
+- ``"venv"``: ``$LINPERT_DATA_DIR/envs/<model>-<hash of the stack>``, built on first use with pip, under a file lock
+  so that two runs never build it at once. Each adapter lists the stacks known to install, the paper's pins first;
+  the first one that supports the base interpreter's Python is used;
+- ``"docker:IMAGE"`` / ``"podman:IMAGE"``: the image's ``python``, with the run folder, the worker scripts and every
+  input folder mounted, and no network.
 """
 
 from __future__ import annotations
@@ -17,16 +19,17 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-__all__ = ["Launcher", "container_command", "ensure_venv", "launcher", "venv_path"]
+__all__ = ["Launcher", "Runtime", "Stack", "container_command", "ensure_venv", "launcher", "venv_path"]
 
 #: The worker scripts shipped with the package.
 WORKERS = Path(__file__).resolve().parent / "workers"
@@ -34,6 +37,125 @@ ENGINES = ("docker", "podman")
 # Inside a container: where the run folder, the worker scripts and the inputs are mounted.
 _RUN_MOUNT, _WORKERS_MOUNT, _INPUT_MOUNT = "/linpert/run", "/linpert/workers", "/linpert/inputs"
 _COMPLETE = ".linpert-complete"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A set of pip requirements known to install and run on some Python versions.
+
+    Attributes
+    ----------
+    requirements
+        pip requirement strings.
+    pythons
+        The Python versions (``"3.11"``) it installs on.
+    constraints
+        pip constraints (written to a file and passed with ``-c``): pins of transitive dependencies.
+    pip_args
+        Further ``pip install`` arguments, e.g. ``--ignore-requires-python`` for a package whose metadata is
+        stricter than its code.
+    note
+        Why this stack (shown in ``versions_`` and the docs).
+    """
+
+    requirements: tuple[str, ...]
+    pythons: tuple[str, ...] = ("3.10", "3.11", "3.12")
+    constraints: tuple[str, ...] = ()
+    pip_args: tuple[str, ...] = ()
+    note: str = ""
+
+
+def choose_stack(stacks: Sequence[Stack], python_version: str, *, model: str) -> Stack:
+    """The first of ``stacks`` (the paper's pins come first) that supports ``python_version``.
+
+    Examples
+    --------
+    >>> paper, newer = Stack(("a==1",), pythons=("3.10",)), Stack(("a==2",), pythons=("3.11", "3.12"))
+    >>> choose_stack([paper, newer], "3.11", model="demo").requirements
+    ('a==2',)
+    """
+    for stack in stacks:
+        if python_version in stack.pythons:
+            return stack
+    known = sorted({v for s in stacks for v in s.pythons})
+    raise RuntimeError(
+        f"No known {model} stack installs on Python {python_version} (known: Python {', '.join(known)}). Pass "
+        f"runtime=Runtime(python='/path/to/python3.X') with one of those versions, or your own "
+        f"runtime=Runtime(requirements=[...])."
+    )
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how an adapter's worker runs: one object instead of keyword arguments on every adapter.
+
+    Attributes
+    ----------
+    environment
+        ``"venv"`` (an isolated environment built on first use), ``"current"`` (this interpreter),
+        ``"docker:IMAGE"`` or ``"podman:IMAGE"``.
+    python
+        The base interpreter of the venv (default: the one running linpert).
+    requirements
+        pip requirements replacing the adapter's default stack (then ``constraints`` and ``pip_args`` are used
+        as given).
+    constraints, pip_args
+        Added to the stack's own.
+    cache_dir
+        The cache root of the venvs (default ``$LINPERT_DATA_DIR``, else ``~/.cache/linpert``).
+    progress
+        Print pip's progress while a venv is built.
+
+    Examples
+    --------
+    >>> Runtime.of("current")
+    Runtime(environment='current', python=None, requirements=None, constraints=(), pip_args=(), cache_dir=None, \
+progress=True)
+    >>> Runtime.of({"environment": "venv", "pip_args": ["--pre"]}).pip_args
+    ('--pre',)
+    """
+
+    environment: str = "venv"
+    python: str | None = None
+    requirements: tuple[str, ...] | None = None
+    constraints: tuple[str, ...] = ()
+    pip_args: tuple[str, ...] = ()
+    cache_dir: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.environment, str):
+            raise TypeError(f"environment must be a string ('venv', 'current', 'docker:IMAGE'), got {self.environment!r}.")
+        for key in ("requirements", "constraints", "pip_args"):
+            value = getattr(self, key)
+            if isinstance(value, str):
+                raise TypeError(f"Runtime.{key} must be a list of strings, not the string {value!r}.")
+            if value is not None:
+                object.__setattr__(self, key, tuple(str(v) for v in value))
+        if self.cache_dir is not None:
+            object.__setattr__(self, "cache_dir", str(self.cache_dir))
+
+    @classmethod
+    def of(cls, value: Any) -> Runtime:
+        """A Runtime from a Runtime, an environment string (``"venv"``) or a dict of its fields."""
+        if isinstance(value, Runtime):
+            return value
+        if isinstance(value, str):
+            return cls(environment=value)
+        if isinstance(value, dict):
+            return cls(**value)
+        raise TypeError(
+            f"runtime must be a Runtime, 'venv', 'current', 'docker:IMAGE' or a dict of Runtime fields, got {value!r}."
+        )
+
+    def stack(self, stacks: Sequence[Stack], *, model: str) -> Stack:
+        """The stack this runtime installs: the user's requirements, or the adapter's stack for this Python."""
+        if self.requirements is not None:
+            chosen = Stack(self.requirements, note="requirements given by the user")
+        else:
+            chosen = choose_stack(stacks, python_version(self.python or _base_python()), model=model)
+        return replace(chosen, constraints=(*chosen.constraints, *self.constraints),
+                       pip_args=(*chosen.pip_args, *self.pip_args))
 
 
 @dataclass
@@ -134,73 +256,79 @@ def container_command(
     return cmd
 
 
-def launcher(
-    environment: str,
-    *,
-    model: str,
-    stack: Sequence[str],
-    extra: str,
-    requirements: Sequence[str],
-    python: str | None = None,
-    pip_args: Sequence[str] = (),
-    cache_dir: str | os.PathLike | None = None,
-    gpu: bool = False,
-) -> Launcher:
-    """Resolve ``environment=`` into a :class:`Launcher`, checking or building what it needs.
+def launcher(runtime: Runtime, *, model: str, modules: Sequence[str], extra: str, stacks: Sequence[Stack],
+             gpu: bool = False) -> Launcher:
+    """Resolve a :class:`Runtime` into a :class:`Launcher`, checking or building what it needs.
 
     Parameters
     ----------
-    environment
-        ``"current"``, ``"venv"``, ``"docker:IMAGE"`` or ``"podman:IMAGE"``.
+    runtime
+        Where the worker runs (see :class:`Runtime`).
     model
         The model's name, used in messages and in the venv's folder name.
-    stack
+    modules
         Top-level modules the worker imports; with ``"current"`` they must be importable here.
     extra
-        The linpert extra that installs the stack into the current environment (for the error message).
-    requirements, python, pip_args, cache_dir
-        See :func:`ensure_venv`.
+        The linpert extra that installs the stack into the current environment (for the error message), or ``""``
+        where there is none.
+    stacks
+        The stacks known to install, the paper's pins first (see :class:`Stack`).
     gpu
         Give a container the host's GPUs.
     """
     import importlib.util
 
-    if not isinstance(environment, str):
-        raise TypeError(f"environment must be a string ('current', 'venv', 'docker:IMAGE'), got {environment!r}.")
+    environment = runtime.environment
     if environment == "current":
-        missing = [m for m in stack if importlib.util.find_spec(m) is None]
+        missing = [m for m in modules if importlib.util.find_spec(m) is None]
         if missing:
+            how = f"`pip install 'linpert[{extra}]'`" if extra else f"pip ({', '.join(stacks[0].requirements)})"
             raise ImportError(
-                f"The {model} adapter runs its worker with this interpreter (environment='current'), but "
-                f"{', '.join(missing)} cannot be imported here. Install the stack with "
-                f"`pip install 'linpert[{extra}]'`, or pass environment='venv' to build an isolated one."
+                f"The {model} adapter runs its worker with this interpreter (runtime='current'), but "
+                f"{', '.join(missing)} cannot be imported here. Install the stack with {how}, or pass "
+                "runtime='venv' to build an isolated one."
             )
         return Launcher("current", sys.executable)
     if environment == "venv":
-        env = ensure_venv(requirements, name=model, python=python, pip_args=pip_args, cache_dir=cache_dir)
+        stack = runtime.stack(stacks, model=model)
+        env = ensure_venv(stack, name=model, python=runtime.python, cache_dir=runtime.cache_dir,
+                          progress=runtime.progress)
         return Launcher("venv", str(env / "bin" / "python"))
     engine, _, image = environment.partition(":")
     if engine in ENGINES:
         if not image:
-            raise ValueError(f"environment={environment!r} names no image; write '{engine}:IMAGE'.")
+            raise ValueError(f"runtime={environment!r} names no image; write '{engine}:IMAGE'.")
         return Launcher(engine, "python", image=image, gpu=gpu)
-    raise ValueError(
-        f"Unknown environment {environment!r}. Use 'current', 'venv', 'docker:IMAGE' or 'podman:IMAGE'."
-    )
+    raise ValueError(f"Unknown runtime {environment!r}. Use 'venv', 'current', 'docker:IMAGE' or 'podman:IMAGE'.")
+
+
+def python_version(python: str) -> str:
+    """``"3.11"`` for the interpreter at ``python``."""
+    if python == sys.executable or python == _base_python():
+        return "%d.%d" % sys.version_info[:2]
+    try:
+        done = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                              capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise ValueError(f"Runtime(python={python!r}) is not a working Python interpreter ({err}).") from None
+    return done.stdout.strip()
+
+
+def _as_stack(stack: Stack | Sequence[str]) -> Stack:
+    return stack if isinstance(stack, Stack) else Stack(tuple(stack))
 
 
 def venv_path(
-    requirements: Sequence[str],
+    stack: Stack | Sequence[str],
     *,
     name: str,
     python: str | None = None,
-    pip_args: Sequence[str] = (),
     cache_dir: str | os.PathLike | None = None,
 ) -> Path:
-    """The folder of the virtual environment for these requirements: ``<cache>/envs/<name>-<12-hex hash>``.
+    """The folder of the virtual environment for a stack: ``<cache>/envs/<name>-<12-hex hash>``.
 
-    The hash covers the interpreter, the requirements (in order) and the pip arguments, so changing any of them
-    builds a new environment instead of mutating an old one.
+    The hash covers the interpreter, the requirements (in order), the constraints and the pip arguments, so
+    changing any of them builds a new environment instead of mutating an old one.
 
     Examples
     --------
@@ -210,49 +338,51 @@ def venv_path(
     """
     from ..datasets import data_dir
 
-    key = json.dumps(
-        {"python": python or _base_python(), "requirements": list(requirements), "pip_args": list(pip_args)},
-        sort_keys=True,
-    )
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    stack = _as_stack(stack)
+    key = {"python": python or _base_python(), "requirements": list(stack.requirements),
+           "constraints": list(stack.constraints), "pip_args": list(stack.pip_args)}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return data_dir(cache_dir) / "envs" / f"{name}-{digest}"
 
 
 def ensure_venv(
-    requirements: Sequence[str],
+    stack: Stack | Sequence[str],
     *,
     name: str,
     python: str | None = None,
-    pip_args: Sequence[str] = (),
     cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
 ) -> Path:
-    """Return a virtual environment with ``requirements`` installed, building it on first use.
+    """Return a virtual environment with ``stack`` installed, building it on first use.
 
     Parameters
     ----------
-    requirements
-        pip requirement strings, e.g. ``["cell-gears==0.1.2", "torch_geometric==2.8.1"]``.
+    stack
+        A :class:`Stack`, or a list of pip requirement strings.
     name
         The folder's prefix (the model's name).
     python
-        The base interpreter (default: the one running linpert). scGPT 0.2.1 needs Python < 3.11.
-    pip_args
-        Extra ``pip install`` arguments, e.g. ``["--extra-index-url", "https://download.pytorch.org/whl/cpu"]``.
+        The base interpreter (default: the one running linpert).
     cache_dir
         The cache root (default ``$LINPERT_DATA_DIR``, else ``~/.cache/linpert``).
+    progress
+        Print pip's progress (one line per package) to standard error while building.
 
     Returns
     -------
     Path
-        The environment's folder; its interpreter is ``<folder>/bin/python``.
+        The environment's folder; its interpreter is ``<folder>/bin/python``; ``<folder>/.linpert-complete``
+        records the stack and the installed versions.
 
     Notes
     -----
-    The build holds an exclusive lock on ``<folder>.lock``; a second process waits for it and then finds the
-    finished environment. A folder is only used once it holds the marker file written after a successful install,
-    so a build that crashed half-way is removed and started again.
+    pip is upgraded first: the pip that ``venv`` ships resolves some of the models' stacks into old source
+    releases that no longer build. The build holds an exclusive lock on ``<folder>.lock``; a second process waits
+    for it and then finds the finished environment. A folder is only used once it holds the marker file written
+    after a successful install, so a build that crashed half-way is removed and started again.
     """
-    env = venv_path(requirements, name=name, python=python, pip_args=pip_args, cache_dir=cache_dir)
+    stack = _as_stack(stack)
+    env = venv_path(stack, name=name, python=python, cache_dir=cache_dir)
     if (env / _COMPLETE).is_file():
         return env
     env.parent.mkdir(parents=True, exist_ok=True)
@@ -262,13 +392,35 @@ def ensure_venv(
         if env.exists():
             shutil.rmtree(env)
         base = python or _base_python()
-        _check_call([base, "-m", "venv", str(env)], what=f"creating the virtual environment {env}")
-        if requirements:
-            pip = [str(env / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", *pip_args]
-            _check_call([*pip, *requirements], what=f"installing {list(requirements)} into {env}")
-        record = {"python": base, "requirements": list(requirements), "pip_args": list(pip_args)}
+        say = _printer(name, progress)
+        say(f"building an isolated environment for {name} (first use; cached in {env})")
+        _check_call([base, "-m", "venv", str(env)], what=f"creating the virtual environment {env}", say=say)
+        pip = [str(env / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check"]
+        _check_call([*pip, "--upgrade", "pip"], what=f"upgrading pip in {env}", say=say)
+        if stack.requirements:
+            args = [*pip, *stack.pip_args]
+            if stack.constraints:
+                (env / "constraints.txt").write_text("\n".join(stack.constraints) + "\n")
+                args += ["-c", str(env / "constraints.txt")]
+            _check_call([*args, *stack.requirements], what=f"installing {list(stack.requirements)} into {env}", say=say)
+        record = {"python": base, "requirements": list(stack.requirements), "constraints": list(stack.constraints),
+                  "pip_args": list(stack.pip_args), "note": stack.note, "versions": _installed(env)}
         (env / _COMPLETE).write_text(json.dumps(record, indent=1))
+        say(f"{name} environment ready")
     return env
+
+
+def venv_record(env: str | os.PathLike) -> dict[str, Any]:
+    """What :func:`ensure_venv` recorded for a finished environment (stack, note and installed versions)."""
+    return json.loads((Path(env) / _COMPLETE).read_text())
+
+
+def _installed(env: Path) -> dict[str, str]:
+    done = subprocess.run([str(env / "bin" / "python"), "-m", "pip", "list", "--format", "json",
+                           "--disable-pip-version-check"], capture_output=True, text=True)
+    if done.returncode != 0:
+        return {}
+    return {p["name"].lower(): p["version"] for p in json.loads(done.stdout)}
 
 
 def _base_python() -> str:
@@ -286,8 +438,53 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _check_call(cmd: list[str], *, what: str) -> None:
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = (done.stdout + done.stderr)[-3000:]
-        raise RuntimeError(f"Failed {what} (exit code {done.returncode}). Command: {' '.join(cmd)}\n{tail}")
+def _printer(name: str, progress: bool):
+    def say(line: str) -> None:
+        if progress:
+            print(f"linpert [{name}]: {line}", file=sys.stderr, flush=True)
+
+    return say
+
+
+# pip's lines worth showing while it works, and the ones that name what failed
+_PROGRESS = re.compile(r"^(Collecting|Downloading|Installing collected|Successfully installed|Building wheel)")
+_FAILED = [
+    re.compile(r"No matching distribution found for (\S+)"),
+    re.compile(r"Failed (?:to )?build(?:ing wheel for)? (\S+)"),
+    re.compile(r"Could not find a version that satisfies the requirement (\S+)"),
+    re.compile(r"The conflict is caused by:\s*\n\s*(.+)"),
+    re.compile(r"error in (\S+) setup command"),
+]
+
+
+def failing_package(log: str) -> str | None:
+    """The package pip's log blames for a failed install, if it names one.
+
+    Examples
+    --------
+    >>> failing_package("ERROR: No matching distribution found for torch==9.9")
+    'torch==9.9'
+    """
+    for pattern in _FAILED:
+        found = pattern.search(log)
+        if found:
+            return found.group(1).strip()
+    return None
+
+
+def _check_call(cmd: list[str], *, what: str, say=lambda line: None) -> None:
+    lines = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        for line in proc.stdout:
+            lines.append(line)
+            if _PROGRESS.match(line):
+                say(line.rstrip()[:160])
+    if proc.returncode != 0:
+        log = "".join(lines)
+        culprit = failing_package(log)
+        blame = f" pip could not install {culprit}." if culprit else ""
+        raise RuntimeError(
+            f"Failed {what} (exit code {proc.returncode}).{blame} Check the network or package index, or pass "
+            f"runtime=Runtime(requirements=[...], constraints=[...]) with versions that install on this Python. "
+            f"Command: {' '.join(cmd)}\n{log[-3000:]}"
+        )

@@ -19,6 +19,7 @@ from scipy import sparse
 
 from .._io import atomic_write
 from ._base import WorkerModel
+from ._environment import Runtime, Stack
 
 __all__ = ["GearsModel", "write_go_files"]
 
@@ -41,10 +42,10 @@ class GearsModel(WorkerModel):
     hidden_size, epochs, batch_size, test_batch_size, lr, weight_decay
         ``model_initialize(hidden_size=64)``, ``train(epochs=20, lr=1e-3, weight_decay=5e-4)``,
         ``get_dataloader(batch_size=32, test_batch_size=128)``: the paper's settings.
-    environment
-        Where the worker runs: ``"current"`` (needs ``pip install 'linpert[gears]'``), ``"venv"`` (an isolated
-        environment with ``requirements`` built on first use under ``cache_dir``), ``"docker:IMAGE"`` or
-        ``"podman:IMAGE"``.
+    runtime
+        Where the worker runs: a :class:`~linpert.adapters.Runtime` or its environment as a string: ``"current"``
+        (the default; needs ``pip install 'linpert[gears]'``), ``"venv"`` (an isolated environment with
+        :attr:`stacks`, built on first use), ``"docker:IMAGE"`` or ``"podman:IMAGE"``.
     device
         ``"auto"`` (CUDA when the worker sees a GPU), ``"cpu"`` or ``"cuda"``.
     seed
@@ -52,9 +53,6 @@ class GearsModel(WorkerModel):
     work_dir
         Keep the run folder (data, model, logs) under this folder; by default a temporary folder that is removed
         with the model.
-    requirements, python, pip_args, cache_dir
-        For ``environment="venv"``: pip requirements (default :attr:`default_requirements`), base interpreter,
-        extra pip arguments, cache root (default ``$LINPERT_DATA_DIR``).
     condition_key
         The column of ``cells.obs`` that holds the conditions.
 
@@ -71,14 +69,11 @@ class GearsModel(WorkerModel):
 
     name = "gears"
     worker = "gears_worker.py"
-    stack = ("gears", "torch", "torch_geometric")
+    modules = ("gears", "torch", "torch_geometric")
     extra = "gears"
-    default_requirements = (
-        "cell-gears==0.1.2",
-        "torch_geometric==2.8.1",
-        "scipy<1.15",
-        "anndata>=0.10",
-    )
+    # GEARS 0.1.2 needs torch_geometric (undeclared) and scipy < 1.15
+    stacks = (Stack(("cell-gears==0.1.2", "torch_geometric==2.8.1", "scipy<1.15", "anndata>=0.10"),
+                    note="the paper's cell-gears 0.1.2"),)
 
     def __init__(
         self,
@@ -92,14 +87,10 @@ class GearsModel(WorkerModel):
         test_batch_size: int = 128,
         lr: float = 1e-3,
         weight_decay: float = 5e-4,
-        environment: str = "current",
+        runtime: Runtime | str = "current",
         device: str = "auto",
         seed: int | None = 0,
         work_dir: str | os.PathLike | None = None,
-        requirements: Sequence[str] | None = None,
-        python: str | None = None,
-        pip_args: Sequence[str] = (),
-        cache_dir: str | os.PathLike | None = None,
         condition_key: str = "condition",
     ) -> None:
         self.cells = cells
@@ -111,14 +102,10 @@ class GearsModel(WorkerModel):
         self.test_batch_size = test_batch_size
         self.lr = lr
         self.weight_decay = weight_decay
-        self.environment = environment
+        self.runtime = runtime
         self.device = device
         self.seed = seed
         self.work_dir = work_dir
-        self.requirements = requirements
-        self.python = python
-        self.pip_args = pip_args
-        self.cache_dir = cache_dir
         self.condition_key = condition_key
 
     def _params(self) -> dict[str, Any]:

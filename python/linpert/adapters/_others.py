@@ -1,19 +1,32 @@
 """scGPT, scFoundation and CPA through linpert's model contract, each trained in a worker process.
 
-None of their stacks installs beside linpert's (scGPT 0.2.1 needs Python < 3.11 and torch < 2.2, and pins
-cell-gears < 0.0.3; cpa-tools 0.8.x pins torch < 2 and its own scvi-tools; scFoundation is a GEARS 0.0.2 fork that
-is not on PyPI), so the default environment is ``"venv"`` with the paper's pins, or a container image.
+None of their stacks installs beside linpert's (CPA 0.8.8 pins numpy < 1.24 and torch <= 2.0.1, scGPT pins
+cell-gears < 0.0.3, scFoundation is a GEARS 0.0.2 fork that is not on PyPI), so the default runtime is ``"venv"``:
+an isolated environment built on first use from the first of the adapter's :attr:`stacks` that supports the
+Python at hand (the paper's pins where they install), or a container image.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from ._base import WorkerModel
+from .._io import atomic_write
+from ._base import PROTOCOL, WorkerModel, call_worker
+from ._environment import WORKERS, Runtime, Stack
 
-__all__ = ["CpaModel", "ScFoundationModel", "ScGptModel"]
+__all__ = ["CpaModel", "ScFoundationModel", "ScGptModel", "write_scgpt_checkpoint"]
+
+#: What a scGPT checkpoint folder holds (scGPT_human's layout).
+SCGPT_CHECKPOINT_FILES = ("args.json", "vocab.json", "best_model.pt")
+
+# Newer releases of these need a newer numpy than the old stacks pin (or drop the wheels they had).
+_OLD_NUMPY = ("contourpy<1.4", "matplotlib<3.10", "pyarrow<16")
 
 _SHARED_DOC = """
     cells
@@ -22,18 +35,16 @@ _SHARED_DOC = """
     validation
         Conditions for early stopping / best-epoch choice: a fraction of the training perturbations held out
         (drawn with ``seed``) or a list of names whose cells are in ``cells``. Never the test split.
-    environment
-        ``"venv"`` (default: an isolated environment with ``requirements``, built on first use under
-        ``cache_dir``), ``"current"``, ``"docker:IMAGE"`` or ``"podman:IMAGE"``.
+    runtime
+        Where the worker runs: a :class:`~linpert.adapters.Runtime`, or its environment as a string: ``"venv"``
+        (default: an isolated environment with the first of :attr:`stacks` that supports this Python, built on
+        first use), ``"current"``, ``"docker:IMAGE"`` or ``"podman:IMAGE"``.
     device
         ``"auto"`` (CUDA when the worker sees a GPU), ``"cpu"`` or ``"cuda"``.
     seed
         Seeds Python, numpy and torch in the worker.
     work_dir
         Keep the run folder under this folder (default: a temporary folder removed with the model).
-    requirements, python, pip_args, cache_dir
-        For ``environment="venv"``: pip requirements (default :attr:`default_requirements`), base interpreter,
-        extra pip arguments (e.g. a PyTorch wheel index), cache root.
     condition_key
         The column of ``cells.obs`` that holds the conditions.
 """
@@ -53,7 +64,7 @@ class _Shared(WorkerModel):
 
 class ScGptModel(_Shared):
     __doc__ = (
-        """scGPT (0.2.1) fine-tuned for perturbation prediction from the ``scGPT_human`` checkpoint.
+        """scGPT fine-tuned for perturbation prediction from the ``scGPT_human`` checkpoint.
 
     Parameters
     ----------
@@ -67,15 +78,27 @@ class ScGptModel(_Shared):
         + """
     Notes
     -----
-    Perturbed genes must be measured genes (scGPT flags them in the input); others get NaN with a reason.
+    Perturbed genes must be measured genes (scGPT flags them in the input); others get NaN with a reason, and
+    training conditions with an unmeasured gene are dropped (``dropped_``). Genes missing from the checkpoint's
+    vocabulary are fed as ``<pad>`` tokens, as scGPT's tutorial does; if none of the data's genes is in it, ``fit``
+    stops with an error naming the vocabulary. :func:`write_scgpt_checkpoint` writes a small randomly initialised
+    checkpoint in this format, to try the adapter before downloading ``scGPT_human``.
+
+    Stacks: the paper's scgpt 0.2.1 (torch 2.1.2) on Python 3.10; scgpt 0.2.4 (torch 2.3.0) on 3.11 and 3.12,
+    where 0.2.1's pins do not install.
     """
     )
 
     name = "scgpt"
     worker = "scgpt_worker.py"
-    stack = ("scgpt", "gears", "torch", "torch_geometric")
-    extra = "scgpt"
-    default_requirements = ("scgpt==0.2.1", "cell-gears==0.0.2", "torch==2.1.2", "torchtext==0.16.2", "anndata")
+    modules = ("scgpt", "gears", "torch", "torch_geometric")
+    stacks = (
+        Stack(("scgpt==0.2.1", "cell-gears==0.0.2", "torch==2.1.2", "torchtext==0.16.2", "torch_geometric==2.4.0",
+               "anndata"), pythons=("3.10",), constraints=_OLD_NUMPY, note="the paper's scgpt 0.2.1"),
+        Stack(("scgpt==0.2.4", "torch==2.3.0", "torchtext==0.18.0", "torch_geometric==2.5.3", "ipython"),
+              pythons=("3.11", "3.12"), constraints=_OLD_NUMPY,
+              note="scgpt 0.2.4: 0.2.1's pins (torch 2.1, torchtext 0.16) do not install on Python >= 3.11"),
+    )
 
     def __init__(
         self,
@@ -91,14 +114,10 @@ class ScGptModel(_Shared):
         amp: bool = True,
         max_seq_len: int = 1536,
         n_control_cells: int = 100,
-        environment: str = "venv",
+        runtime: Runtime | str = "venv",
         device: str = "auto",
         seed: int | None = 0,
         work_dir: str | os.PathLike | None = None,
-        requirements: Sequence[str] | None = None,
-        python: str | None = None,
-        pip_args: Sequence[str] = (),
-        cache_dir: str | os.PathLike | None = None,
         condition_key: str = "condition",
     ) -> None:
         self._set_shared(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})
@@ -118,6 +137,100 @@ class ScGptModel(_Shared):
 
     def _inputs(self) -> dict[str, str | os.PathLike]:
         return {"checkpoint": self._check_path("checkpoint")}
+
+    def _check_inputs(self, genes: list[str]) -> None:
+        folder = Path(self._check_path("checkpoint"))
+        if not folder.is_dir():
+            raise FileNotFoundError(f"checkpoint={str(folder)!r} is not a folder; give scGPT_human's folder "
+                                    f"({', '.join(SCGPT_CHECKPOINT_FILES)}).")
+        missing = [f for f in SCGPT_CHECKPOINT_FILES if not (folder / f).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"The scGPT checkpoint folder {folder} lacks {', '.join(missing)}. It must hold "
+                f"{', '.join(SCGPT_CHECKPOINT_FILES)} as in scGPT_human; linpert.adapters.write_scgpt_checkpoint "
+                "writes a small random one to try the adapter."
+            )
+        try:
+            vocab = json.loads((folder / "vocab.json").read_text())
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{folder / 'vocab.json'} is not a JSON vocabulary (gene -> index): {err}") from None
+        if not isinstance(vocab, dict):
+            raise ValueError(f"{folder / 'vocab.json'} must map gene symbols to indices, got a {type(vocab).__name__}.")
+        if not set(genes) & set(vocab):
+            raise ValueError(
+                f"None of the data's {len(genes)} genes (e.g. {', '.join(genes[:3])}) is in the scGPT vocabulary "
+                f"{folder / 'vocab.json'} ({len(vocab)} tokens, e.g. {', '.join(list(vocab)[:3])}). Use gene "
+                "symbols as var_names (or var['gene_name']), or a checkpoint whose vocabulary covers them."
+            )
+
+
+def write_scgpt_checkpoint(
+    folder: str | os.PathLike,
+    genes: Sequence[str],
+    *,
+    embsize: int = 64,
+    nheads: int = 4,
+    d_hid: int = 64,
+    nlayers: int = 2,
+    n_layers_cls: int = 3,
+    dropout: float = 0.2,
+    seed: int = 0,
+    runtime: Runtime | str = "venv",
+) -> Path:
+    """Write a small randomly initialised scGPT checkpoint in ``scGPT_human``'s format, to try :class:`ScGptModel`
+    before downloading the real weights (about 200 MB).
+
+    The folder gets ``vocab.json`` (the special tokens and ``genes``), ``args.json`` (the architecture, with
+    scGPT_human's keys) and ``best_model.pt``: the state dict of a freshly initialised ``scgpt.model.TransformerModel``,
+    built by scGPT's own code in the adapter's runtime. Its predictions are those of an untrained model.
+
+    Parameters
+    ----------
+    folder
+        Where to write; created if needed. Existing checkpoint files are never overwritten.
+    genes
+        Gene symbols of the vocabulary (those of the data you will fine-tune on).
+    embsize, nheads, d_hid, nlayers, n_layers_cls, dropout
+        The architecture (scGPT_human: 512, 8, 512, 12, 3, 0.2).
+    seed
+        Seeds the initialisation.
+    runtime
+        Where scGPT runs (as for :class:`ScGptModel`).
+
+    Returns
+    -------
+    Path
+        ``folder``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    present = [f for f in SCGPT_CHECKPOINT_FILES if (folder / f).exists()]
+    if present:
+        raise FileExistsError(f"{folder} already holds {', '.join(present)}; choose an empty folder.")
+    genes = [str(g) for g in dict.fromkeys(genes)]
+    if not genes:
+        raise ValueError("genes is empty: give the gene symbols the checkpoint's vocabulary should hold.")
+    tokens = ["<pad>", "<cls>", "<eoc>", *[g for g in genes if g not in ("<pad>", "<cls>", "<eoc>")]]
+    args = {"embsize": int(embsize), "nheads": int(nheads), "d_hid": int(d_hid), "nlayers": int(nlayers),
+            "n_layers_cls": int(n_layers_cls), "dropout": float(dropout), "pad_token": "<pad>", "pad_value": -2,
+            "input_emb_style": "continuous", "n_bins": 51, "mask_value": -1,
+            "linpert": f"randomly initialised with seed {seed}: not pretrained"}
+    atomic_write(folder / "vocab.json", json.dumps({t: i for i, t in enumerate(tokens)}, indent=1))
+    atomic_write(folder / "args.json", json.dumps(args, indent=1))
+
+    model = ScGptModel(runtime=runtime)
+    the_launcher = model._launcher()
+    run_dir = Path(tempfile.mkdtemp(prefix="linpert-scgpt-checkpoint-")).resolve()
+    try:
+        request = {"protocol": PROTOCOL, "action": "checkpoint", "seed": int(seed), "run_dir": the_launcher.run_path(run_dir, ""),
+                   "inputs": {"checkpoint": the_launcher.path(folder)},
+                   "output": the_launcher.run_path(run_dir, "best_model.pt"),
+                   "report": the_launcher.run_path(run_dir, "checkpoint.json")}
+        call_worker(the_launcher, WORKERS / ScGptModel.worker, run_dir, request, model="scgpt")
+        shutil.move(str(run_dir / "best_model.pt"), folder / "best_model.pt")
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return folder
 
 
 class ScFoundationModel(_Shared):
@@ -141,10 +254,15 @@ class ScFoundationModel(_Shared):
 
     name = "scfoundation"
     worker = "scfoundation_worker.py"
-    stack = ("torch", "torch_geometric")
-    extra = "scfoundation"
-    default_requirements = ("torch==2.1.2", "torch_geometric==2.4.0", "scanpy", "anndata", "networkx", "einops",
-                            "local-attention", "dcor", "scipy<1.15")
+    modules = ("torch", "torch_geometric")
+    stacks = (
+        Stack(("torch==2.1.2", "torch_geometric==2.4.0", "scanpy", "anndata", "networkx", "einops",
+               "local-attention", "dcor", "scipy<1.15"), pythons=("3.10", "3.11"), constraints=_OLD_NUMPY,
+              note="the GEARS 0.0.2 fork's dependencies with the torch the paper's environment had"),
+        Stack(("torch==2.3.0", "torch_geometric==2.5.3", "scanpy", "anndata", "networkx", "einops",
+               "local-attention", "dcor", "scipy<1.15"), pythons=("3.12",), constraints=_OLD_NUMPY,
+              note="torch 2.1.2 has no wheels for Python 3.12"),
+    )
 
     def __init__(
         self,
@@ -162,14 +280,10 @@ class ScFoundationModel(_Shared):
         finetune_method: str = "frozen",
         lr: float = 0.01,
         epochs: int = 5,
-        environment: str = "venv",
+        runtime: Runtime | str = "venv",
         device: str = "auto",
         seed: int | None = 0,
         work_dir: str | os.PathLike | None = None,
-        requirements: Sequence[str] | None = None,
-        python: str | None = None,
-        pip_args: Sequence[str] = (),
-        cache_dir: str | os.PathLike | None = None,
         condition_key: str = "condition",
     ) -> None:
         self._set_shared(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})
@@ -216,10 +330,15 @@ class CpaModel(_Shared):
 
     name = "cpa"
     worker = "cpa_worker.py"
-    stack = ("cpa", "scvi", "torch")
-    extra = "cpa"
-    # 0.8.8, the paper's version, is not on PyPI (which stops at 0.8.1): install it from the repository
-    default_requirements = ("cpa-tools @ git+https://github.com/theislab/cpa", "anndata")
+    modules = ("cpa", "scvi", "torch")
+    # cpa-tools 0.8.8 (the paper's) declares Python < 3.11, so `pip index versions` hides it on 3.11; its code runs
+    # there. Its torch <= 2.0.1 has no wheels for Python 3.12.
+    stacks = (
+        Stack(("cpa-tools==0.8.8",), pythons=("3.10",), constraints=_OLD_NUMPY, note="the paper's cpa-tools 0.8.8"),
+        Stack(("cpa-tools==0.8.8",), pythons=("3.11",), constraints=_OLD_NUMPY,
+              pip_args=("--ignore-requires-python",),
+              note="the paper's cpa-tools 0.8.8 (its metadata says Python < 3.11; its code runs on 3.11)"),
+    )
     needs_counts = True
 
     def __init__(
@@ -234,14 +353,10 @@ class CpaModel(_Shared):
         early_stopping_patience: int = 5,
         check_val_every_n_epoch: int = 5,
         model_params: dict[str, Any] | None = None,
-        environment: str = "venv",
+        runtime: Runtime | str = "venv",
         device: str = "auto",
         seed: int | None = 0,
         work_dir: str | os.PathLike | None = None,
-        requirements: Sequence[str] | None = None,
-        python: str | None = None,
-        pip_args: Sequence[str] = (),
-        cache_dir: str | os.PathLike | None = None,
         condition_key: str = "condition",
     ) -> None:
         self._set_shared(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})

@@ -18,6 +18,9 @@ import traceback
 from typing import Any, Callable
 
 PROTOCOL = 1
+#: The distributions whose versions a worker reports (those installed), so a run records what it ran with.
+STACK_DISTRIBUTIONS = ("torch", "cpa-tools", "scvi-tools", "lightning", "scgpt", "cell-gears", "torch-geometric",
+                       "anndata", "numpy", "scanpy")
 
 
 def main(actions: dict[str, Callable[[dict[str, Any]], dict[str, Any]]]) -> None:
@@ -39,7 +42,21 @@ def main(actions: dict[str, Callable[[dict[str, Any]], dict[str, Any]]]) -> None
         sys.exit(1)
     report.setdefault("seconds", time.perf_counter() - start)
     report.setdefault("peak_rss_mib", peak_rss_mib())
+    report.setdefault("versions", versions())
     write_json(request["report"], report)
+
+
+def versions() -> dict[str, str]:
+    """``{"python": "3.11.7", "torch": "2.0.0", ...}`` for the installed :data:`STACK_DISTRIBUTIONS`."""
+    from importlib import metadata
+
+    found = {"python": "%d.%d.%d" % sys.version_info[:3]}
+    for name in STACK_DISTRIBUTIONS:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
 
 
 def seed_everything(seed: int) -> None:
@@ -92,7 +109,7 @@ def write_json(path: str, content: Any) -> None:
         with open(tmp, "w") as handle:
             json.dump(content, handle, indent=1, default=_plain)
 
-    _atomic(path, write)
+    atomic(path, write)
 
 
 def write_predictions(path: str, keys: list[str], values, reasons: list[str], genes: list[str]) -> None:
@@ -104,10 +121,10 @@ def write_predictions(path: str, keys: list[str], values, reasons: list[str], ge
     obs = pd.DataFrame({"reason": [str(r) for r in reasons]}, index=pd.Index([str(k) for k in keys]))
     var = pd.DataFrame(index=pd.Index([str(g) for g in genes]))
     adata = anndata.AnnData(X=np.asarray(values, dtype=np.float64), obs=obs, var=var)
-    _atomic(path, lambda tmp: adata.write_h5ad(tmp))
+    atomic(path, lambda tmp: adata.write_h5ad(tmp))
 
 
-def _atomic(path: str, write: Callable[[str], Any]) -> None:
+def atomic(path: str, write: Callable[[str], Any]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
     os.close(fd)
     try:

@@ -57,6 +57,20 @@ def fit(request: dict) -> dict:
             "predictable_genes": genes, "peak_gpu_mib": protocol.gpu_peak_mib(device)}
 
 
+def _query(cpa, model, ctrl, perturbation: list[str]):
+    """Control cells relabelled with ``perturbation``, set up like the training data.
+
+    A test double is a category CPA never saw in training (its genes it did see), so the query's setup is
+    transferred with ``extend_categories``: the model encodes a combination by its genes, not by its category.
+    """
+    query = ctrl.copy()
+    query.obs["condition"] = perturbation[0] + "+ctrl" if len(perturbation) == 1 else "+".join(perturbation)
+    query.obs["dose_val"] = "1+1"
+    _setup(cpa, query)
+    model._register_manager_for_instance(model.adata_manager.transfer_fields(query, extend_categories=True))
+    return query
+
+
 def predict(request: dict) -> dict:
     import cpa
     import numpy as np
@@ -70,19 +84,15 @@ def predict(request: dict) -> dict:
     counts = ctrl.X.toarray() if hasattr(ctrl.X, "toarray") else np.asarray(ctrl.X)
     target = float(np.median(counts.sum(axis=1)))  # the data's normalize_total target
     genes = [str(g) for g in adata.var["gene_name"]]
-    keys, rows, reasons = [], [], []
+    keys, rows = [], []
     for perturbation in request["perturbations"]:
         keys.append("_".join(perturbation))
-        query = ctrl.copy()
-        name = perturbation[0] + "+ctrl" if len(perturbation) == 1 else "+".join(perturbation)
-        query.obs["condition"] = name
-        query.obs["dose_val"] = "1+1"
+        query = _query(cpa, model, ctrl, perturbation)
         model.predict(query, batch_size=request["params"]["batch_size"])
         pred = np.asarray(query.obsm["CPA_pred"], dtype=np.float64)
         pred = np.log1p(pred / pred.sum(axis=1, keepdims=True) * target)
         rows.append(pred.mean(axis=0))
-        reasons.append("")
-    protocol.write_predictions(request["output"], keys, np.vstack(rows), reasons, genes)
+    protocol.write_predictions(request["output"], keys, np.vstack(rows), [""] * len(keys), genes)
     return {"device": device, "peak_gpu_mib": protocol.gpu_peak_mib(device)}
 
 

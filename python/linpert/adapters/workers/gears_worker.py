@@ -31,7 +31,12 @@ def _data_path(request: dict) -> str:
     data_path = os.path.join(request["run_dir"], "gears")
     dataset = os.path.join(data_path, DATASET)
     os.makedirs(dataset, exist_ok=True)
-    go = request["inputs"]["go_files"]
+    cells = os.path.join(dataset, "perturb_processed.h5ad")
+    if not os.path.lexists(cells):
+        os.symlink(os.path.abspath(request["cells"]), cells)
+    go = request["inputs"].get("go_files")
+    if go is None:  # GEARS 0.0.2 (scGPT's data loading) reads no GO files
+        return data_path
     graph = next((p for p in (os.path.join(go, GO_GRAPH), os.path.join(go, "go_essential_all", GO_GRAPH))
                   if os.path.isfile(p)), None)
     missing = [f for f in GO_FILES if not os.path.isfile(os.path.join(go, f))] + ([GO_GRAPH] if graph is None else [])
@@ -43,7 +48,6 @@ def _data_path(request: dict) -> str:
     links = {os.path.join(data_path, f): os.path.join(go, f) for f in GO_FILES}
     os.makedirs(os.path.join(data_path, "go_essential_all"), exist_ok=True)
     links[os.path.join(data_path, "go_essential_all", GO_GRAPH)] = graph
-    links[os.path.join(dataset, "perturb_processed.h5ad")] = request["cells"]
     for link, target in links.items():
         if not os.path.lexists(link):
             os.symlink(os.path.abspath(target), link)
