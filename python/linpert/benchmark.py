@@ -27,6 +27,7 @@ import pandas as pd
 
 from ._io import atomic_write
 from ._conditions import CONTROL
+from ._errors import WorkerError
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -52,6 +53,8 @@ class BenchmarkResult:
     interactions: Any = None
     #: The forest plot's numbers (:func:`linpert.metrics.forest_table`): each model's L2 relative to ``mean``.
     forest: pd.DataFrame | None = None
+    #: ``(seed, label) -> why`` for the cells whose model worker crashed; they are in no table and rerun on resume.
+    failures: dict[tuple[int, str], str] = field(default_factory=dict)
 
 
 def run(
@@ -140,19 +143,27 @@ def run(
 
         cells = dict(store=store, readout=readout, ctrl=ctrl, dataset=dataset, progress=progress)
         remote = run_grid(scheduler, data, splits, grid, **cells)
-    tables, timings, predictions = [], [], {}
+    tables, timings, predictions, failures = [], [], {}, {}
     bar = tqdm(grid, desc=f"{dataset} · {split}", unit="fit", disable=not progress)
     for seed, label, model in bar:
         bar.set_postfix_str(f"seed {seed} · {label}")
         cell = store.load(seed, label) if store else remote.pop((seed, label), None)
         if cell is None:
-            cell = _run_cell(data, splits[seed], label, model, readout, ctrl, dataset, score)
+            try:
+                cell = _run_cell(data, splits[seed], label, model, readout, ctrl, dataset, score)
+            except WorkerError as err:  # a crashed or killed worker costs its own cell, not the grid
+                failures[(seed, label)] = str(err)
+                warnings.warn(f"{label} failed on seed {seed} and is left out of the tables (rerun to retry): "
+                              f"{str(err).splitlines()[0]}", RuntimeWarning, stacklevel=2)
+                continue
             if store:
                 store.save(seed, label, cell)
         tables.append(cell["results"])
         timings.append(cell["timing"])
         predictions[(seed, label)] = cell.get("predictions")
 
+    if not tables:
+        raise WorkerError(f"Every cell of the grid failed; the first: {next(iter(failures.values()))}")
     results = pd.concat(tables, ignore_index=True)
     restriction = _restrict_to_common(results) if common_only else {}
     if common_only:
@@ -167,7 +178,7 @@ def run(
         store.save_observed(data, readout)
     calls, evaluation = _interaction_step(data, split, n_genes, predictions, store, interactions)
     return BenchmarkResult(
-        results, timing, summary, store.root if store else None, restriction, calls, evaluation, forest
+        results, timing, summary, store.root if store else None, restriction, calls, evaluation, forest, failures
     )
 
 
@@ -247,9 +258,16 @@ def _run_cell(data, split, label, model, readout, ctrl, dataset, score) -> dict:
         "peak_mib": peak,
         "n_train": len(split.train),
         "n_scored": len(scored),
+        "environment": _environment(model),
     }
     predictions = pd.DataFrame(pred, index=scored, columns=data.var_names[readout])
     return {"results": results, "timing": timing, "predictions": predictions}
+
+
+def _environment(model) -> str:
+    """What a worker model ran with (``"python 3.11.7, torch 2.0.0, cpa-tools 0.8.8, ..."``); "" in process."""
+    versions = getattr(model, "versions_", None) or {}
+    return ", ".join(f"{name} {version}" for name, version in versions.items())
 
 
 def _interaction_step(data, split, n_genes, predictions, store, interactions) -> tuple[Any, Any]:

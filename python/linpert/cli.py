@@ -8,6 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from ._errors import StackInstallError, WorkerError
+
 DEFAULT_MODELS = {"double": "no_change,additive,linear", "simulation": "mean,linear"}
 DEFAULT_SEEDS = {"double": "1,2,3,4,5", "simulation": "1,2"}
 PUBLISHED = ("norman", "adamson", "replogle_k562", "replogle_rpe1")
@@ -19,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     python_format, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         return args.func(args)
-    except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError, ConnectionError) as err:
+    except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError, ConnectionError, ImportError,
+            StackInstallError, WorkerError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"linpert {args.command}: error: {message}", file=sys.stderr)
         return 2
@@ -215,6 +218,8 @@ def _print_summary(result) -> None:
     with pd.option_context("display.width", 120, "display.max_columns", 20, "display.precision", 3):
         print()
         print(result.summary.to_string(index=False))
+    for (seed, label), why in result.failures.items():
+        print(f"FAILED: {label} on seed {seed} is in no table (rerun to retry): {why.splitlines()[0]}")
     if result.restriction:
         r = result.restriction
         print(f"(scored only perturbations every model could predict: {r['n_dropped']} of {r['n_scored']} left out)")

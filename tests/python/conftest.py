@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+import linpert
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
@@ -54,3 +57,71 @@ def shared():
     if not SHARED.is_dir():
         pytest.skip(f"the shared reference folder {SHARED} is not present beside the repository")
     return SHARED
+
+
+# -------------------------------------------------------------------------------------- the shared model contract
+def _snapshot(obj):
+    return copy.deepcopy({k: v for k, v in vars(obj).items()})
+
+
+def _same(a, b) -> bool:
+    """Deep equality of two attribute snapshots (arrays and frames compared by value, NaN equal to NaN)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (np.ndarray, pd.DataFrame, pd.Series, pd.Index)):
+        x, y = np.asarray(a), np.asarray(b)
+        return x.shape == y.shape and np.array_equal(x, y, equal_nan=x.dtype.kind == "f")
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def check_model_contract(model, train, request: list[str], *, predicts_unseen: bool) -> None:
+    """The contract every model keeps, baselines and deep-learning adapters alike (see linpert.models._base).
+
+    ``request`` is five conditions: a double, a single written with ``ctrl`` first, ``ctrl``, a single of a gene
+    (``NOVEL``) absent from training, and a single; ``predicts_unseen`` says whether the model predicts the fourth.
+    """
+    assert not any(k.endswith("_") and not k.startswith("_") for k in vars(model)), "no learned state before fit"
+
+    with pytest.raises(RuntimeError, match="call fit\\(train\\) before predict"):
+        model.predict([request[-1]])
+
+    before_X, before_obs = np.asarray(train.X).copy(), train.obs.copy()
+    assert model.fit(train) is model
+    np.testing.assert_array_equal(train.X, before_X)
+    pd.testing.assert_frame_equal(train.obs, before_obs)
+
+    state = _snapshot(model)
+    pred = model.predict(request)
+    assert _same(state, _snapshot(model)), "predict must not change the model"
+    np.testing.assert_array_equal(train.X, before_X)
+
+    # rows: the requested canonical names in the requested order; columns: the training genes
+    canonical = [linpert.parse_condition(c).name for c in request]
+    assert list(pred.obs_names) == canonical
+    assert canonical[2] == "ctrl" and canonical[3] == "NOVEL+ctrl" and "+ctrl" in canonical[1] != request[1]
+    assert list(pred.var_names) == list(train.var_names)
+    assert pred.X.dtype == np.float64
+    reasons = pred.obs["reason"]
+    assert all(isinstance(r, str) for r in reasons)
+    # a row is all-NaN exactly when a reason is given
+    for i, reason in enumerate(reasons):
+        assert np.isnan(pred.X[i]).all() if reason else np.isfinite(pred.X[i]).all(), (model, request[i])
+    novel = reasons["NOVEL+ctrl"]
+    assert (novel == "") == predicts_unseen
+    if novel:
+        assert "NOVEL" in novel
+    # pure: the same answer again, and a subset of rows gives the same rows
+    np.testing.assert_array_equal(model.predict(request).X, pred.X)
+    np.testing.assert_allclose(model.predict([canonical[4], "ctrl"]).X, pred.X[[4, 2]], rtol=1e-12)
+    assert model.predict([]).shape == (0, train.n_vars)
+
+    with pytest.raises(TypeError, match="takes a list of condition names"):
+        model.predict(canonical[1])
+    with pytest.raises(ValueError, match="requested more than once"):
+        model.predict([canonical[1], request[1]])
+    with pytest.raises(ValueError, match="not a gene symbol"):
+        model.predict([canonical[4].replace("+ctrl", "+no gene")])
+
+

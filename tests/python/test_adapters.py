@@ -21,11 +21,18 @@ from linpert.adapters import (
     EmbeddingDecoder,
     GearsModel,
     GeneformerDecoder,
+    Runtime,
     ScGptModel,
+    Stack,
+    StackInstallError,
+    WorkerError,
     container_command,
     de_keys,
     ensure_venv,
     gears_cells,
+    overwrite_targets,
+    perturb_rank_encoding,
+    rank_value_encoding,
     reconstruct_counts,
     ridge_fit,
     validation_conditions,
@@ -86,7 +93,8 @@ def test_gears_trains_on_train_only_and_predicts_every_requested_row(cells, bulk
     # GEARS predicts log expression near the data's range, and differently per perturbation
     assert np.abs(pred.X[0] - bulk["ctrl"].X.ravel()).max() < 10
     assert not np.allclose(pred.X[0], pred.X[3])
-    assert model.predict_seconds_ > 0
+    assert json.loads((model.run_dir_ / "predict.json").read_text())["seconds"] > 0
+    assert model.versions_["cell-gears"] == "0.1.2" and model.versions_["python"].startswith("3.")
     # the worker's raw output is keyed like GEARS (genes joined by '_')
     raw = anndata.read_h5ad(model.run_dir_ / "predictions.h5ad")
     assert list(raw.obs_names) == [test[2].replace("+", "_"), test[0].replace("+", "_"), test[1].replace("+", "_")]
@@ -95,15 +103,26 @@ def test_gears_trains_on_train_only_and_predicts_every_requested_row(cells, bulk
 def test_gears_needs_go_files_and_a_known_environment(cells, bulk):
     with pytest.raises(ValueError, match="go_files="):
         GearsModel(cells=cells, epochs=1).fit(bulk)
-    with pytest.raises(ValueError, match="Unknown environment 'conda'"):
-        GearsModel(cells=cells, go_files=".", environment="conda").fit(bulk)
+    with pytest.raises(ValueError, match="Unknown runtime 'conda'"):
+        GearsModel(cells=cells, go_files=".", runtime="conda").fit(bulk)
     with pytest.raises(ValueError, match="needs cell-level data"):
         GearsModel(go_files=".").fit(bulk)
 
 
-def test_missing_stack_names_the_extra(cells, bulk):
-    with pytest.raises(ImportError, match=r"pip install 'linpert\[scgpt\]'.*environment='venv'"):
-        ScGptModel(cells=cells, checkpoint=".", environment="current").fit(bulk)
+def test_missing_stack_names_an_extra_that_exists_or_the_stack(cells, bulk, monkeypatch):
+    import importlib.util
+    import tomllib
+
+    extras = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for name, cls in ADAPTERS.items():
+        if getattr(cls, "extra", ""):
+            assert cls.extra in extras, f"{name} names the extra {cls.extra!r}, which pyproject.toml lacks"
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda m, *a: None if m == "gears" else real_find_spec(m, *a))
+    with pytest.raises(ImportError, match=r"pip install 'linpert\[gears\]'.*runtime='venv'"):
+        GearsModel(cells=cells, go_files=".", runtime="current")._launcher()
+    with pytest.raises(ImportError, match=r"scgpt, gears cannot be imported here.*pip install -c constraints.txt scgpt==0.2.4.*runtime='venv'"):
+        ScGptModel(cells=cells, checkpoint=".", runtime="current")._launcher()
 
 
 # -- the worker protocol with a fake worker ------------------------------------------------------------------
@@ -138,14 +157,24 @@ def fake_scgpt(tmp_path):
 
     class FakeScGpt(ScGptModel):
         worker = str(script)  # an absolute path replaces the shipped worker
-        stack = ()
+        modules = ()
 
     return FakeScGpt
 
 
+def _checkpoint_files(folder: Path, genes) -> Path:
+    """A folder with scGPT's three checkpoint files (the weights a placeholder: the fake worker never reads them)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps({g: i for i, g in enumerate(["<pad>", *genes])}))
+    (folder / "args.json").write_text("{}")
+    (folder / "best_model.pt").write_bytes(b"")
+    return folder
+
+
 def test_file_protocol_maps_worker_output_back(fake_scgpt, cells, bulk, tmp_path):
     train, test = _split(bulk)
-    model = fake_scgpt(cells=cells, checkpoint=tmp_path, environment="current", validation=[test[1]])
+    _checkpoint_files(tmp_path, bulk.var_names)
+    model = fake_scgpt(cells=cells, checkpoint=tmp_path, runtime="current", validation=[test[1]])
     model.fit(bulk[train].copy())
     request = json.loads((model.run_dir_ / "request-fit.json").read_text())
     assert request["train"] == train and request["val"] == [test[1]]
@@ -162,15 +191,16 @@ def test_file_protocol_maps_worker_output_back(fake_scgpt, cells, bulk, tmp_path
     np.testing.assert_array_equal(pred.X[3], 200 + (n - 1 - np.arange(n)))
     np.testing.assert_allclose(pred.X[1], bulk["ctrl"].X.ravel())
     assert np.isnan(pred.X[2]).all() and pred.obs["reason"].tolist() == ["", "", "no luck", ""]
-    assert model.predict_peak_memory_mib_ == 7.0  # the GPU peak when the worker ran on CUDA
+    assert json.loads((model.run_dir_ / "predict.json").read_text())["peak_gpu_mib"] == 7.0
     sent = json.loads((model.run_dir_ / "request-predict.json").read_text())["perturbations"]
     assert sent == [list(parse.genes) for parse in map(linpert.parse_condition, [test[0], "NUP1+ctrl", test[2]])]
 
 
 def test_worker_failure_shows_its_log(fake_scgpt, cells, bulk, tmp_path):
-    model = fake_scgpt(cells=cells, checkpoint=tmp_path, environment="current")
+    _checkpoint_files(tmp_path, bulk.var_names)
+    model = fake_scgpt(cells=cells, checkpoint=tmp_path, runtime="current")
     model._params = lambda: {"fail": True}
-    with pytest.raises(RuntimeError, match=r"(?s)failed to fit \(exit code 3.*boom: the fake model exploded"):
+    with pytest.raises(WorkerError, match=r"(?s)failed to fit \(exit code 3.*boom: the fake model exploded"):
         model.fit(bulk)
 
 
@@ -196,7 +226,7 @@ def test_container_commands_mount_run_workers_and_inputs(tmp_path):
     assert ["--device", "nvidia.com/gpu=all"] == podman[podman.index("--device"):podman.index("--device") + 2]
     assert "--gpus" not in container_command("docker", "img", run_dir="/r", worker_dir="/w", gpu=False)
     with pytest.raises(ValueError, match="names no image"):
-        GearsModel(cells=None, go_files=".", environment="docker:")._launcher()
+        GearsModel(cells=None, go_files=".", runtime="docker:")._launcher()
 
 
 def test_venv_path_depends_on_requirements_python_and_pip_args(tmp_path):
@@ -206,9 +236,12 @@ def test_venv_path_depends_on_requirements_python_and_pip_args(tmp_path):
     others = [
         venv_path(["six==1.17.0"], name="m", python="/usr/bin/python3", cache_dir=tmp_path),
         venv_path(["six==1.16.0"], name="m", python="/usr/bin/python3.10", cache_dir=tmp_path),
-        venv_path(["six==1.16.0"], name="m", python="/usr/bin/python3", pip_args=["--pre"], cache_dir=tmp_path),
+        venv_path(Stack(("six==1.16.0",), pip_args=("--pre",)), name="m", python="/usr/bin/python3",
+                  cache_dir=tmp_path),
+        venv_path(Stack(("six==1.16.0",), constraints=("wheel<1",)), name="m", python="/usr/bin/python3",
+                  cache_dir=tmp_path),
     ]
-    assert len({a, *others}) == 4
+    assert len({a, *others}) == 5
 
 
 @pytest.mark.slow
@@ -285,6 +318,10 @@ def test_validation_conditions():
         validation_conditions(train, ["G1+ctrl"], seed=0)
     with pytest.raises(ValueError, match=r"must lie in \(0, 1\)"):
         validation_conditions(train, 1.5, seed=0)
+    # with doubles in training, a double is held out: a held-out single would leave its gene untrained
+    with_doubles = [*train, "G0+G1", "G2+G3", "G4+G5", "G6+G7"]
+    for seed in range(5):
+        assert all("ctrl" not in c for c in validation_conditions(with_doubles, 0.1, seed=seed))
 
 
 # -- linear decoders --------------------------------------------------------------------------------------
@@ -334,3 +371,128 @@ def test_adapter_registry():
     for name, cls in ADAPTERS.items():
         assert cls.name == name
     assert "torch" not in sys.modules  # importing the adapters never imports a model stack
+
+
+# -- the foundation models' perturbed inputs ------------------------------------------------------------------
+def _tiny_cells(X, conditions, genes, *, sparse_x=False):
+    obs = pd.DataFrame({"condition": conditions}, index=[f"c{i}" for i in range(len(conditions))])
+    X = np.asarray(X, dtype=np.float64)
+    return anndata.AnnData(sparse.csr_matrix(X) if sparse_x else X, obs=obs, var=pd.DataFrame(index=genes))
+
+
+@pytest.mark.parametrize("sparse_x", [False, True])
+def test_overwrite_targets_by_hand(sparse_x):
+    X = [[1, 2, 3], [4, 5, 6], [7, 8, 9],            # three control cells
+         [10, 11, 12], [13, 14, 15],                  # A+ctrl
+         [20, 21, 22]]                                # B+A (written in the other order)
+    cells = _tiny_cells(X, ["ctrl", "ctrl", "ctrl", "ctrl+A", "A+ctrl", "B+A"], ["A", "B", "C"], sparse_x=sparse_x)
+    out = overwrite_targets(cells)
+    assert out.obs["condition"].tolist() == ["A+ctrl"] * 3 + ["B+A"] * 3
+    assert out.obs["control_cell"].tolist() == ["c0", "c1", "c2"] * 2
+    dense = out.X.toarray() if sparse_x else out.X
+    np.testing.assert_array_equal(dense, [
+        [10, 2, 3], [13, 5, 6], [10, 8, 9],          # A from perturbed cell i mod 2
+        [20, 21, 3], [20, 21, 6], [20, 21, 9],      # both targets from the single B+A cell
+    ])
+    assert sparse.issparse(out.X) == sparse_x
+    two = overwrite_targets(cells, ["A+ctrl"], n_control_cells=2, seed=0)
+    assert two.n_obs == 2 and set(two.obs["control_cell"]) < {"c0", "c1", "c2"}
+    first = two.X[:, 0].toarray().ravel() if sparse_x else two.X[:, 0]
+    assert first.tolist() == [10, 13]
+    with pytest.raises(ValueError, match="D not measured"):
+        overwrite_targets(_tiny_cells(X, ["ctrl", "ctrl", "ctrl", "D+ctrl", "D+ctrl", "D+ctrl"], ["A", "B", "C"]))
+    with pytest.raises(ValueError, match="no cells of C\\+ctrl"):
+        overwrite_targets(cells, ["C+ctrl"])
+    with pytest.raises(ValueError, match=r"n_control_cells must lie in \[1, 3\]"):
+        overwrite_targets(cells, n_control_cells=4)
+
+
+def test_rank_value_encoding_and_in_silico_perturbation_by_hand():
+    medians = {"g1": 1.0, "g2": 2.0, "g3": 0.5, "g4": 1.0}
+    tokens = {"g1": 101, "g2": 102, "g3": 103, "g4": 104}
+    counts = np.array([
+        [2, 4, 1, 0, 3],   # totals 10: g1 2000, g2 2000 (tie: gene order), g3 2000, ungenerated column 5 unknown
+        [0, 0, 0, 5, 5],   # g4 only (the fifth gene has no token)
+    ])
+    genes = ["g1", "g2", "g3", "g4", "unknown"]
+    encoded = rank_value_encoding(counts, genes, gene_medians=medians, token_ids=tokens)
+    assert [e.tolist() for e in encoded] == [[101, 102, 103], [104]]
+    assert rank_value_encoding(counts, genes, gene_medians=medians, token_ids=tokens, max_len=2)[0].tolist() == [101, 102]
+    shuffled = np.array([[1, 8, 1, 0, 0]])  # g2: 8/10*1e4/2 = 4000 > g3: 2000 > g1: 1000
+    assert rank_value_encoding(shuffled, genes, gene_medians=medians, token_ids=tokens)[0].tolist() == [102, 103, 101]
+    with pytest.raises(ValueError, match="Ensembl"):
+        rank_value_encoding(counts, ["a", "b", "c", "d", "e"], gene_medians=medians, token_ids=tokens)
+    with pytest.raises(ValueError, match="raw counts"):
+        rank_value_encoding(-counts, genes, gene_medians=medians, token_ids=tokens)
+
+    assert perturb_rank_encoding([101, 102, 103], [103], mode="overexpress").tolist() == [103, 101, 102]
+    assert perturb_rank_encoding([101, 102, 103], [104, 101], mode="overexpress", max_len=3).tolist() == [104, 101, 102]
+    assert perturb_rank_encoding([101, 102, 103], [102, 109], mode="delete").tolist() == [101, 103]
+    with pytest.raises(ValueError, match="'overexpress' \\(CRISPRa\\) or 'delete'"):
+        perturb_rank_encoding([1], [1], mode="knockdown")
+
+
+# -- bad input: checkpoints, stacks, crashed workers ---------------------------------------------------------
+def test_scgpt_checkpoint_problems_are_named_before_any_worker_starts(cells, bulk, tmp_path):
+    model = ScGptModel(cells=cells, checkpoint=tmp_path / "ckpt", runtime="current")
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        model.fit(bulk)
+    folder = _checkpoint_files(tmp_path / "ckpt", bulk.var_names)
+    (folder / "best_model.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="lacks best_model.pt.*write_scgpt_checkpoint"):
+        model.fit(bulk)
+    _checkpoint_files(folder, ["OTHER1", "OTHER2"])
+    with pytest.raises(ValueError, match=r"None of the data's 60 genes .* is in the scGPT vocabulary .*vocab.json"):
+        model.fit(bulk)
+    (folder / "vocab.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must map gene symbols to indices"):
+        model.fit(bulk)
+
+
+def test_a_stack_that_cannot_be_chosen_or_installed_is_named(tmp_path):
+    old = Stack(("cpa-tools==0.8.8",), pythons=("3.10",))
+    with pytest.raises(RuntimeError, match=r"No known cpa stack installs on Python 3.99 \(known: Python 3.10\)"):
+        linpert.adapters._environment.choose_stack([old], "3.99", model="cpa")
+    runtime = Runtime(requirements=["numpy"], constraints=["numpy<1"], python=sys.executable)
+    assert runtime.stack([old], model="cpa") == Stack(("numpy",), constraints=("numpy<1",),
+                                                      note="requirements given by the user")
+    assert linpert.adapters._environment.failing_package(
+        "ERROR: Could not find a version that satisfies the requirement torch<=2.0.1 (from cpa-tools)") == "torch<=2.0.1"
+
+
+@pytest.mark.slow
+def test_a_failing_install_names_the_package_and_leaves_no_environment(tmp_path):
+    stack = Stack(("linpert-no-such-package==0.0.1",))
+    with pytest.raises(StackInstallError, match=r"pip could not install linpert-no-such-package==0.0.1.*Runtime\("):
+        ensure_venv(stack, name="broken", cache_dir=tmp_path)
+    assert not (venv_path(stack, name="broken", cache_dir=tmp_path) / ".linpert-complete").exists()
+
+
+KILLED_WORKER = """
+import json, os, signal, sys
+request = json.load(open(sys.argv[1]))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_worker_costs_its_cell_not_the_grid(cells, bulk, tmp_path):
+    script = tmp_path / "killed_worker.py"
+    script.write_text(KILLED_WORKER)
+
+    class Killed(ScGptModel):
+        worker = str(script)
+        modules = ()
+
+    _checkpoint_files(tmp_path / "ckpt", bulk.var_names)
+    model = Killed(cells=cells, checkpoint=tmp_path / "ckpt", runtime="current")
+    out = tmp_path / "run"
+    with pytest.warns(RuntimeWarning, match=r"killed failed on seed 1 .*exit code -9"):
+        result = linpert.benchmark.run(bulk, split="double", seeds=[1], models=["additive", ("killed", model)],
+                                       out=out, progress=False, interactions=False)
+    assert set(result.results["model"]) == {"additive"}
+    assert list(result.failures) == [(1, "killed")] and "exit code -9" in result.failures[(1, "killed")]
+    # nothing half-written: only the finished cell is stored, so a rerun retries the killed one
+    assert sorted(p.name for p in (out / "cells").iterdir()) == ["seed1__additive.parquet", "seed1__additive.timing.json"]
+    with pytest.raises(WorkerError, match="Every cell of the grid failed"), pytest.warns(RuntimeWarning):
+        linpert.benchmark.run(bulk, split="double", seeds=[1], models=[("killed", model)], progress=False,
+                              interactions=False)

@@ -3,12 +3,11 @@ the paper's equations (1)–(3), and the model contract checked once for every r
 
 from __future__ import annotations
 
-import copy
-
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import check_model_contract
 
 from linpert.models import (
     MODELS,
@@ -316,22 +315,6 @@ def test_every_registered_model_is_covered_by_the_contract_test():
     assert set(PREDICTS_UNSEEN_GENES) == set(MODELS)
 
 
-def _snapshot(obj):
-    return copy.deepcopy({k: v for k, v in vars(obj).items()})
-
-
-def _same(a, b) -> bool:
-    """Deep equality of two attribute snapshots (arrays and frames compared by value, NaN equal to NaN)."""
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (np.ndarray, pd.DataFrame, pd.Series, pd.Index)):
-        x, y = np.asarray(a), np.asarray(b)
-        return x.shape == y.shape and np.array_equal(x, y, equal_nan=x.dtype.kind == "f")
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return a == b
-
-
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_model_contract(name):
     cls = MODELS[name]
@@ -339,47 +322,8 @@ def test_model_contract(name):
     model = make_model(name, **params)
     assert isinstance(model, cls)
     assert model.get_params() == ({**cls().get_params(), **params})
-    assert not any(k.endswith("_") and not k.startswith("_") for k in vars(model)), "no learned state before fit"
-
-    with pytest.raises(RuntimeError, match="call fit\\(train\\) before predict"):
-        model.predict(["G0+ctrl"])
-
-    train = random_training()
-    before_X, before_obs = np.asarray(train.X).copy(), train.obs.copy()
-    assert model.fit(train) is model
-    np.testing.assert_array_equal(train.X, before_X)
-    pd.testing.assert_frame_equal(train.obs, before_obs)
-
     request = ["G1+G3", "ctrl+G0", "ctrl", "NOVEL+ctrl", "G2+ctrl"]
-    state = _snapshot(model)
-    pred = model.predict(request)
-    assert _same(state, _snapshot(model)), "predict must not change the model"
-    np.testing.assert_array_equal(train.X, before_X)
-
-    # rows: the requested canonical names in the requested order; columns: the training genes
-    assert list(pred.obs_names) == ["G1+G3", "G0+ctrl", "ctrl", "NOVEL+ctrl", "G2+ctrl"]
-    assert list(pred.var_names) == list(train.var_names)
-    assert pred.X.dtype == np.float64
-    reasons = pred.obs["reason"]
-    assert all(isinstance(r, str) for r in reasons)
-    # a row is all-NaN exactly when a reason is given
-    for i, reason in enumerate(reasons):
-        assert np.isnan(pred.X[i]).all() if reason else np.isfinite(pred.X[i]).all(), (name, request[i])
-    novel = reasons["NOVEL+ctrl"]
-    assert (novel == "") == PREDICTS_UNSEEN_GENES[name]
-    if novel:
-        assert "NOVEL" in novel
-    # pure: the same answer again, and a subset of rows gives the same rows
-    np.testing.assert_array_equal(model.predict(request).X, pred.X)
-    np.testing.assert_allclose(model.predict(["G2+ctrl", "ctrl"]).X, pred.X[[4, 2]], rtol=1e-12)
-    assert model.predict([]).shape == (0, train.n_vars)
-
-    with pytest.raises(TypeError, match="takes a list of condition names"):
-        model.predict("G0+ctrl")
-    with pytest.raises(ValueError, match="requested more than once"):
-        model.predict(["G0+ctrl", "ctrl+G0"])
-    with pytest.raises(ValueError, match="not a gene symbol"):
-        model.predict(["G0+no gene"])
+    check_model_contract(model, random_training(), request, predicts_unseen=PREDICTS_UNSEEN_GENES[name])
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

@@ -12,7 +12,9 @@ environment built on first use from the adapter's :attr:`~WorkerModel.stacks` (t
 on the Python at hand, else the nearest stack that does), or a container. The main process never imports torch.
 
 The linear-decoder models (Geneformer, UCE, scBERT in the paper) need no worker: a ridge regression from a
-per-condition cell embedding to the pseudobulk.
+per-condition cell embedding to the pseudobulk. :func:`overwrite_targets` (UCE, scBERT) and
+:func:`rank_value_encoding` / :func:`perturb_rank_encoding` (Geneformer) build the perturbed inputs the paper
+embedded with those models.
 
 Examples
 --------
@@ -24,11 +26,13 @@ Examples
 from __future__ import annotations
 
 from ..models._base import PerturbationModel
-from ._base import PROTOCOL, WorkerError, WorkerModel
+from .._errors import StackInstallError, WorkerError
+from ._base import PROTOCOL, WorkerModel
 from ._cells import de_keys, gears_cells, reconstruct_counts, validation_conditions
 from ._decoder import EmbeddingDecoder, GeneformerDecoder, ScBertDecoder, UceDecoder, condition_embedding, ridge_fit
 from ._environment import Runtime, Stack, container_command, ensure_venv, venv_path
 from ._gears import GearsModel, write_go_files
+from ._inputs import overwrite_targets, perturb_rank_encoding, rank_value_encoding
 from ._others import CpaModel, ScFoundationModel, ScGptModel, write_scgpt_checkpoint
 
 #: Adapter name -> class, for ``linpert.models.resolve_models`` / ``make_model``.
@@ -53,6 +57,7 @@ __all__ = [
     "ScBertDecoder",
     "ScFoundationModel",
     "ScGptModel",
+    "StackInstallError",
     "Stack",
     "UceDecoder",
     "WorkerError",
@@ -62,6 +67,9 @@ __all__ = [
     "de_keys",
     "ensure_venv",
     "gears_cells",
+    "overwrite_targets",
+    "perturb_rank_encoding",
+    "rank_value_encoding",
     "reconstruct_counts",
     "ridge_fit",
     "validation_conditions",

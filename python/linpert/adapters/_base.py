@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .._conditions import CONTROL, Condition, parse_condition
+from .._errors import WorkerError
 from .._io import atomic_write
 from ..models._base import PerturbationModel, check_training
 from ._cells import gears_cells, load_cells, validation_conditions
@@ -44,10 +45,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
 
 PROTOCOL = 1
-
-
-class WorkerError(RuntimeError):
-    """A model's worker process failed (crashed, was killed, or raised): its log says why."""
 
 
 class WorkerModel(PerturbationModel):

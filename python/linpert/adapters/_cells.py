@@ -71,13 +71,17 @@ def gene_symbols(cells: AnnData) -> pd.Index:
 def validation_conditions(train: Sequence[str], validation: float | Sequence[str], *, seed: int) -> list[str]:
     """The conditions a worker validates on (for best-epoch choice / early stopping), never the test split.
 
-    A float holds out that fraction (at least one) of the training perturbations, drawn with ``seed``; a list of
-    names is used as given (the paper's ``split.val``) and must not overlap ``train``.
+    A float holds out that fraction (at least one) of the training perturbations, drawn with ``seed``: of the
+    combinations when there are at least two (a held-out single would leave its gene untrained, and every double
+    with it unpredictable), else of the singles. A list of names is used as given (the paper's ``split.val``) and
+    must not overlap ``train``.
 
     Examples
     --------
     >>> validation_conditions(["ctrl", "A+ctrl", "B+ctrl", "C+ctrl"], 0.3, seed=0)
     ['C+ctrl']
+    >>> validation_conditions(["ctrl", "A+ctrl", "B+ctrl", "C+ctrl", "A+B", "A+C"], 0.3, seed=0)
+    ['A+C']
     >>> validation_conditions(["ctrl", "A+ctrl"], ["B+ctrl"], seed=0)
     ['B+ctrl']
     """
@@ -85,6 +89,9 @@ def validation_conditions(train: Sequence[str], validation: float | Sequence[str
         if not 0 < validation < 1:
             raise ValueError(f"validation={validation!r}: a fraction must lie in (0, 1), e.g. 0.1.")
         perturbations = sorted(c for c in train if c != CONTROL)
+        combinations = [c for c in perturbations if len(parse_condition(c).genes) > 1]
+        if len(combinations) >= 2:
+            perturbations = combinations
         n = max(1, int(round(validation * len(perturbations))))
         if n >= len(perturbations):
             raise ValueError(

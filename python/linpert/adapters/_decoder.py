@@ -3,8 +3,9 @@
 The paper embedded cells with each foundation model (Geneformer fine-tuned as a condition classifier then in-silico
 deletion / overexpression; UCE zero-shot on control cells with the targets overwritten; scBERT fine-tuned), averaged
 the embedding per condition and fitted sklearn's ``Ridge(alpha=1.0, fit_intercept=True)`` from embedding to
-pseudobulk on the training conditions. :class:`EmbeddingDecoder` is that last step, in closed form; the embeddings
-come from the user (a table or ``obsm`` of the cells), since running the foundation models is outside linpert.
+pseudobulk on the training conditions. :class:`EmbeddingDecoder` is that last step, in closed form. The embeddings
+come from the user (a table or ``obsm`` of the cells): linpert builds the models' perturbed inputs
+(:mod:`linpert.adapters._inputs`), and the user embeds them with the model's own code and weights.
 """
 
 from __future__ import annotations

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
+from .._errors import StackInstallError
+
 __all__ = ["Launcher", "Runtime", "Stack", "container_command", "ensure_venv", "launcher", "venv_path"]
 
 #: The worker scripts shipped with the package.
@@ -282,7 +284,7 @@ def launcher(runtime: Runtime, *, model: str, modules: Sequence[str], extra: str
     if environment == "current":
         missing = [m for m in modules if importlib.util.find_spec(m) is None]
         if missing:
-            how = f"`pip install 'linpert[{extra}]'`" if extra else f"pip ({', '.join(stacks[0].requirements)})"
+            how = f"`pip install 'linpert[{extra}]'`" if extra else _pip_hint(stacks, model)
             raise ImportError(
                 f"The {model} adapter runs its worker with this interpreter (runtime='current'), but "
                 f"{', '.join(missing)} cannot be imported here. Install the stack with {how}, or pass "
@@ -300,6 +302,19 @@ def launcher(runtime: Runtime, *, model: str, modules: Sequence[str], extra: str
             raise ValueError(f"runtime={environment!r} names no image; write '{engine}:IMAGE'.")
         return Launcher(engine, "python", image=image, gpu=gpu)
     raise ValueError(f"Unknown runtime {environment!r}. Use 'venv', 'current', 'docker:IMAGE' or 'podman:IMAGE'.")
+
+
+def _pip_hint(stacks: Sequence[Stack], model: str) -> str:
+    """The pip command that installs the stack for this Python into this interpreter."""
+    try:
+        stack = choose_stack(stacks, "%d.%d" % sys.version_info[:2], model=model)
+    except RuntimeError:
+        return "the model's own packages"
+    args = [*stack.pip_args, *(["-c", "constraints.txt"] if stack.constraints else []), *stack.requirements]
+    hint = f"`pip install {' '.join(args)}`"
+    if stack.constraints:
+        hint += f" (constraints.txt: {', '.join(stack.constraints)})"
+    return hint
 
 
 def python_version(python: str) -> str:
@@ -483,7 +498,7 @@ def _check_call(cmd: list[str], *, what: str, say=lambda line: None) -> None:
         log = "".join(lines)
         culprit = failing_package(log)
         blame = f" pip could not install {culprit}." if culprit else ""
-        raise RuntimeError(
+        raise StackInstallError(
             f"Failed {what} (exit code {proc.returncode}).{blame} Check the network or package index, or pass "
             f"runtime=Runtime(requirements=[...], constraints=[...]) with versions that install on this Python. "
             f"Command: {' '.join(cmd)}\n{log[-3000:]}"

@@ -1,4 +1,4 @@
-"""CPA (cpa-tools 0.8.x) worker: train on reconstructed counts with linpert's split, predict. Run by linpert.
+"""CPA (cpa-tools 0.8.8) worker: train on reconstructed counts with linpert's split, predict. Run by linpert.
 
     python cpa_worker.py REQUEST.json
 
@@ -50,10 +50,11 @@ def fit(request: dict) -> dict:
                 check_val_every_n_epoch=params["check_val_every_n_epoch"], save_path=request["model_dir"])
     train_seconds = time.perf_counter() - start
     model.save(request["model_dir"], overwrite=True, save_anndata=True)
+    # a gene seen only in validation has an untrained embedding: predict only genes trained on
     genes = sorted({g for c in request["train"] for g in c.split("+") if g != "ctrl"})
-    return {"device": device, "train_seconds": train_seconds, "epochs": int(model.epoch_history["epoch"].max())
-            if hasattr(model, "epoch_history") else params["max_epochs"],
-            "train_conditions": request["train"], "val_conditions": request["val"], "dropped": {},
+    epochs = int(model.epoch_history["epoch"].max()) + 1  # 0-based epoch index of the last epoch run
+    return {"device": device, "train_seconds": train_seconds, "epochs": epochs,
+            "epoch_seconds": train_seconds / epochs, "train_conditions": request["train"], "val_conditions": request["val"], "dropped": {},
             "predictable_genes": genes, "peak_gpu_mib": protocol.gpu_peak_mib(device)}
 
 
@@ -77,7 +78,6 @@ def predict(request: dict) -> dict:
 
     device = protocol.resolve_device(request["device"])
     protocol.reset_gpu_peak(device)
-    protocol.seed_everything(request["seed"])
     model = cpa.CPA.load(request["model_dir"], use_gpu=device == "cuda")
     adata = model.adata
     ctrl = adata[adata.obs["condition"].astype(str) == "ctrl"]
@@ -87,6 +87,7 @@ def predict(request: dict) -> dict:
     keys, rows = [], []
     for perturbation in request["perturbations"]:
         keys.append("_".join(perturbation))
+        protocol.seed_everything(request["seed"])  # CPA samples: the same draw whatever else is asked
         query = _query(cpa, model, ctrl, perturbation)
         model.predict(query, batch_size=request["params"]["batch_size"])
         pred = np.asarray(query.obsm["CPA_pred"], dtype=np.float64)
