@@ -32,7 +32,9 @@ from ._cells import de_keys, gears_cells, reconstruct_counts, validation_conditi
 from ._decoder import EmbeddingDecoder, GeneformerDecoder, ScBertDecoder, UceDecoder, condition_embedding, ridge_fit
 from ._environment import Runtime, Stack, container_command, ensure_venv, venv_path
 from ._gears import GearsModel, write_go_files
+from ._geneformer import geneformer_embedding, write_geneformer_model
 from ._inputs import overwrite_targets, perturb_rank_encoding, rank_value_encoding
+from ._uce import uce_embedding, write_uce_model
 from ._others import CpaModel, ScFoundationModel, ScGptModel, write_scgpt_checkpoint
 
 #: Adapter name -> class, for ``linpert.models.resolve_models`` / ``make_model``.
@@ -67,13 +69,17 @@ __all__ = [
     "de_keys",
     "ensure_venv",
     "gears_cells",
+    "geneformer_embedding",
     "overwrite_targets",
     "perturb_rank_encoding",
     "rank_value_encoding",
     "reconstruct_counts",
+    "uce_embedding",
     "ridge_fit",
     "validation_conditions",
     "venv_path",
+    "write_geneformer_model",
     "write_go_files",
     "write_scgpt_checkpoint",
+    "write_uce_model",
 ]

@@ -233,6 +233,45 @@ class WorkerModel(PerturbationModel):
         return run_dir
 
 
+def run_once(
+    runtime: Runtime | str,
+    *,
+    model: str,
+    worker: str,
+    modules: tuple[str, ...],
+    stacks: tuple[Stack, ...],
+    action: str,
+    inputs: dict[str, str | os.PathLike],
+    output: str,
+    keep: str | os.PathLike,
+    request: dict[str, Any] | None = None,
+    files: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run one worker action outside a model's fit/predict (write a random checkpoint, embed cells).
+
+    The worker reads ``inputs`` (user folders, mounted read-only in containers) and ``files`` (file name -> a
+    writer ``f(path)`` putting that file into the run folder; the request names it by its stem: ``cells.h5ad`` as
+    ``request["cells"]``) and writes ``output`` into the run folder, which is then moved to ``keep``; the run folder
+    is removed. Returns the worker's report.
+    """
+    the_launcher = launcher(Runtime.of(runtime), model=model, modules=modules, extra="", stacks=stacks)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"linpert-{model}-{action}-")).resolve()
+    try:
+        for name, write in (files or {}).items():
+            write(run_dir / name)
+        full = {"protocol": PROTOCOL, "action": action, "seed": 0, "device": "cpu", "params": {},
+                "run_dir": the_launcher.run_path(run_dir, ""),
+                "report": the_launcher.run_path(run_dir, f"{action}.json"),
+                "inputs": {key: the_launcher.path(path) for key, path in inputs.items()},
+                "output": the_launcher.run_path(run_dir, output),
+                **{Path(name).stem: the_launcher.run_path(run_dir, name) for name in files or {}}, **(request or {})}
+        report = call_worker(the_launcher, WORKERS / worker, run_dir, full, model=model)
+        shutil.move(str(run_dir / output), keep)
+        return report
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def call_worker(
     the_launcher: Launcher, worker: Path, run_dir: Path, request: dict[str, Any], *, model: str
 ) -> dict[str, Any]:
@@ -279,4 +318,4 @@ def _read_predictions(path: Path, genes: pd.Index) -> pd.DataFrame:
     return pd.DataFrame({"values": list(aligned), "reason": reasons}, index=pd.Index(names))
 
 
-__all__ = ["PROTOCOL", "WorkerError", "WorkerModel", "call_worker"]
+__all__ = ["PROTOCOL", "WorkerModel", "call_worker", "run_once"]

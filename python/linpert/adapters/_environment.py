@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -56,6 +57,9 @@ class Stack:
     pip_args
         Further ``pip install`` arguments, e.g. ``--ignore-requires-python`` for a package whose metadata is
         stricter than its code.
+    no_deps
+        Requirements installed afterwards without their declared dependencies (``--no-deps``): a package whose
+        pins have no wheels for this Python, run on the nearest versions that do (listed in ``requirements``).
     note
         Why this stack (shown in ``versions_`` and the docs).
     """
@@ -64,6 +68,7 @@ class Stack:
     pythons: tuple[str, ...] = ("3.10", "3.11", "3.12")
     constraints: tuple[str, ...] = ()
     pip_args: tuple[str, ...] = ()
+    no_deps: tuple[str, ...] = ()
     note: str = ""
 
 
@@ -127,7 +132,9 @@ progress=True)
 
     def __post_init__(self) -> None:
         if not isinstance(self.environment, str):
-            raise TypeError(f"environment must be a string ('venv', 'current', 'docker:IMAGE'), got {self.environment!r}.")
+            raise TypeError(
+                f"environment must be a string ('venv', 'current', 'docker:IMAGE'), got {self.environment!r}."
+            )
         for key in ("requirements", "constraints", "pip_args"):
             value = getattr(self, key)
             if isinstance(value, str):
@@ -356,6 +363,8 @@ def venv_path(
     stack = _as_stack(stack)
     key = {"python": python or _base_python(), "requirements": list(stack.requirements),
            "constraints": list(stack.constraints), "pip_args": list(stack.pip_args)}
+    if stack.no_deps:
+        key["no_deps"] = list(stack.no_deps)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return data_dir(cache_dir) / "envs" / f"{name}-{digest}"
 
@@ -407,6 +416,7 @@ def ensure_venv(
         if env.exists():
             shutil.rmtree(env)
         base = python or _base_python()
+        started = time.perf_counter()
         say = _printer(name, progress)
         say(f"building an isolated environment for {name} (first use; cached in {env})")
         _check_call([base, "-m", "venv", str(env)], what=f"creating the virtual environment {env}", say=say)
@@ -417,9 +427,14 @@ def ensure_venv(
             if stack.constraints:
                 (env / "constraints.txt").write_text("\n".join(stack.constraints) + "\n")
                 args += ["-c", str(env / "constraints.txt")]
-            _check_call([*args, *stack.requirements], what=f"installing {list(stack.requirements)} into {env}", say=say)
+            _check_call([*args, *stack.requirements], what=f"installing {list(stack.requirements)} into {env}",
+                        say=say)
+        if stack.no_deps:
+            _check_call([*pip, *stack.pip_args, "--no-deps", *stack.no_deps],
+                        what=f"installing {list(stack.no_deps)} without dependencies into {env}", say=say)
         record = {"python": base, "requirements": list(stack.requirements), "constraints": list(stack.constraints),
-                  "pip_args": list(stack.pip_args), "note": stack.note, "versions": _installed(env)}
+                  "pip_args": list(stack.pip_args), "no_deps": list(stack.no_deps), "note": stack.note, "versions": _installed(env),
+                  "build_seconds": time.perf_counter() - started}
         (env / _COMPLETE).write_text(json.dumps(record, indent=1))
         say(f"{name} environment ready")
     return env

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write
-from ._base import PROTOCOL, WorkerModel, call_worker
-from ._environment import WORKERS, Runtime, Stack
+from ._base import WorkerModel, run_once
+from ._environment import Runtime, Stack
 
 __all__ = ["CpaModel", "ScFoundationModel", "ScGptModel", "write_scgpt_checkpoint"]
 
@@ -94,7 +92,7 @@ class ScGptModel(_Shared):
     modules = ("scgpt", "gears", "torch", "torch_geometric")
     stacks = (
         Stack(("scgpt==0.2.1", "cell-gears==0.0.2", "torch==2.1.2", "torchtext==0.16.2", "torch_geometric==2.4.0",
-               "anndata"), pythons=("3.10",), constraints=_OLD_NUMPY, note="the paper's scgpt 0.2.1"),
+               "ipython", "anndata"), pythons=("3.10",), constraints=_OLD_NUMPY, note="the paper's scgpt 0.2.1"),
         Stack(("scgpt==0.2.4", "torch==2.3.0", "torchtext==0.18.0", "torch_geometric==2.5.3", "ipython"),
               pythons=("3.11", "3.12"), constraints=_OLD_NUMPY,
               note="scgpt 0.2.4: 0.2.1's pins (torch 2.1, torchtext 0.16) do not install on Python >= 3.11"),
@@ -218,18 +216,9 @@ def write_scgpt_checkpoint(
     atomic_write(folder / "vocab.json", json.dumps({t: i for i, t in enumerate(tokens)}, indent=1))
     atomic_write(folder / "args.json", json.dumps(args, indent=1))
 
-    model = ScGptModel(runtime=runtime)
-    the_launcher = model._launcher()
-    run_dir = Path(tempfile.mkdtemp(prefix="linpert-scgpt-checkpoint-")).resolve()
-    try:
-        request = {"protocol": PROTOCOL, "action": "checkpoint", "seed": int(seed), "run_dir": the_launcher.run_path(run_dir, ""),
-                   "inputs": {"checkpoint": the_launcher.path(folder)},
-                   "output": the_launcher.run_path(run_dir, "best_model.pt"),
-                   "report": the_launcher.run_path(run_dir, "checkpoint.json")}
-        call_worker(the_launcher, WORKERS / ScGptModel.worker, run_dir, request, model="scgpt")
-        shutil.move(str(run_dir / "best_model.pt"), folder / "best_model.pt")
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+    run_once(runtime, model="scgpt", worker=ScGptModel.worker, modules=ScGptModel.modules, stacks=ScGptModel.stacks,
+             action="checkpoint", inputs={"checkpoint": folder}, output="best_model.pt",
+             keep=folder / "best_model.pt", request={"seed": int(seed)})
     return folder
 
 
@@ -332,12 +321,20 @@ class CpaModel(_Shared):
     worker = "cpa_worker.py"
     modules = ("cpa", "scvi", "torch")
     # cpa-tools 0.8.8 (the paper's) declares Python < 3.11, so `pip index versions` hides it on 3.11; its code runs
-    # there. Its torch <= 2.0.1 has no wheels for Python 3.12.
+    # there. Its pins numpy < 1.24, torch <= 2.0.1 and ray < 2.10 have no wheels for Python 3.12: there it runs on
+    # the nearest releases that do, installed first, then cpa-tools itself without its declared dependencies.
     stacks = (
         Stack(("cpa-tools==0.8.8",), pythons=("3.10",), constraints=_OLD_NUMPY, note="the paper's cpa-tools 0.8.8"),
         Stack(("cpa-tools==0.8.8",), pythons=("3.11",), constraints=_OLD_NUMPY,
               pip_args=("--ignore-requires-python",),
               note="the paper's cpa-tools 0.8.8 (its metadata says Python < 3.11; its code runs on 3.11)"),
+        Stack(("torch==2.2.2", "scvi-tools==0.20.3", "lightning>=2.2,<2.3", "anndata>=0.9,<0.10", "numpy<2",
+               "scipy>=1.12,<1.13", "jax<0.4.24", "jaxlib<0.4.24", "ray[tune]>=2.31,<2.40", "rdkit", "scanpy",
+               "adjustText", "seaborn", "gdown", "setuptools>=70,<70.1"),
+              pythons=("3.12",), constraints=_OLD_NUMPY, pip_args=("--ignore-requires-python",),
+              no_deps=("cpa-tools==0.8.8",),
+              note="cpa-tools 0.8.8 on the nearest releases with Python 3.12 wheels (its numpy<1.24, torch<=2.0.1 "
+                   "and ray<2.10 have none)"),
     )
     needs_counts = True
 

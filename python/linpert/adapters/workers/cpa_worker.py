@@ -54,7 +54,8 @@ def fit(request: dict) -> dict:
     genes = sorted({g for c in request["train"] for g in c.split("+") if g != "ctrl"})
     epochs = int(model.epoch_history["epoch"].max()) + 1  # 0-based epoch index of the last epoch run
     return {"device": device, "train_seconds": train_seconds, "epochs": epochs,
-            "epoch_seconds": train_seconds / epochs, "train_conditions": request["train"], "val_conditions": request["val"], "dropped": {},
+            "epoch_seconds": train_seconds / epochs, "train_conditions": request["train"],
+            "val_conditions": request["val"], "dropped": {},
             "predictable_genes": genes, "peak_gpu_mib": protocol.gpu_peak_mib(device)}
 
 
