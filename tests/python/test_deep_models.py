@@ -27,11 +27,12 @@ from linpert.adapters import (
     ScBertDecoder,
     ScGptModel,
     UceDecoder,
-    overwrite_targets,
-    perturb_rank_encoding,
-    rank_value_encoding,
+    geneformer_embedding,
+    uce_embedding,
+    write_geneformer_model,
     write_go_files,
     write_scgpt_checkpoint,
+    write_uce_model,
 )
 from linpert.datasets import simulate
 
@@ -62,13 +63,20 @@ def scgpt_checkpoint(screen):
     return write_scgpt_checkpoint(screen["folder"] / "scgpt", list(screen["bulk"].var_names))
 
 
-def _embedding(screen) -> pd.DataFrame:
-    """A per-condition embedding (what UCE, scBERT or Geneformer would give) for the decoders' contract."""
+@pytest.fixture(scope="module")
+def embeddings(screen):
+    """Per-condition embeddings of the paper's perturbed inputs by UCE and Geneformer, run with their own code on
+    small random models; scBERT's code is on no registry, so its decoder gets a random table of the same shape."""
+    cells, symbols = screen["cells"], list(screen["bulk"].var_names)
+    uce = uce_embedding(cells, write_uce_model(screen["folder"] / "uce", symbols), n_control_cells=10)
+    geneformer = geneformer_embedding(cells, write_geneformer_model(screen["folder"] / "geneformer",
+                                                                    list(cells.var_names)), n_control_cells=10)
     names = list(screen["bulk"].obs_names)
-    return pd.DataFrame(np.random.default_rng(0).normal(size=(len(names), 4)), index=names)
+    scbert = pd.DataFrame(np.random.default_rng(0).normal(size=(len(names), 4)), index=names)
+    return {"uce": uce, "geneformer": geneformer, "scbert": scbert}
 
 
-def _adapter(name: str, screen, checkpoint=None):
+def _adapter(name: str, screen, checkpoint=None, embeddings=None):
     shared = {"cells": screen["path"], "validation": screen["validation"], "device": "cpu"}
     if name == "gears":
         go = write_go_files(list(screen["bulk"].var_names), screen["folder"] / "go", seed=1)
@@ -78,7 +86,7 @@ def _adapter(name: str, screen, checkpoint=None):
     if name == "scgpt":
         return ScGptModel(checkpoint=str(checkpoint), epochs=1, **shared)
     return {"geneformer": GeneformerDecoder, "uce": UceDecoder, "scbert": ScBertDecoder}[name](
-        embedding=_embedding(screen))
+        embedding=embeddings[name])
 
 
 # scFoundation needs its GEARS fork's code and weights, which no registry serves: the adapter is run on a clone by
@@ -93,7 +101,8 @@ def test_every_adapter_but_scfoundation_is_covered_by_the_contract_test():
 @pytest.mark.parametrize("name", CONTRACT)
 def test_adapter_contract(name, screen, request):
     checkpoint = request.getfixturevalue("scgpt_checkpoint") if name == "scgpt" else None
-    model = _adapter(name, screen, checkpoint)
+    tables = request.getfixturevalue("embeddings") if name in ("geneformer", "uce", "scbert") else None
+    model = _adapter(name, screen, checkpoint, tables)
     assert linpert.models.make_model(name, **model.get_params()).get_params() == model.get_params()
     check_model_contract(model, screen["train"], screen["request"], predicts_unseen=False)
     pred = model.predict(screen["request"])
@@ -145,3 +154,28 @@ def test_scgpt_checkpoint_writer_uses_the_real_format(scgpt_checkpoint, screen):
     assert "encoder.embedding.weight" in keys and "transformer_encoder.layers.0.self_attn.in_proj_weight" in keys
     with pytest.raises(FileExistsError, match="already holds args.json, vocab.json, best_model.pt"):
         write_scgpt_checkpoint(scgpt_checkpoint, ["A"])
+
+
+def test_uce_and_geneformer_embed_the_perturbed_inputs(embeddings, screen):
+    conditions = set(screen["bulk"].obs_names)
+    for name in ("uce", "geneformer"):
+        table = embeddings[name]
+        assert set(table.index) == conditions, name  # every condition, ctrl included
+        assert np.isfinite(table.to_numpy()).all()
+        # the inputs differ by condition, so the embeddings do (a constant embedding would decode to the mean)
+        assert table.drop_duplicates().shape[0] == len(table), name
+    assert embeddings["uce"].shape[1] == 32 and embeddings["geneformer"].shape[1] == 64
+
+
+def test_the_random_models_use_the_real_folder_layouts(embeddings, screen):
+    uce, geneformer = screen["folder"] / "uce", screen["folder"] / "geneformer"
+    assert {p.name for p in uce.iterdir()} >= {"species_chrom.csv", "species_offsets.pkl", "all_tokens.torch",
+                                                 "protein_embeddings", "model.torch"}
+    assert len(list((uce / "protein_embeddings").glob("*_ESM2.pt"))) == 8
+    assert {p.name for p in geneformer.iterdir()} >= {"config.json", "token_dictionary.pkl",
+                                                       "gene_median_dictionary.pkl"}
+    assert any(p.suffix in (".safetensors", ".bin") for p in geneformer.iterdir())
+    with pytest.raises(FileNotFoundError, match="lacks species_chrom.csv"):
+        uce_embedding(screen["cells"], screen["folder"])
+    with pytest.raises(FileNotFoundError, match="lacks config.json"):
+        geneformer_embedding(screen["cells"], screen["folder"])
