@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=40, help="cells per condition")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--out", help="also write the table as CSV here")
+    parser.add_argument("--keep", help="keep each worker's run folder (data, logs, model) under this folder")
     args = parser.parse_args()
 
     cells = simulate("norman", n_genes=args.genes, n_singles=args.singles, n_doubles=args.doubles,
@@ -71,7 +72,8 @@ def main() -> None:
         for name in args.models.split(","):
             for device in args.devices.split(","):
                 try:
-                    row = _deep(name, python, device, cells_path, bulk, train, scored, split, folder, args.epochs)
+                    row = _deep(name, python, device, cells_path, bulk, train, scored, split, folder, args.epochs,
+                                args.keep)
                 except Exception as err:  # report and go on: the table says which stack failed and why
                     print(f"FAILED {name} (python {python or sys.executable}, {device}): "
                           f"{str(err).splitlines()[0]}", flush=True)
@@ -100,9 +102,9 @@ def _linear(train, scored) -> dict:
             "stack": "linpert"}
 
 
-def _model(name, python, device, cells_path, bulk, split, folder, epochs):
+def _model(name, python, device, cells_path, bulk, split, folder, epochs, keep):
     runtime = Runtime("venv", python=python)
-    shared = {"cells": str(cells_path), "validation": list(split.val), "device": device}
+    shared = {"cells": str(cells_path), "validation": list(split.val), "device": device, "work_dir": keep}
     if name == "gears":  # this interpreter has linpert[gears]; other Pythons get a venv
         runtime = Runtime("current") if python is None else runtime
         return GearsModel(go_files=str(write_go_files(list(bulk.var_names), folder / "go")), epochs=epochs,
@@ -117,8 +119,8 @@ def _model(name, python, device, cells_path, bulk, split, folder, epochs):
     raise SystemExit(f"unknown model {name!r}: use gears, cpa or scgpt")
 
 
-def _deep(name, python, device, cells_path, bulk, train, scored, split, folder, epochs) -> dict | None:
-    model = _model(name, python, device, cells_path, bulk, split, folder, epochs)
+def _deep(name, python, device, cells_path, bulk, train, scored, split, folder, epochs, keep) -> dict | None:
+    model = _model(name, python, device, cells_path, bulk, split, folder, epochs, keep)
     runtime = Runtime.of(model.runtime)
     build = ""
     if runtime.environment == "venv":

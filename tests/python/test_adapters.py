@@ -452,6 +452,13 @@ def test_scgpt_checkpoint_problems_are_named_before_any_worker_starts(cells, bul
         model.fit(bulk)
 
 
+def test_scfoundation_names_the_gene_list_its_fork_needs(cells, bulk, tmp_path):
+    model = linpert.adapters.ScFoundationModel(cells=cells, code=tmp_path, checkpoint=tmp_path, go_files=tmp_path,
+                                               runtime="current")
+    with pytest.raises(ValueError, match="exactly its 19,264 genes .*OS_scRNA_gene_index.19264.tsv; the data has 60"):
+        model.fit(bulk)
+
+
 def test_a_stack_that_cannot_be_chosen_or_installed_is_named(tmp_path):
     old = Stack(("cpa-tools==0.8.8",), pythons=("3.10",))
     with pytest.raises(RuntimeError, match=r"No known cpa stack installs on Python 3.99 \(known: Python 3.10\)"):

@@ -20,6 +20,8 @@ from ._environment import Runtime, Stack
 
 __all__ = ["CpaModel", "ScFoundationModel", "ScGptModel", "write_scgpt_checkpoint"]
 
+#: The genes scFoundation's encoder reads (``model/OS_scRNA_gene_index.19264.tsv`` in its repository).
+SCFOUNDATION_GENES = 19_264
 #: What a scGPT checkpoint folder holds (scGPT_human's layout).
 SCGPT_CHECKPOINT_FILES = ("args.json", "vocab.json", "best_model.pt")
 
@@ -239,18 +241,30 @@ class ScFoundationModel(_Shared):
         The paper's settings: batch 6 with 5 accumulation steps, hidden 512, ``maeautobin``,
         ``autobin_resolution_append``, frozen encoder, lr 0.01, 5 epochs."""
         + _SHARED_DOC
+        + """
+    Notes
+    -----
+    What the fork's code requires (read from its source; linpert has not run it, as no registry serves it and
+    running it needs scFoundation's weights): the cells' genes are exactly scFoundation's 19,264 genes in the order
+    of ``model/OS_scRNA_gene_index.19264.tsv`` (its encoder keeps the first 19,264 outputs), checked before the worker
+    starts; ``obs['total_count']`` (the worker adds it from the reconstructed counts); ``gene2go.pkl`` in its data
+    folder (linked from ``go_files``' ``gene2go_all.pkl``); and its working directory inside the clone's ``GEARS``
+    folder, since it imports ``../model/load.py`` by a relative path.
+    """
     )
 
     name = "scfoundation"
     worker = "scfoundation_worker.py"
-    modules = ("torch", "torch_geometric")
+    modules = ("torch", "torch_geometric", "torchvision", "omegaconf")
+    needs_counts = True  # for obs['total_count']
+    # the fork's encoder imports torchvision and omegaconf besides GEARS 0.0.2's dependencies
     stacks = (
-        Stack(("torch==2.1.2", "torch_geometric==2.4.0", "scanpy", "anndata", "networkx", "einops",
-               "local-attention", "dcor", "scipy<1.15"), pythons=("3.10", "3.11"), constraints=_OLD_NUMPY,
-              note="the GEARS 0.0.2 fork's dependencies with the torch the paper's environment had"),
-        Stack(("torch==2.3.0", "torch_geometric==2.5.3", "scanpy", "anndata", "networkx", "einops",
-               "local-attention", "dcor", "scipy<1.15"), pythons=("3.12",), constraints=_OLD_NUMPY,
-              note="torch 2.1.2 has no wheels for Python 3.12"),
+        Stack(("torch==2.1.2", "torchvision==0.16.2", "torch_geometric==2.4.0", "omegaconf", "scanpy", "anndata",
+               "networkx", "einops", "local-attention", "dcor", "scipy<1.15"), pythons=("3.10", "3.11"),
+              constraints=_OLD_NUMPY, note="the GEARS 0.0.2 fork's dependencies with the torch of the paper's time"),
+        Stack(("torch==2.3.0", "torchvision==0.18.0", "torch_geometric==2.5.3", "omegaconf", "scanpy", "anndata",
+               "networkx", "einops", "local-attention", "dcor", "scipy<1.15"), pythons=("3.12",),
+              constraints=_OLD_NUMPY, note="torch 2.1.2 has no wheels for Python 3.12"),
     )
 
     def __init__(
@@ -293,6 +307,14 @@ class ScFoundationModel(_Shared):
     def _inputs(self) -> dict[str, str | os.PathLike]:
         return {key: self._check_path(key) for key in ("code", "checkpoint", "go_files")}
 
+    def _check_inputs(self, genes: list[str]) -> None:
+        if len(genes) != SCFOUNDATION_GENES:
+            raise ValueError(
+                f"scFoundation's GEARS fork needs exactly its {SCFOUNDATION_GENES:,} genes in the order of "
+                f"model/OS_scRNA_gene_index.19264.tsv; the data has {len(genes):,}. Reindex the cells onto that list "
+                "(missing genes as zeros), as scFoundation's preprocessing does."
+            )
+
 
 class CpaModel(_Shared):
     __doc__ = (
@@ -330,7 +352,7 @@ class CpaModel(_Shared):
               note="the paper's cpa-tools 0.8.8 (its metadata says Python < 3.11; its code runs on 3.11)"),
         Stack(("torch==2.2.2", "scvi-tools==0.20.3", "lightning>=2.2,<2.3", "anndata>=0.9,<0.10", "numpy<2",
                "scipy>=1.12,<1.13", "jax<0.4.24", "jaxlib<0.4.24", "ray[tune]>=2.31,<2.40", "rdkit", "scanpy",
-               "adjustText", "seaborn", "gdown", "setuptools>=70,<70.1"),
+               "adjustText", "seaborn", "gdown", "setuptools>=70,<70.1", "pandas<3"),
               pythons=("3.12",), constraints=_OLD_NUMPY, pip_args=("--ignore-requires-python",),
               no_deps=("cpa-tools==0.8.8",),
               note="cpa-tools 0.8.8 on the nearest releases with Python 3.12 wheels (its numpy<1.24, torch<=2.0.1 "

@@ -16,12 +16,30 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
-def _use_fork(request: dict) -> None:
-    sys.path.insert(0, os.path.abspath(request["inputs"]["code"]))
+def _use_fork(request: dict) -> dict:
+    """Import the fork as ``gears``, from inside its folder (it imports ``../model/load.py`` relative to the working
+    directory), and give it what its data loading reads: ``obs['total_count']`` and ``gene2go.pkl``."""
+    import anndata
+    import numpy as np
+    from gears_worker import _data_path
+
+    code = os.path.abspath(request["inputs"]["code"])
+    sys.path.insert(0, code)
+    os.chdir(code)
+    cells = anndata.read_h5ad(request["cells"])
+    cells.obs["total_count"] = np.asarray(cells.layers["counts"].sum(axis=1)).ravel().astype(float)
+    path = os.path.join(request["run_dir"], "scfoundation_cells.h5ad")
+    cells.write_h5ad(path)
+    request = {**request, "cells": path}
+    data_path = _data_path(request)
+    gene2go = os.path.join(data_path, "gene2go.pkl")
+    if not os.path.lexists(gene2go):
+        os.symlink(os.path.join(request["inputs"]["go_files"], "gene2go_all.pkl"), gene2go)
+    return request
 
 
 def fit(request: dict) -> dict:
-    _use_fork(request)
+    request = _use_fork(request)
     from gears import GEARS
     from gears_worker import pert_data
 
@@ -51,7 +69,7 @@ def fit(request: dict) -> dict:
 
 def predict(request: dict) -> dict:
     """The fork keeps GEARS' model API (load_pretrained, predict), so GEARS' own prediction step serves it."""
-    _use_fork(request)
+    request = _use_fork(request)
     from gears_worker import predict as gears_predict
 
     return gears_predict(request)
