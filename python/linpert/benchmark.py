@@ -120,7 +120,9 @@ def run(
     from .splits import make_split
 
     _check_pseudobulk(data)
-    seeds = [int(s) for s in seeds]
+    seeds = _check_seeds(seeds)
+    if isinstance(n_genes, bool) or not isinstance(n_genes, (int, np.integer)) or n_genes < 1:
+        raise ValueError(f"n_genes must be a positive integer (the number of read-out genes), got {n_genes!r}.")
     labelled = resolve_models(models)
     if not labelled:
         raise ValueError("No models to run: pass at least one model name or instance.")
@@ -226,12 +228,12 @@ def _run_cell(data, split, label, model, readout, ctrl, dataset, score) -> dict:
     # adapters train in a worker process that tracemalloc cannot see; they report its peak themselves
     peak = max(peak, getattr(model, "peak_memory_mib_", None) or 0.0)
 
-    pred = np.asarray(prediction.X, dtype=np.float64)[:, readout]
+    values, reasons = _aligned(prediction, scored, data.var_names, label)
+    pred = values[:, readout]
     obs = np.asarray(data[scored].X, dtype=np.float64)[:, readout]
     table = score(pred, obs, ctrl[readout])
     assignment = split.assignment()
     kinds = data.obs["kind"].reindex(scored).to_numpy()
-    reasons = prediction.obs["reason"].reindex(scored).fillna("").to_numpy()
     results = pd.DataFrame(
         {
             "dataset": dataset,
@@ -262,6 +264,58 @@ def _run_cell(data, split, label, model, readout, ctrl, dataset, score) -> dict:
     }
     predictions = pd.DataFrame(pred, index=scored, columns=data.var_names[readout])
     return {"results": results, "timing": timing, "predictions": predictions}
+
+
+def _aligned(prediction, conditions: list[str], genes: pd.Index, label: str) -> tuple[np.ndarray, np.ndarray]:
+    """A model's prediction as conditions × genes in the requested order, matched by name, and each row's reason.
+
+    Rows and columns are matched by ``obs_names`` and ``var_names``, never by position: a model may return them in
+    any order. Missing, extra or repeated names are refused, since scoring them would give a wrong number.
+    """
+    from anndata import AnnData
+
+    contract = ("predict(conditions) must return an AnnData with one row per requested condition (obs_names) and "
+                "the training genes as var_names (README: 'Your own model').")
+    if not isinstance(prediction, AnnData):
+        raise TypeError(f"Model {label!r} returned {type(prediction).__name__} from predict(); {contract}")
+    for axis, names, wanted in (("conditions", prediction.obs_names, conditions), ("genes", prediction.var_names,
+                                                                                     genes)):
+        names, wanted = pd.Index(np.asarray(names, dtype=str)), pd.Index(np.asarray(wanted, dtype=str))
+        problems = {
+            "misses": list(wanted.difference(names)),
+            "has extra": list(names.difference(wanted)),
+            "repeats": sorted(set(names[names.duplicated()])),
+        }
+        said = [f"{what} {len(items)} {axis} (e.g. {', '.join(items[:3])})"
+                for what, items in problems.items() if items]
+        if said:
+            raise ValueError(f"Model {label!r}'s prediction {'; '.join(said)}. {contract}")
+    X = prediction.X.toarray() if hasattr(prediction.X, "toarray") else prediction.X
+    rows = pd.Index(np.asarray(prediction.obs_names, dtype=str)).get_indexer(conditions)
+    columns = pd.Index(np.asarray(prediction.var_names, dtype=str)).get_indexer(np.asarray(genes, dtype=str))
+    values = np.asarray(X, dtype=np.float64)[rows][:, columns]
+    given = prediction.obs["reason"] if "reason" in prediction.obs else pd.Series("", index=prediction.obs_names)
+    reasons = given.fillna("").astype(str).to_numpy()[rows]
+    unexplained = ~np.isfinite(values).all(axis=1) & (reasons == "")
+    reasons[unexplained] = f"{label} gave no prediction (no reason given)"
+    return values, reasons
+
+
+def _check_seeds(seeds: Any) -> list[int]:
+    """The split seeds as a list of distinct integers, or a clear error (``1.5`` is not rounded to 1)."""
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+        raise TypeError(f"seeds must be a list of integers such as [1, 2, 3], got {seeds!r}.")
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds is empty: give at least one split seed, e.g. seeds=[1, 2].")
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, (int, np.integer))]
+    if bad:
+        raise TypeError(f"seeds must be integers; {bad[:3]} {'is' if len(bad) == 1 else 'are'} not.")
+    seeds = [int(s) for s in seeds]
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ValueError(f"seeds repeat {repeated}: each seed is one split; give each once.")
+    return seeds
 
 
 def _environment(model) -> str:

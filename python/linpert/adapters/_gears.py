@@ -71,8 +71,8 @@ class GearsModel(WorkerModel):
     worker = "gears_worker.py"
     modules = ("gears", "torch", "torch_geometric")
     extra = "gears"
-    # GEARS 0.1.2 needs torch_geometric (undeclared) and scipy < 1.15
-    stacks = (Stack(("cell-gears==0.1.2", "torch_geometric==2.8.1", "scipy<1.15", "anndata>=0.10"),
+    # GEARS 0.1.2 needs torch_geometric (undeclared), scipy < 1.15 and pandas < 3 (it indexes Series by position)
+    stacks = (Stack(("cell-gears==0.1.2", "torch_geometric==2.8.1", "scipy<1.15", "pandas<3", "anndata>=0.10"),
                     note="the paper's cell-gears 0.1.2"),)
 
     def __init__(
