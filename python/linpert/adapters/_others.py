@@ -257,13 +257,14 @@ class ScFoundationModel(_Shared):
     worker = "scfoundation_worker.py"
     modules = ("torch", "torch_geometric", "torchvision", "omegaconf")
     needs_counts = True  # for obs['total_count']
-    # the fork's encoder imports torchvision and omegaconf besides GEARS 0.0.2's dependencies
+    # the fork's encoder imports torchvision and omegaconf besides GEARS 0.0.2's dependencies; torch 2.1 was built
+    # against numpy 1
     stacks = (
         Stack(("torch==2.1.2", "torchvision==0.16.2", "torch_geometric==2.4.0", "omegaconf", "scanpy", "anndata",
-               "networkx", "einops", "local-attention", "dcor", "scipy<1.15"), pythons=("3.10", "3.11"),
+               "networkx", "einops", "local-attention", "dcor", "scipy<1.15", "numpy<2"), pythons=("3.10", "3.11"),
               constraints=_OLD_NUMPY, note="the GEARS 0.0.2 fork's dependencies with the torch of the paper's time"),
         Stack(("torch==2.3.0", "torchvision==0.18.0", "torch_geometric==2.5.3", "omegaconf", "scanpy", "anndata",
-               "networkx", "einops", "local-attention", "dcor", "scipy<1.15"), pythons=("3.12",),
+               "networkx", "einops", "local-attention", "dcor", "scipy<1.15", "numpy<2"), pythons=("3.12",),
               constraints=_OLD_NUMPY, note="torch 2.1.2 has no wheels for Python 3.12"),
     )
 

@@ -38,6 +38,33 @@ def _use_fork(request: dict) -> dict:
     return request
 
 
+def _cpu_as_on_gpu(device: str) -> None:
+    """Let the fork's loss run on the CPU as it does on a GPU.
+
+    Its loss starts from ``torch.tensor(0.0, requires_grad=True).to(device)``: on a GPU ``.to`` returns a copy, on
+    the CPU the leaf itself, and the loss's in-place ``+=`` on it then raises ("a leaf Variable that requires grad
+    is being used in an in-place operation"). The fork's ``utils`` get a ``torch`` whose ``tensor(...,
+    requires_grad=True)`` is such a copy; nothing else changes.
+    """
+    if device != "cpu":
+        return
+    import types
+
+    import gears.utils
+    import torch
+
+    class CopyingTorch(types.ModuleType):
+        def __getattr__(self, name):
+            return getattr(torch, name)
+
+        @staticmethod
+        def tensor(*args, **kwargs):
+            made = torch.tensor(*args, **kwargs)
+            return made.clone() if kwargs.get("requires_grad") else made
+
+    gears.utils.torch = CopyingTorch("torch")
+
+
 def fit(request: dict) -> dict:
     request = _use_fork(request)
     from gears import GEARS
@@ -49,6 +76,7 @@ def fit(request: dict) -> dict:
     protocol.reset_gpu_peak(device)
     data, split, dropped = pert_data(request, request["train"], request["val"], batch_size=params["batch_size"],
                                      test_batch_size=params["test_batch_size"])
+    _cpu_as_on_gpu(device)
     model = GEARS(data, device=device)
     model.model_initialize(
         hidden_size=params["hidden_size"], model_type=params["model_type"], bin_set=params["bin_set"],
