@@ -244,12 +244,13 @@ class ScFoundationModel(_Shared):
         + """
     Notes
     -----
-    What the fork's code requires (read from its source; linpert has not run it, as no registry serves it and
-    running it needs scFoundation's weights): the cells' genes are exactly scFoundation's 19,264 genes in the order
-    of ``model/OS_scRNA_gene_index.19264.tsv`` (its encoder keeps the first 19,264 outputs), checked before the worker
+    What the fork's code requires: the cells' genes are exactly scFoundation's 19,264 genes in the order of
+    ``model/OS_scRNA_gene_index.19264.tsv`` (its encoder keeps the first 19,264 outputs), checked before the worker
     starts; ``obs['total_count']`` (the worker adds it from the reconstructed counts); ``gene2go.pkl`` in its data
     folder (linked from ``go_files``' ``gene2go_all.pkl``); and its working directory inside the clone's ``GEARS``
-    folder, since it imports ``../model/load.py`` by a relative path.
+    folder, since it imports ``../model/load.py`` by a relative path. On the CPU the worker lets the fork's loss run
+    as it does on a GPU (see ``workers/scfoundation_worker.py``). ``benchmarks/scfoundation_fork.py`` runs it on a
+    clone with a random checkpoint in the real format.
     """
     )
 
