@@ -157,7 +157,7 @@ def _deep(name, python, device, cells_path, bulk, train, scored, split, folder, 
 def _table(rows) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     for column in ("epoch_s", "fit_s", "predict_s", "peak_mib"):
-        table[column] = table[column].map(lambda v: "" if v is None or v != v else f"{v:.1f}")
+        table[column] = table[column].map(lambda v: "" if v is None or v != v else f"{v:.3g}")
     return table
 
 
