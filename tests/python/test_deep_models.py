@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-import anndata
 import numpy as np
 import pandas as pd
 import pytest

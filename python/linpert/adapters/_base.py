@@ -272,6 +272,18 @@ def run_once(
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def embed_once(runtime: Runtime | str, *, inputs: dict[str, str | os.PathLike], files: dict[str, Any],
+               request: dict[str, Any], **worker: Any) -> pd.DataFrame:
+    """Run a worker's ``embed`` action (see :func:`run_once` for ``worker``'s keys) and read the per-condition
+    table it writes (``workers/_protocol.write_embedding``): conditions × dimensions."""
+    with tempfile.TemporaryDirectory(prefix="linpert-embedding-") as tmp:
+        out = Path(tmp) / "embedding.npz"
+        run_once(runtime, action="embed", inputs=inputs, output=out.name, keep=out, files=files, request=request,
+                 **worker)
+        with np.load(out) as saved:
+            return pd.DataFrame(saved["embedding"], index=pd.Index(saved["conditions"].astype(str), name="condition"))
+
+
 def call_worker(
     the_launcher: Launcher, worker: Path, run_dir: Path, request: dict[str, Any], *, model: str
 ) -> dict[str, Any]:
@@ -318,4 +330,4 @@ def _read_predictions(path: Path, genes: pd.Index) -> pd.DataFrame:
     return pd.DataFrame({"values": list(aligned), "reason": reasons}, index=pd.Index(names))
 
 
-__all__ = ["PROTOCOL", "WorkerModel", "call_worker", "run_once"]
+__all__ = ["PROTOCOL", "WorkerModel", "call_worker", "embed_once", "run_once"]

@@ -11,7 +11,6 @@ come from the user (a table or ``obsm`` of the cells): linpert builds the models
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np

@@ -433,7 +433,8 @@ def ensure_venv(
             _check_call([*pip, *stack.pip_args, "--no-deps", *stack.no_deps],
                         what=f"installing {list(stack.no_deps)} without dependencies into {env}", say=say)
         record = {"python": base, "requirements": list(stack.requirements), "constraints": list(stack.constraints),
-                  "pip_args": list(stack.pip_args), "no_deps": list(stack.no_deps), "note": stack.note, "versions": _installed(env),
+                  "pip_args": list(stack.pip_args), "no_deps": list(stack.no_deps), "note": stack.note,
+                  "versions": _installed(env),
                   "build_seconds": time.perf_counter() - started}
         (env / _COMPLETE).write_text(json.dumps(record, indent=1))
         say(f"{name} environment ready")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import pandas as pd
 
 from .._conditions import CONTROL, parse_condition
 from .._io import atomic_write
-from ._base import run_once
+from ._base import embed_once, run_once
 from ._cells import gene_symbols, load_cells, per_cell_conditions, reconstruct_counts
 from ._environment import Runtime, Stack
 from ._inputs import GENEFORMER_MAX_LEN, perturb_rank_encoding, rank_value_encoding
@@ -148,15 +147,10 @@ def geneformer_embedding(
         with open(path, "wb") as handle:
             np.savez(handle, tokens=matrix, lengths=lengths, conditions=np.asarray(labels, dtype=str))
 
-    with tempfile.TemporaryDirectory(prefix="linpert-geneformer-") as tmp:
-        out = Path(tmp) / "embedding.npz"
-        run_once(runtime, model="geneformer", worker=_WORKER, modules=MODULES, stacks=STACKS, action="embed",
-                 inputs={"model": folder}, output=out.name, keep=out, files={"tokens.npz": write_tokens},
-                 request={"seed": int(seed), "device": device,
-                          "params": {"pad_token": int(tokens.get("<pad>", 0)), "batch_size": int(batch_size),
-                                     "layer": -2}})
-        with np.load(out) as saved:
-            return pd.DataFrame(saved["embedding"], index=pd.Index(saved["conditions"].astype(str), name="condition"))
+    params = {"pad_token": int(tokens.get("<pad>", 0)), "batch_size": int(batch_size), "layer": -2}
+    return embed_once(runtime, model="geneformer", worker=_WORKER, modules=MODULES, stacks=STACKS,
+                      inputs={"model": folder}, files={"tokens.npz": write_tokens},
+                      request={"seed": int(seed), "device": device, "params": params})
 
 
 def _perturbed_inputs(cells, tokens, medians, *, mode, conditions, n_control_cells, condition_key, seed):

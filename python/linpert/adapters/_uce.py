@@ -22,7 +22,7 @@ import pandas as pd
 
 from .._conditions import CONTROL
 from .._io import atomic_write
-from ._base import run_once
+from ._base import embed_once, run_once
 from ._cells import gene_symbols, load_cells, per_cell_conditions, reconstruct_counts
 from ._environment import Runtime, Stack
 from ._inputs import overwrite_targets
@@ -132,14 +132,9 @@ def uce_embedding(
     cells = load_cells(cells, condition_key=condition_key)
     inputs = _perturbed_counts(cells, conditions, n_control_cells=n_control_cells, condition_key=condition_key,
                                seed=seed)
-    with tempfile.TemporaryDirectory(prefix="linpert-uce-") as tmp:
-        out = Path(tmp) / "embedding.npz"
-        run_once(runtime, model="uce", worker=_WORKER, modules=MODULES, stacks=STACKS, action="embed",
-                 inputs={"model_files": folder}, output=out.name, keep=out,
-                 files={"cells.h5ad": lambda path: inputs.write_h5ad(path)},
-                 request={"seed": int(seed), "device": device, "params": {"batch_size": int(batch_size)}})
-        with np.load(out) as saved:
-            return pd.DataFrame(saved["embedding"], index=pd.Index(saved["conditions"].astype(str), name="condition"))
+    return embed_once(runtime, model="uce", worker=_WORKER, modules=MODULES, stacks=STACKS,
+                      inputs={"model_files": folder}, files={"cells.h5ad": lambda path: inputs.write_h5ad(path)},
+                      request={"seed": int(seed), "device": device, "params": {"batch_size": int(batch_size)}})
 
 
 def _perturbed_counts(cells, conditions, *, n_control_cells, condition_key, seed):

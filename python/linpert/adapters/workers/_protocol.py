@@ -124,6 +124,17 @@ def write_predictions(path: str, keys: list[str], values, reasons: list[str], ge
     atomic(path, lambda tmp: adata.write_h5ad(tmp))
 
 
+def write_embedding(path: str, conditions: list[str], embedding) -> None:
+    """A per-condition embedding as ``.npz``: ``conditions`` (names) and ``embedding`` (conditions × dimensions)."""
+    import numpy as np
+
+    def save(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, conditions=np.asarray(conditions, dtype=str), embedding=np.asarray(embedding))
+
+    atomic(path, save)
+
+
 def atomic(path: str, write: Callable[[str], Any]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
     os.close(fd)

@@ -51,12 +51,7 @@ def embed(request: dict) -> dict:
                 counts[label] = counts.get(label, 0) + 1
     names = sorted(sums)
     means = np.vstack([sums[n] / counts[n] for n in names])
-
-    def save(tmp: str) -> None:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, conditions=np.asarray(names, dtype=str), embedding=means)
-
-    protocol.atomic(request["output"], save)
+    protocol.write_embedding(request["output"], names, means)
     return {"device": device, "n_cells": int(len(lengths)), "dimensions": int(means.shape[1]),
             "peak_gpu_mib": protocol.gpu_peak_mib(device)}
 

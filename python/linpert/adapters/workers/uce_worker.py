@@ -107,12 +107,7 @@ def embed(request: dict) -> dict:
     labels = anndata.read_h5ad(processor.proc_h5_path).obs["condition"].astype(str).to_numpy()
     names = sorted(set(labels))
     means = np.vstack([embedded[labels == n].mean(axis=0) for n in names])
-
-    def save(tmp: str) -> None:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, conditions=np.asarray(names, dtype=str), embedding=means)
-
-    protocol.atomic(request["output"], save)
+    protocol.write_embedding(request["output"], names, means)
     return {"device": device, "n_cells": int(len(labels)), "n_genes": int(shapes[processor.name][1]),
             "peak_gpu_mib": protocol.gpu_peak_mib(device)}
 
