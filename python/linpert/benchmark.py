@@ -359,9 +359,25 @@ def _interaction_step(data, split, n_genes, predictions, store, interactions) ->
 
 
 def _restrict_to_common(results: pd.DataFrame) -> dict[str, Any]:
-    """Mark, per seed, the perturbations every model could predict; report how many were left out and why."""
+    """Mark, per seed, the perturbations every model could predict; report how many were left out and why.
+
+    Says which models caused the restriction (a warning), and refuses to leave nothing to score: a model that
+    predicts nothing would otherwise empty every model's results without a word.
+    """
     ok = results.groupby(["seed", "perturbation"])["common"].transform("all")
     dropped = results.loc[~ok, ["seed", "perturbation"]].drop_duplicates()
+    missing = results.loc[~results["common"]].groupby("model").size()
+    if not ok.any():
+        nothing = [m for m, part in results.groupby("model") if not part["common"].any()]
+        raise ValueError(
+            f"No perturbation was predicted by every model, so scoring only the common ones leaves nothing: "
+            f"{', '.join(nothing) or 'the models together'} predicted none (NaN everywhere; see their reasons). "
+            "Drop that model, fix it, or pass common_only=False to score each model on what it predicted."
+        )
+    if len(dropped):
+        culprits = ", ".join(f"{m} ({n} rows)" for m, n in missing.items())
+        warnings.warn(f"Scoring only the perturbations every model predicted: {len(dropped)} left out because of "
+                      f"{culprits}.", RuntimeWarning, stacklevel=3)
     results["common"] = ok
     reasons = results.loc[~results["l2"].notna(), ["model", "reason"]].value_counts()
     return {

@@ -284,3 +284,29 @@ def test_bad_seeds_are_refused_up_front(pseudobulk, seeds, error, message):
 def test_bad_n_genes_is_refused_up_front(pseudobulk, n_genes):
     with pytest.raises(ValueError, match="n_genes must be a positive integer"):
         benchmark.run(pseudobulk, split="double", seeds=[1], models=["additive"], n_genes=n_genes, progress=False)
+
+
+class Nothing(Additive):
+    """Predicts nothing: every row NaN, with a reason."""
+
+    def predict(self, conditions):
+        pred = super().predict(conditions)
+        pred.X[:] = np.nan
+        pred.obs["reason"] = "no luck"
+        return pred
+
+
+def test_a_model_that_predicts_nothing_never_empties_the_others_silently(pseudobulk):
+    models = ["mean", ("empty", Nothing())]
+    with pytest.raises(ValueError, match=r"leaves nothing: empty predicted none .*common_only=False"):
+        benchmark.run(pseudobulk, split="simulation", seeds=[1], models=models, progress=False)
+    res = benchmark.run(pseudobulk, split="simulation", seeds=[1], models=models, common_only=False,
+                        progress=False).results
+    assert res.loc[res["model"] == "mean", "l2"].notna().all() and res.loc[res["model"] == "empty", "l2"].isna().all()
+
+
+def test_the_common_restriction_names_the_model_behind_it(pseudobulk):
+    with pytest.warns(RuntimeWarning, match=r"left out because of additive \(\d+ rows\)"):
+        result = benchmark.run(pseudobulk, split="simulation", seeds=[1], models=["mean", "additive"],
+                               progress=False)
+    assert result.restriction["n_dropped"] > 0 and len(result.results) > 0
