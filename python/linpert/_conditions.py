@@ -22,6 +22,8 @@ import pandas as pd
 CONTROL = "ctrl"
 KINDS = ("control", "single", "double", "combination")
 
+# How a missing condition reads once written as text (pandas' NaN and None, R's NA): never a gene symbol.
+_MISSING = {"nan", "none", "na", "<na>"}
 # A gene symbol: letters, digits and the punctuation HGNC and Ensembl use; no separators or whitespace.
 _GENE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-:/@']*$")
 
@@ -79,6 +81,12 @@ def parse_condition(name: str, *, sep: str = "+") -> Condition:
             f"Cannot parse condition {name!r}: empty token. Write conditions as 'ctrl', 'A+ctrl' or 'A+B'."
         )
     genes = tuple(t for t in tokens if t != CONTROL)
+    missing = [t for t in genes if t.lower() in _MISSING]
+    if missing:
+        raise ValueError(
+            f"Condition {name!r} reads as a missing value ({missing[0]!r}), not a gene: give every cell a condition "
+            "('ctrl' for unperturbed cells) or drop the cells without one."
+        )
     for gene in genes:
         if not _GENE.match(gene):
             raise ValueError(
@@ -87,8 +95,8 @@ def parse_condition(name: str, *, sep: str = "+") -> Condition:
             )
     if len(set(genes)) != len(genes):
         raise ValueError(f"Condition {name!r} names the same gene twice.")
-    if len(tokens) - len(genes) > 1 and genes:
-        raise ValueError(f"Condition {name!r} has more than one 'ctrl' token.")
+    if len(tokens) - len(genes) > 1:  # 'ctrl+ctrl' too: the same rule for every condition
+        raise ValueError(f"Condition {name!r} has more than one 'ctrl' token; write 'ctrl' or 'A+ctrl'.")
     if not genes:
         return Condition(CONTROL, ())
     suffix = ("+" + CONTROL) if len(genes) == 1 else ""

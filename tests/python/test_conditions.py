@@ -38,6 +38,11 @@ def test_gears_prediction_keys():
         ("A B+ctrl", "not a gene symbol"),
         ("A+A", "same gene twice"),
         ("A+ctrl+ctrl", "more than one 'ctrl'"),
+        ("ctrl+ctrl", "more than one 'ctrl'"),  # as for A+ctrl+ctrl: never silently pooled into ctrl
+        ("nan", "reads as a missing value"),  # a missing condition cast to text is not a perturbation
+        ("NaN+ctrl", "reads as a missing value"),
+        ("A+None", "reads as a missing value"),
+        ("NA", "reads as a missing value"),
     ],
 )
 def test_parse_condition_errors(raw, match):
