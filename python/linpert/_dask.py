@@ -163,7 +163,8 @@ def pseudobulk(
         sums, non_finite, max_value, integers = _reduce(
             matrix, codes, len(conditions), chunk_size, client, progress=progress
         )
-    check_values(non_finite, integers and max_value > _RAW_COUNT_MAX, max_value, conditions, what, stacklevel=3)
+    check_values(non_finite, integers and max_value > _RAW_COUNT_MAX, max_value, conditions, what, sums=sums,
+                 stacklevel=3)
     n_cells = np.bincount(codes, minlength=len(conditions)).astype(np.int64)
     source = _Source(obs=obs, var=var, label=label, what=what)
     result = _assemble(sums / n_cells[:, None], conditions, n_cells, genes, source, condition_key, layer, gene_key)

@@ -109,20 +109,28 @@ def pseudobulk(
         codes_in_source = source.place(codes)
         sums, check = _accumulate(source, codes_in_source, len(conditions), int(chunk_size), progress=progress)
     sums = sums[:, source.columns] if source.columns is not None else sums
-    check_values(check.non_finite, check.looks_like_counts, check.max_value, conditions, source.what)
+    check_values(check.non_finite, check.looks_like_counts, check.max_value, conditions, source.what, sums=sums)
     n_cells = np.bincount(codes, minlength=len(conditions)).astype(np.int64)
     return _assemble(sums / n_cells[:, None], conditions, n_cells, var, source, condition_key, layer, gene_key)
 
 
 def check_values(
-    non_finite, looks_like_counts: bool, max_value: float, conditions, what: str, *, stacklevel: int = 2
+    non_finite, looks_like_counts: bool, max_value: float, conditions, what: str, *, sums=None, stacklevel: int = 2
 ) -> None:
-    """After summing: an error for non-finite values, a warning for what looks like raw counts (both paths).
+    """After summing: an error for non-finite values or sums that overflowed, a warning for what looks like raw
+    counts (both paths).
 
     ``stacklevel`` is counted from the caller, as for :func:`warnings.warn` called there.
     """
     if non_finite.any():
         raise ValueError(_non_finite_message(non_finite, conditions, what))
+    if sums is not None and not np.isfinite(sums).all():
+        rows = np.flatnonzero(~np.isfinite(sums).all(axis=1))
+        raise ValueError(
+            f"{what}: summing the cells of {len(rows)} conditions "
+            f"(e.g. {', '.join(repr(conditions[i]) for i in rows[:3])}) overflows (values near the largest float). These are not log-normalised expression values; normalise "
+            "first (scanpy.pp.normalize_total then scanpy.pp.log1p)."
+        )
     if looks_like_counts:
         warnings.warn(
             f"{what} holds integers up to {max_value:g}: it looks like raw counts. The paper averages "
@@ -650,9 +658,9 @@ def _non_finite_message(non_finite: np.ndarray, conditions: list[str], what: str
     worst = [f"{conditions[i]!r} ({non_finite[i]})" for i in order[:5] if non_finite[i] > 0]
     n_conditions = int((non_finite > 0).sum())
     return (
-        f"{what} holds {int(non_finite.sum())} non-finite values (NaN or inf) in {n_conditions} conditions: "
-        f"{', '.join(worst)}{', ...' if n_conditions > 5 else ''}. Fix or drop those cells before pseudobulking, "
-        "e.g. recompute the log-normalisation."
+        f"{what} holds {int(non_finite.sum())} non-finite values (NaN or inf, or values so large that their sum "
+        f"overflows) in {n_conditions} conditions: {', '.join(worst)}{', ...' if n_conditions > 5 else ''}. Fix or "
+        "drop those cells before pseudobulking, e.g. recompute the log-normalisation."
     )
 
 

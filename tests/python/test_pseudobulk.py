@@ -232,10 +232,24 @@ def test_non_finite_values_are_counted_per_condition(tmp_path, fmt):
     dense[where[0], [0, 2]] = [np.nan, np.inf]
     dense[where[-1], 1] = -np.inf
     cells.X = {"dense": dense, "csr": sparse.csr_matrix(dense), "csc": sparse.csc_matrix(dense)}[fmt]
-    with pytest.raises(ValueError, match=r"3 non-finite values \(NaN or inf\) in 1 conditions: 'C\+ctrl' \(3\)"):
+    with pytest.raises(ValueError, match=r"3 non-finite values \(NaN or inf.*\) in 1 conditions: 'C\+ctrl' \(3\)"):
         pseudobulk(cells, chunk_size=7)
     with pytest.raises(ValueError, match=r"3 non-finite values.*'C\+ctrl' \(3\)"):
         pseudobulk(write(cells, tmp_path / "bad.h5ad"), chunk_size=7)
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+def test_sums_that_overflow_are_refused_not_averaged_to_inf(tmp_path, fmt):
+    cells = make_cells(fmt="dense")
+    dense = cells.X.copy()
+    dense[np.flatnonzero(cells.obs["condition"].astype(str) == "C+ctrl"), 0] = 1e308
+    cells.X = sparse.csr_matrix(dense) if fmt == "csr" else dense
+    # in memory and from the file, one cell a chunk or many: never an inf mean, always an error naming C+ctrl
+    for chunk_size in (1, 7):
+        with pytest.raises(ValueError, match=r"(?s)overflows.*'C\+ctrl'|'C\+ctrl'.*overflows"):
+            pseudobulk(cells, chunk_size=chunk_size)
+        with pytest.raises(ValueError, match=r"(?s)overflows.*'C\+ctrl'|'C\+ctrl'.*overflows"):
+            pseudobulk(write(cells, tmp_path / f"big{chunk_size}.h5ad"), chunk_size=chunk_size)
 
 
 def test_duplicate_gene_symbols():
