@@ -184,7 +184,7 @@ def fit(request: dict) -> dict:
     measured = sorted(set(genes))
     return {"device": device, "train_seconds": train_seconds, "epochs": epochs, "epoch_seconds": epoch_seconds,
             "best_val_loss": best, "pretrained_tensors": transferred,
-            "n_genes_in_vocab": int((gene_ids != _vocab(request["inputs"]["checkpoint"])["<pad>"]).sum()),
+            "n_genes_in_vocab": int((gene_ids != model.pad_token_id).sum()),  # the others are fed as <pad>
             "train_conditions": split["train"], "val_conditions": split["val"], "dropped": {**dropped, **not_loaded},
             "predictable_genes": measured, "peak_gpu_mib": protocol.gpu_peak_mib(device)}
 
