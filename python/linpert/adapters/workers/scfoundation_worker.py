@@ -26,10 +26,11 @@ def _use_fork(request: dict) -> dict:
     code = os.path.abspath(request["inputs"]["code"])
     sys.path.insert(0, code)
     os.chdir(code)
-    cells = anndata.read_h5ad(request["cells"])
-    cells.obs["total_count"] = np.asarray(cells.layers["counts"].sum(axis=1)).ravel().astype(float)
     path = os.path.join(request["run_dir"], "scfoundation_cells.h5ad")
-    cells.write_h5ad(path)
+    if not os.path.exists(path):  # written once by fit; predict reads the same file
+        cells = anndata.read_h5ad(request["cells"])
+        cells.obs["total_count"] = np.asarray(cells.layers["counts"].sum(axis=1)).ravel().astype(float)
+        cells.write_h5ad(path)
     request = {**request, "cells": path}
     data_path = _data_path(request)
     gene2go = os.path.join(data_path, "gene2go.pkl")

@@ -21,6 +21,7 @@ import _protocol as protocol  # noqa: E402
 from gears_worker import pert_data  # noqa: E402
 
 SPECIAL_TOKENS = ["<pad>", "<cls>", "<eoc>"]
+MEASURED_CELLS = "scgpt_cells.h5ad"  # the cells without conditions naming unmeasured genes
 CHECKPOINT_FILES = ("args.json", "vocab.json", "best_model.pt")
 # the tutorial transfers the encoders only: gene embedding, value encoder and transformer layers
 PRETRAINED_PREFIXES = ("encoder", "value_encoder", "transformer_encoder")
@@ -137,7 +138,7 @@ def _measured_cells(request: dict) -> tuple[dict, dict]:
         if unknown:
             dropped[name] = f"{', '.join(unknown)} not measured, so scGPT cannot flag it"
     if dropped:
-        path = os.path.join(request["run_dir"], "scgpt_cells.h5ad")
+        path = os.path.join(request["run_dir"], MEASURED_CELLS)
         cells[~condition.isin(list(dropped)).to_numpy()].copy().write_h5ad(path)
         request = {**request, "cells": path}
     return request, dropped
@@ -202,7 +203,9 @@ def predict(request: dict) -> dict:
     protocol.reset_gpu_peak(device)
     with open(os.path.join(request["run_dir"], "gears_split.pkl"), "rb") as handle:
         split = pickle.load(handle)
-    request, _ = _measured_cells(request)
+    filtered = os.path.join(request["run_dir"], MEASURED_CELLS)  # written by fit when it dropped conditions
+    if os.path.exists(filtered):
+        request = {**request, "cells": filtered}
     data, _, _ = pert_data(request, split["train"], split["val"], batch_size=params["batch_size"],
                            test_batch_size=params["test_batch_size"])
     genes = [str(g) for g in data.adata.var["gene_name"]]
