@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import filecmp
 import os
 import tempfile
 from pathlib import Path
@@ -12,7 +13,9 @@ def atomic_write(path: str | os.PathLike, content: Any, *, kind: str = "text") -
     """Write ``content`` to ``path`` through a temporary file in the same folder and ``os.replace``.
 
     ``kind`` is ``"text"`` (a str), ``"bytes"``, ``"parquet"`` or ``"csv"`` (a DataFrame), or ``"h5ad"`` (an AnnData).
-    An interrupted write leaves the previous file (or none) in place, never a truncated one.
+    An interrupted write leaves the previous file (or none) in place, never a truncated one. A file whose content
+    would not change is left as it is, so its modification time keeps saying when it last changed (figures and the
+    report are redrawn only when what they show is newer).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,11 +35,25 @@ def atomic_write(path: str | os.PathLike, content: Any, *, kind: str = "text") -
             content.write_h5ad(tmp)
         else:
             raise ValueError(f"Unknown kind {kind!r}; use text, bytes, parquet, csv or h5ad.")
-        os.replace(tmp, path)
+        if path.is_file() and filecmp.cmp(tmp, path, shallow=False):
+            os.remove(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def newest_change(paths: list[Path]) -> float:
+    """The latest modification time (ns) among files and everything under folders; 0 when none exist."""
+    times = [0]
+    for path in paths:
+        if path.is_dir():
+            times += [f.stat().st_mtime_ns for f in path.rglob("*") if f.is_file()]
+        elif path.is_file():
+            times.append(path.stat().st_mtime_ns)
+    return max(times)
 
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"

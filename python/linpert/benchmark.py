@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import time
 import tracemalloc
 import warnings
@@ -55,6 +56,8 @@ class BenchmarkResult:
     forest: pd.DataFrame | None = None
     #: ``(seed, label) -> why`` for the cells whose model worker crashed; they are in no table and rerun on resume.
     failures: dict[tuple[int, str], str] = field(default_factory=dict)
+    #: How many cells were read back from ``out`` instead of being fitted again.
+    reused: int = 0
 
 
 def run(
@@ -113,9 +116,7 @@ def run(
         ``pearson_delta`` and ``r2`` over the read-out genes; ``interaction_calls`` and ``interactions`` hold the
         interaction analysis when it ran.
     """
-    from tqdm.auto import tqdm
-
-    from .metrics import score, top_expressed_genes
+    from .metrics import top_expressed_genes
     from .models import resolve_models
     from .splits import make_split
 
@@ -126,19 +127,51 @@ def run(
     labelled = resolve_models(models)
     if not labelled:
         raise ValueError("No models to run: pass at least one model name or instance.")
+    vouched = _vouched_labels(models)
     dataset = dataset or (data.uns.get("linpert", {}) or {}).get("dataset") or "data"
     if common_only is None:
         common_only = split != "double"
 
     ctrl = np.asarray(data[CONTROL].X, dtype=np.float64).ravel()
     readout = top_expressed_genes(ctrl, n=min(n_genes, data.n_vars))
-    store = _Store(out, _run_config(data, split, dataset, n_genes, labelled)) if out is not None else None
-
     splits = {seed: make_split(split, data.obs_names, seed=seed) for seed in seeds}
+    grid = [(seed, label, model) for seed in seeds for label, model in labelled]
+    plan = _Plan(data, split, splits, grid, readout, ctrl, dataset, n_genes)
+    options = dict(common_only=common_only, progress=progress, interactions=interactions, scheduler=scheduler)
+    if out is None:
+        return _run_grid(plan, None, **options)
+    config = _run_config(data, split, dataset, n_genes, labelled)
+    with _Store(out, config, grid=grid, unverifiable=_unverifiable(labelled, vouched)) as store:
+        return _run_grid(plan, store, **options)
+
+
+@dataclass
+class _Plan:
+    """What one call of :func:`run` computes: the data, its splits by seed, the grid of (seed, label, model) cells."""
+
+    data: Any
+    split: str
+    splits: dict
+    grid: list
+    readout: np.ndarray
+    ctrl: np.ndarray
+    dataset: str
+    n_genes: int
+
+
+def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, scheduler) -> BenchmarkResult:
+    """Fit, predict and score every cell of the grid not already in the store, then build and write the tables."""
+    from tqdm.auto import tqdm
+
+    from .metrics import score
+
+    data, split, splits, grid, readout, ctrl, dataset, n_genes = (
+        plan.data, plan.split, plan.splits, plan.grid, plan.readout, plan.ctrl, plan.dataset, plan.n_genes)
+
     if store:
         for one in splits.values():
             store.save_split(one)
-    grid = [(seed, label, model) for seed in seeds for label, model in labelled]
+    reused = sum(store.finished(seed, label) for seed, label, _ in grid) if store else 0
     remote = {}
     if scheduler is not None:  # fit the cells on the cluster; the loop below then reads them back
         from ._dask import run_grid
@@ -156,7 +189,7 @@ def run(
             except WorkerError as err:  # a crashed or killed worker costs its own cell, not the grid
                 failures[(seed, label)] = str(err)
                 warnings.warn(f"{label} failed on seed {seed} and is left out of the tables (rerun to retry): "
-                              f"{str(err).splitlines()[0]}", RuntimeWarning, stacklevel=2)
+                              f"{str(err).splitlines()[0]}", RuntimeWarning, stacklevel=3)
                 continue
             if store:
                 store.save(seed, label, cell)
@@ -180,7 +213,8 @@ def run(
         store.save_observed(data, readout)
     calls, evaluation = _interaction_step(data, split, n_genes, predictions, store, interactions)
     return BenchmarkResult(
-        results, timing, summary, store.root if store else None, restriction, calls, evaluation, forest, failures
+        results, timing, summary, store.root if store else None, restriction, calls, evaluation, forest, failures,
+        reused,
     )
 
 
@@ -349,7 +383,7 @@ def _interaction_step(data, split, n_genes, predictions, store, interactions) ->
     except Exception as err:  # locfdr stops on some histograms, as R does; a default run keeps its other results
         if explicit:
             raise
-        warnings.warn(f"Genetic interactions were skipped: {err}", stacklevel=3)
+        warnings.warn(f"Genetic interactions were skipped: {err}", stacklevel=4)
         return None, None
     loaded = {key: store.load_predictions(*key) if frame is None else frame for key, frame in predictions.items()}
     evaluation = evaluate_interactions(calls, loaded)
@@ -377,7 +411,7 @@ def _restrict_to_common(results: pd.DataFrame) -> dict[str, Any]:
     if len(dropped):
         culprits = ", ".join(f"{m} ({n} rows)" for m, n in missing.items())
         warnings.warn(f"Scoring only the perturbations every model predicted: {len(dropped)} left out because of "
-                      f"{culprits}.", RuntimeWarning, stacklevel=3)
+                      f"{culprits}.", RuntimeWarning, stacklevel=4)
     results["common"] = ok
     reasons = results.loc[~results["l2"].notna(), ["model", "reason"]].value_counts()
     return {
@@ -425,8 +459,25 @@ def _run_config(data, split, dataset, n_genes, labelled) -> dict:
 
 
 def _model_identity(model) -> str:
-    params = model.get_params() if hasattr(model, "get_params") else {}
+    """Class and parameters: ``get_params()``, or for a model without it, its public attributes."""
+    if hasattr(model, "get_params"):
+        params = model.get_params()
+    else:  # sklearn's convention: public, not fitted (trailing underscore) attributes are the parameters
+        params = {k: v for k, v in vars(model).items() if not k.startswith("_") and not k.endswith("_")}
     return f"{type(model).__module__}.{type(model).__qualname__}({json.dumps(params, sort_keys=True, default=repr)})"
+
+
+def _vouched_labels(models) -> set[str]:
+    """Labels the user gave explicitly, as ``(label, model)`` pairs or ``label=spec`` strings."""
+    given = [models] if isinstance(models, str) else list(models)
+    pairs = {item[0] for item in given if isinstance(item, tuple) and len(item) == 2}
+    specs = {item.partition("=")[0].strip() for item in given if isinstance(item, str) and "=" in item.split("(")[0]}
+    return pairs | specs
+
+
+def _unverifiable(labelled, vouched: set[str]) -> set[str]:
+    """Models whose identity linpert cannot check (no ``get_params``) and that the user did not label."""
+    return {label for label, model in labelled if not hasattr(model, "get_params") and label not in vouched}
 
 
 def _null_summary(calls) -> dict[str, Any]:
@@ -446,57 +497,134 @@ def _null_summary(calls) -> dict[str, Any]:
     }
 
 
+#: What every finished cell records of the run that made it; a stored cell is reused only when all of it matches.
+_RUN_KEYS = ("format", "dataset", "data", "split", "n_genes")
+
+
 class _Store:
-    """The run's output folder: one file per finished grid cell, written atomically."""
+    """The run's output folder, held under a lock: one set of files per finished grid cell, written atomically.
 
-    def __init__(self, root, config: dict):
-        self.root = Path(root)
+    Each cell records what produced it (data fingerprint, split, read-out genes, model identity), so a cell is
+    reused only by a run that would compute it again, and ``run.json`` is an index rather than the only record.
+    """
+
+    def __init__(self, root, config: dict, *, grid=(), unverifiable=()):
+        self.root = _writable_folder(Path(root))
         self.cells = self.root / "cells"
-        self.cells.mkdir(parents=True, exist_ok=True)
-        (self.root / "splits").mkdir(exist_ok=True)
-        (self.root / "predictions").mkdir(exist_ok=True)
         self.config = config
-        self._claim()
+        self._lock = _lock_folder(self.root)
+        try:
+            self._claim({(seed, label) for seed, label, _ in grid}, set(unverifiable))
+        except BaseException:
+            self.close()
+            raise
+        for folder in (self.cells, self.root / "splits", self.root / "predictions"):
+            folder.mkdir(exist_ok=True)
 
-    def _claim(self) -> None:
-        """Refuse a folder that holds another run's results, rather than mixing or overwriting them."""
-        path = self.root / "run.json"
-        if path.exists():
-            old = json.loads(path.read_text())
-            clash = [k for k in ("format", "dataset", "data", "split", "n_genes") if old.get(k) != self.config[k]]
-            clash += [
-                f"model {m}" for m, v in self.config["models"].items() if m in old.get("models", {}) and old["models"][m] != v
-            ]
-            if clash:
+    def __enter__(self) -> _Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the folder for the next run."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def _claim(self, grid: set[tuple[int, str]], unverifiable: set[str]) -> None:
+        """Refuse a folder whose stored work this run would mix, overwrite or leave out of its tables."""
+        run_json = self.root / "run.json"
+        old = _read_json(run_json) if run_json.exists() else None
+        stored = {key: record or _legacy_record(old, key[1]) for key, record in self._stored().items()}
+        if old is None and not stored:
+            foreign = [p.name for p in sorted(self.root.iterdir())
+                       if p.name != "run.lock" and not (p.is_dir() and not any(p.iterdir()))]
+            if foreign:
                 raise FileExistsError(
-                    f"{self.root} holds results of a different run (differs in: {', '.join(clash)}). "
-                    "Choose another output folder; linpert never overwrites earlier results."
+                    f"{self.root} holds files that no linpert run wrote ({', '.join(foreign[:5])}"
+                    f"{', ...' if len(foreign) > 5 else ''}) and no run.json. linpert never overwrites them: choose "
+                    "an empty or new output folder."
                 )
-            self.config["models"] = {**old.get("models", {}), **self.config["models"]}
-        atomic_write(path, json.dumps(self.config, indent=2))
+        differs = sorted({k for record in stored.values() for k in _RUN_KEYS if (record or {}).get(k) != self.config[k]})
+        differs += sorted({f"model {label}" for (_, label), record in stored.items()
+                           if label in self.config["models"] and (record or {}).get("model") != self.config["models"][label]})
+        if differs:
+            raise FileExistsError(
+                f"{self.root} holds results of a different run (differs in: {', '.join(differs)}). Choose another "
+                "output folder; linpert never overwrites earlier results."
+            )
+        unchecked = sorted({label for _, label in stored} & unverifiable)
+        if unchecked:
+            raise FileExistsError(
+                f"{self.root} holds results of {', '.join(unchecked)}, a model without get_params(), so linpert "
+                f"cannot tell whether it changed since. If it did not, pass it as ('{unchecked[0]}', model) to reuse "
+                "those results; if it did, give it a new label or choose another output folder."
+            )
+        left_out = sorted(set(stored) - grid)
+        if left_out:
+            seeds = sorted({seed for seed, _ in stored} | {seed for seed, _ in grid})
+            labels = list(dict.fromkeys([label for _, label in sorted(stored)] + [label for _, label in sorted(grid)]))
+            cells = ", ".join(f"{label} seed {seed}" for seed, label in left_out[:4])
+            raise FileExistsError(
+                f"{self.root} holds finished cells this run leaves out ({cells}{', ...' if len(left_out) > 4 else ''}), "
+                "and its tables must cover every stored cell. Run with all of them (finished cells are reused, not "
+                f"refitted): seeds={seeds}, models={labels}; or choose another output folder."
+            )
+        atomic_write(run_json, json.dumps(self.config, indent=2))
+
+    def _stored(self) -> dict[tuple[int, str], dict | None]:
+        """(seed, label) -> the run record of each finished cell in the folder (None for cells from linpert < 0.2)."""
+        found = {}
+        for path in sorted(self.cells.glob("*.timing.json")) if self.cells.is_dir() else []:
+            if not path.with_name(path.name.removesuffix(".timing.json") + ".parquet").exists():
+                continue  # interrupted before its results file: not finished
+            timing = _read_json(path)
+            found[(int(timing["seed"]), str(timing["model"]))] = timing.get("run")
+        return found
+
+    def _record(self, label: str) -> dict:
+        return {**{k: self.config[k] for k in _RUN_KEYS}, "model": self.config["models"][label]}
 
     def _name(self, seed: int, label: str) -> str:
+        """The cell's file stem; labels that clean to the same characters (``a/b``, ``a_b``) still get distinct ones."""
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+        if safe != label:
+            safe += "-" + hashlib.sha256(label.encode()).hexdigest()[:8]
         return f"seed{seed}__{safe}"
+
+    def finished(self, seed: int, label: str) -> bool:
+        return (self.cells / f"{self._name(seed, label)}.parquet").exists()
 
     def load(self, seed: int, label: str) -> dict | None:
         name = self._name(seed, label)
         path = self.cells / f"{name}.parquet"
         if not path.exists():
             return None
-        results = pd.read_parquet(path)
-        timing = json.loads((self.cells / f"{name}.timing.json").read_text())
+        try:
+            results = pd.read_parquet(path)
+        except Exception as err:  # pyarrow raises its own error types for a damaged file
+            raise ValueError(_damaged(path, err, "that cell is then fitted again")) from None
+        timing = _read_json(self.cells / f"{name}.timing.json")
+        timing.pop("run", None)
         return {"results": results, "timing": timing}
 
     def save(self, seed: int, label: str, cell: dict) -> None:
         name = self._name(seed, label)
         atomic_write(self.predictions_path(name), cell["predictions"], kind="parquet")
-        atomic_write(self.cells / f"{name}.timing.json", json.dumps(cell["timing"], indent=2))
+        timing = {**cell["timing"], "run": self._record(label)}
+        atomic_write(self.cells / f"{name}.timing.json", json.dumps(timing, indent=2))
         # the results file is written last: its presence marks the cell as finished
         atomic_write(self.cells / f"{name}.parquet", cell["results"], kind="parquet")
 
     def load_predictions(self, seed: int, label: str) -> pd.DataFrame:
-        return pd.read_parquet(self.predictions_path(self._name(seed, label)))
+        path = self.predictions_path(self._name(seed, label))
+        try:
+            return pd.read_parquet(path)
+        except Exception as err:
+            raise ValueError(_damaged(path, err, "its cell must then be fitted again: move its cells/ files "
+                                      "aside too")) from None
 
     def save_interactions(self, calls, evaluation) -> None:
         folder = self.root / "interactions"
@@ -534,3 +662,55 @@ class _Store:
             atomic_write(self.root / "restriction.json", json.dumps(restriction, indent=2))
         if forest is not None:
             atomic_write(self.root / "forest.csv", forest, kind="csv")
+
+
+def _legacy_record(old: dict | None, label: str) -> dict | None:
+    """A cell written before cells recorded their run: it belongs to the run in ``run.json``."""
+    if old is None:
+        return None
+    return {**{k: old.get(k) for k in _RUN_KEYS}, "model": old.get("models", {}).get(label)}
+
+
+def _writable_folder(root: Path) -> Path:
+    """``root``, created when missing, or a clear error when it is a file or cannot be written."""
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"The output folder {root} is a file. Give the path of a folder (created when missing).")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as err:
+        raise PermissionError(
+            f"Cannot write to the output folder {root} ({err.strerror or err}). Choose a folder you can write to."
+        ) from None
+    return root
+
+
+def _lock_folder(root: Path) -> int | None:
+    """Hold ``root/run.lock`` exclusively until :meth:`_Store.close`; the system drops it if the process dies."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; runs into one folder must then not overlap
+        return None
+    fd = os.open(root / "run.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FileExistsError(
+            f"Another linpert run is writing to {root} right now. Wait for it to finish, or choose another output "
+            "folder."
+        ) from None
+    return fd
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(_damaged(path, err, "linpert then checks the run against the cells' own records")) from None
+
+
+def _damaged(path: Path, err: Exception, then: str) -> str:
+    return (f"{path} is damaged ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). Move it "
+            f"aside (mv '{path}' '{path}.damaged') and run again; {then}.")

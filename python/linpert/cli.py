@@ -87,6 +87,7 @@ def _demo(args) -> int:
     from ._io import atomic_write
 
     out = Path(args.out)
+    reused = 0
     for preset, split, folder in (("norman", "double", "double"), ("replogle", "simulation", "single")):
         path = out / "data" / f"simulated-{preset}.pseudobulk.h5ad"
         data = _read_pseudobulk(path) if path.exists() else None
@@ -103,8 +104,9 @@ def _demo(args) -> int:
             dataset=f"simulated-{preset}",
             progress=not args.quiet,
         )
+        reused += result.reused
         _print_summary(result)
-    _figures_and_report([out / "double", out / "single"], out / "report.html", title="linpert demo")
+    _figures_and_report([out / "double", out / "single"], out / "report.html", title="linpert demo", reused=reused)
     return 0
 
 
@@ -132,7 +134,8 @@ def _run(args) -> int:
         scheduler=args.scheduler,
     )
     _print_summary(result)
-    _figures_and_report([result.out], result.out / "report.html", title=f"linpert: {name}, {split} split")
+    _figures_and_report([result.out], result.out / "report.html", title=f"linpert: {name}, {split} split",
+                        reused=result.reused)
     return 0
 
 
@@ -201,14 +204,29 @@ def _simulated_pseudobulk(preset: str, seed: int, *, progress: bool):
     return data
 
 
-def _figures_and_report(folders: list[Path], report: Path, *, title: str) -> None:
-    """Draw the paper's figures for each run folder and gather everything into one HTML report."""
-    from .plot import write_figures
+def _figures_and_report(folders: list[Path], report: Path, *, title: str, reused: int = 0) -> None:
+    """Draw the paper's figures for each run folder and gather everything into one HTML report.
+
+    What is newer than everything it shows is kept, and one line says what was reused.
+    """
+    from ._io import newest_change
+    from .plot import figure_names, write_figures
+    from .plot._write import figures_current
     from .report import write_report
 
+    kept = []
     for folder in folders:
-        write_figures(folder)
-    write_report(folders, report, title=title)
+        if figures_current(folder):
+            kept += figure_names(folder)
+        else:
+            write_figures(folder)
+    report_current = report.is_file() and report.stat().st_mtime_ns >= newest_change(folders)
+    if not report_current:
+        write_report(folders, report, title=title)
+    if reused or kept or report_current:
+        pieces = [f"{reused} finished cell{'s' * (reused != 1)}", f"{len(kept)} figures"] + ["the report"] * report_current
+        listed = ", ".join(pieces[:-1]) + " and " + pieces[-1]
+        print(f"\nReused {listed}: unchanged since the last run into this folder.")
     print(f"\nResults in {report.parent.resolve()}\nReport: {report.resolve()}")
 
 

@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from .._io import atomic_write
+from .._io import atomic_write, newest_change
 from ._figures import beeswarm_l2, forest, l2_by_n, observed_vs_predicted, pearson_delta, prediction_spread, resources
 from ._interactions import deviation_scatter, interaction_classes, locfdr_histogram, precision_recall_roc, tpr_fdp
 from ._run import RunFolder, as_run
@@ -95,6 +95,16 @@ def figure_bytes(fig, fmt: str, *, dpi: int = 150) -> bytes:
     metadata = {"Software": None} if fmt == "png" else {"Date": None} if fmt in ("svg", "pdf") else None
     fig.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata, facecolor="white")
     return buffer.getvalue()
+
+
+def figures_current(run_folder: RunFolder | str | os.PathLike, *, formats: tuple[str, ...] = ("png", "svg")) -> bool:
+    """Whether every figure that applies to a run is written and newer than everything in the run it is drawn from."""
+    run = as_run(run_folder)
+    files = [run.root / "figures" / f"{name}.{fmt}" for name in figure_names(run) for fmt in formats]
+    if not all(f.is_file() for f in files):
+        return False
+    sources = [p for p in run.root.iterdir() if p.name not in ("figures", "run.lock")]
+    return min(f.stat().st_mtime_ns for f in files) >= newest_change(sources)
 
 
 def write_figures(
