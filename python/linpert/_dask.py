@@ -151,7 +151,7 @@ def pseudobulk(
     array([[2., 1.],
            [3., 1.]])
     """
-    from ._pseudobulk import _RAW_COUNT_MAX, _Source, _assemble, _cell_conditions, _gene_table, check_values
+    from ._pseudobulk import _Source, _assemble, _cell_conditions, _gene_table, check_values, looks_like_counts
 
     _require_dask("Pseudobulk of Dask-backed data")
     matrix, obs, var, label, what = _lazy_matrix(adata, layer=layer, chunk_size=chunk_size)
@@ -163,7 +163,7 @@ def pseudobulk(
         sums, non_finite, max_value, integers = _reduce(
             matrix, codes, len(conditions), chunk_size, client, progress=progress
         )
-    check_values(non_finite, integers and max_value > _RAW_COUNT_MAX, max_value, conditions, what, sums=sums,
+    check_values(non_finite, looks_like_counts(max_value, integers), max_value, conditions, what, sums=sums,
                  stacklevel=3)
     n_cells = np.bincount(codes, minlength=len(conditions)).astype(np.int64)
     source = _Source(obs=obs, var=var, label=label, what=what)
@@ -323,7 +323,7 @@ class _Partial:
 
 def _block_sums(codes: np.ndarray, n_conditions: int, check: bool, *blocks) -> _Partial:
     """Indicator × block (float64) over consecutive row blocks; runs on a worker, one block in memory at a time."""
-    from ._pseudobulk import _COUNT_SAMPLE, _compact, _indicator
+    from ._pseudobulk import _compact, _indicator, value_sample
 
     present = codes[codes >= 0]
     lo, hi = (int(present.min()), int(present.max()) + 1) if len(present) else (0, 0)
@@ -336,11 +336,7 @@ def _block_sums(codes: np.ndarray, n_conditions: int, check: bool, *blocks) -> _
         block_codes = codes[start : start + block.shape[0]]
         start += block.shape[0]
         if check and max_value is None:
-            values = (block.data if sparse.issparse(block) else block.ravel())[:_COUNT_SAMPLE]
-            values = values[np.isfinite(values)]
-            if values.size:
-                max_value = float(values.max())
-                integers = bool(np.array_equal(values, np.trunc(values)))
+            max_value, integers = value_sample(block)
         if sparse.issparse(block):
             values = block.data.astype(np.float64)
             bad_rows = np.searchsorted(block.indptr, np.flatnonzero(~np.isfinite(values)), side="right") - 1

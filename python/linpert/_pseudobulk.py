@@ -34,8 +34,9 @@ if TYPE_CHECKING:  # pragma: no cover
 PSEUDOBULK_VERSION = 1
 # Ensembl gene IDs (ENSG…, ENSMUSG…, ENSDARG…), optionally versioned.
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
-# Integer-valued data above this maximum looks like raw counts rather than log1p-normalised values.
-_RAW_COUNT_MAX = 50
+# log1p-normalised values are almost never whole numbers (log1p(x) is one only for x = e^k - 1), so data whose
+# sampled values are all whole numbers, some above this, are raw counts, however shallow the sequencing.
+_RAW_COUNT_MAX = 1
 _COUNT_SAMPLE = 10_000_000
 _MAX_THREADS = 4
 
@@ -645,12 +646,23 @@ def _indicator(codes: np.ndarray, n_conditions: int) -> sparse.csr_matrix:
 
 
 def _check_counts(block, check: _Check) -> None:
-    """Note whether the first chunk holds only integers with a large maximum: raw counts, not log values."""
+    """Note whether the first chunk holds only whole numbers above 1: raw counts, not log values."""
+    max_value, integers = value_sample(block)
+    if max_value is not None:
+        check.max_value, check.looks_like_counts = max_value, looks_like_counts(max_value, integers)
+
+
+def value_sample(block) -> tuple[float | None, bool]:
+    """The largest finite value of a block's first values, and whether they are all whole numbers."""
     values = (block.data if sparse.issparse(block) else np.asarray(block)).ravel()[:_COUNT_SAMPLE]
     values = values[np.isfinite(values)]  # non-finite values are reported on their own
-    if values.size:
-        check.max_value = float(values.max())
-        check.looks_like_counts = check.max_value > _RAW_COUNT_MAX and np.array_equal(values, np.trunc(values))
+    if not values.size:
+        return None, True
+    return float(values.max()), bool(np.array_equal(values, np.trunc(values)))
+
+
+def looks_like_counts(max_value: float | None, integers: bool) -> bool:
+    return max_value is not None and integers and max_value > _RAW_COUNT_MAX
 
 
 def _non_finite_message(non_finite: np.ndarray, conditions: list[str], what: str) -> str:

@@ -200,6 +200,7 @@ def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, schedu
     if not tables:
         raise WorkerError(f"Every cell of the grid failed; the first: {next(iter(failures.values()))}")
     results = pd.concat(tables, ignore_index=True)
+    _check_something_predicted(results)
     restriction = _restrict_to_common(results) if common_only else {}
     if common_only:
         results = results[results["common"]].drop(columns="common").reset_index(drop=True)
@@ -328,6 +329,11 @@ def _aligned(prediction, conditions: list[str], genes: pd.Index, label: str) -> 
     rows = pd.Index(np.asarray(prediction.obs_names, dtype=str)).get_indexer(conditions)
     columns = pd.Index(np.asarray(prediction.var_names, dtype=str)).get_indexer(np.asarray(genes, dtype=str))
     values = np.asarray(X, dtype=np.float64)[rows][:, columns]
+    infinite = np.isinf(values).any(axis=1)
+    if infinite.any():
+        shown = ", ".join(np.asarray(conditions)[infinite][:3])
+        raise ValueError(f"Model {label!r} predicted infinite values for {int(infinite.sum())} conditions (e.g. "
+                         f"{shown}). Predict NaN, with obs['reason'], where the model cannot predict.")
     given = prediction.obs["reason"] if "reason" in prediction.obs else pd.Series("", index=prediction.obs_names)
     reasons = given.fillna("").astype(str).to_numpy()[rows]
     unexplained = ~np.isfinite(values).all(axis=1) & (reasons == "")
@@ -390,6 +396,20 @@ def _interaction_step(data, split, n_genes, predictions, store, interactions) ->
     if store:
         store.save_interactions(calls, evaluation)
     return calls, evaluation
+
+
+def _check_something_predicted(results: pd.DataFrame) -> None:
+    """Warn about a model that predicted nothing (every row NaN); refuse when no model predicted anything."""
+    empty = results.groupby("model", sort=False)["l2"].apply(lambda l2: l2.isna().all())
+    for model in empty.index[empty]:
+        reasons = results.loc[results["model"] == model, "reason"].value_counts().index[:2]
+        warnings.warn(f"{model} predicted nothing (every score is NaN): {'; '.join(reasons) or 'no reason given'}.",
+                      RuntimeWarning, stacklevel=4)
+    if empty.all():
+        raise ValueError(
+            f"No model predicted anything (every prediction is NaN) for {', '.join(empty.index)}, so there is nothing "
+            "to score. See the warnings for their reasons."
+        )
 
 
 def _restrict_to_common(results: pd.DataFrame) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 from ._errors import StackInstallError, WorkerError
+from .datasets._download import DownloadError
 
 DEFAULT_MODELS = {"double": "no_change,additive,linear", "simulation": "mean,linear"}
 DEFAULT_SEEDS = {"double": "1,2,3,4,5", "simulation": "1,2"}
@@ -21,8 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     python_format, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         return args.func(args)
-    except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError, ConnectionError, ImportError,
-            StackInstallError, WorkerError) as err:
+    except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError, PermissionError, ConnectionError,
+            ImportError, StackInstallError, WorkerError, DownloadError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"linpert {args.command}: error: {message}", file=sys.stderr)
         return 2
@@ -186,10 +187,11 @@ def _read_pseudobulk(path: Path):
     """The AnnData at ``path`` when it is a linpert pseudobulk, else None (cell-level data, or a zarr store)."""
     import anndata
 
+    from .datasets._readers import _open
+
     if path.is_dir():
         return None
-
-    data = anndata.read_h5ad(path, backed="r")
+    data = _open(path, backed=True)
     is_pseudobulk = {"kind", "n_cells"} <= set(data.obs.columns)
     data.file.close()
     return anndata.read_h5ad(path) if is_pseudobulk else None

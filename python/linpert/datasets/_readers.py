@@ -41,6 +41,39 @@ def _check_h5ad(path: Path) -> None:
             f"{str(path)!r} is not an h5ad file: it is {describe_file(path)}. An h5ad is an HDF5 file. If it was "
             "downloaded, the download went wrong: delete it and download it again (or unpack it, if it is an archive)."
         )
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            groups = sorted(handle.keys())
+    except OSError as err:
+        raise ValueError(
+            f"Cannot read {str(path)!r} as h5ad ({err}). The file starts like HDF5 but is damaged, most likely a "
+            "truncated download or copy: delete it and get it again."
+        ) from err
+    missing = [key for key in ("obs", "var") if key not in groups]
+    if missing:
+        raise ValueError(
+            f"{str(path)!r} is an HDF5 file but not an AnnData .h5ad: it has no {' or '.join(missing)} (it holds "
+            f"{', '.join(groups[:8]) or 'nothing'}). Give an .h5ad written by anndata (adata.write_h5ad)."
+        )
+
+
+def _check_pickle(path: Path) -> None:
+    """A whole pickle stream, read opcode by opcode up to its STOP without running it (a truncated file has none)."""
+    import pickletools
+
+    try:
+        with open(path, "rb") as handle:
+            for opcode, _, _ in pickletools.genops(handle):
+                last = opcode.name
+    except (ValueError, EOFError) as err:
+        last = f"{type(err).__name__}: {err}"
+    if last != "STOP":
+        raise ValueError(
+            f"{str(path)!r} is not a whole Python pickle ({last}); it is "
+            f"{describe_file(path)}, most likely cut short."
+        )
 
 
 def _open(path: str | os.PathLike, *, backed: bool) -> AnnData:

@@ -264,6 +264,7 @@ def fetch(
         if not keep_archive:
             os.remove(archive)
     else:
+        _check_or_delete(target, [target])
         record["sha256"] = got["sha256"]
     write_manifest(target, record)
     return target
@@ -272,22 +273,36 @@ def fetch(
 def _unpack(resource: Resource, archive: Path, target: Path) -> str:
     """Unpack the resource's member to ``target``; on failure delete the download, so the next call fetches it anew."""
     from ._download import _extract
-    from ._readers import _check_h5ad
 
     try:
         digest = _extract(archive, resource.member, target)
-        if resource.reader is not None:
-            _check_h5ad(target)
-    except (DownloadError, ValueError) as err:
-        for path in (target, archive):
-            if path.exists():
-                os.remove(path)
-        raise DownloadError(
-            f"{err} The download was deleted; call again to fetch it afresh. If this happens again, the server "
-            f"sends another file than linpert expects: set {ENV_MIRROR} to a mirror, or put the unpacked file at "
-            f"{str(target)!r} by hand."
-        ) from err
+    except DownloadError as err:
+        _delete_and_explain(err, target, [target, archive])
+    _check_or_delete(target, [target, archive])
     return digest
+
+
+def _check_or_delete(target: Path, downloaded: list[Path]) -> None:
+    """Open the usable file as what it claims to be before it is cached; a damaged one is deleted, never trusted."""
+    from ._readers import _check_h5ad, _check_pickle
+
+    check = {".h5ad": _check_h5ad, ".pkl": _check_pickle}.get(target.suffix)
+    try:
+        if check is not None:
+            check(target)
+    except ValueError as err:
+        _delete_and_explain(err, target, downloaded)
+
+
+def _delete_and_explain(err: Exception, target: Path, downloaded: list[Path]) -> None:
+    for path in downloaded:
+        if path.exists():
+            os.remove(path)
+    raise DownloadError(
+        f"{err} The download was deleted; call again to fetch it afresh. If this happens again, the server sends "
+        f"another file than linpert expects: set {ENV_MIRROR} to a mirror, or put the usable file at "
+        f"{str(target)!r} by hand."
+    ) from err
 
 
 # --- datasets ----------------------------------------------------------------------------------------------

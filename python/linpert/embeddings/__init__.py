@@ -145,6 +145,6 @@ def _load_cached(kind: str, path: str | None, options: tuple, stamp: int) -> pd.
         return read_scfoundation_gene_embedding(path, genes, **opts)
     if kind == "table":
         return read_embedding_table(path, **opts)
-    import anndata
+    from ..datasets._readers import _open
 
-    return transfer_embedding(anndata.read_h5ad(path), **opts)
+    return transfer_embedding(_open(path, backed=False), **opts)

@@ -51,7 +51,15 @@ def read_go_edges(path: str | os.PathLike) -> pd.DataFrame:
     0      A      A         1.0
     1      A      B         0.5
     """
-    table = pd.read_csv(path, dtype={"source": str, "target": str})
+    try:
+        table = pd.read_csv(path, dtype={"source": str, "target": str})
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        from .._io import describe_file
+
+        raise ValueError(
+            f"{str(path)!r} is not a CSV edge table: it is {describe_file(path)} ({type(err).__name__}). Pass GEARS' "
+            "go_essential_all.csv (columns source, target, importance): linpert.datasets.fetch('go_essential_all')."
+        ) from None
     return _check_edges(table, what=f"The GO edge table {str(path)!r}")
 
 
@@ -61,8 +69,16 @@ def read_gene2go(path: str | os.PathLike) -> dict[str, frozenset[str]]:
     Only open pickles you trust: unpickling runs code. Get GEARS' file with
     ``linpert.datasets.fetch("gene2go_all")``.
     """
-    with open(path, "rb") as handle:
-        data = pickle.load(handle)
+    try:
+        with open(path, "rb") as handle:
+            data = pickle.load(handle)
+    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError, IndexError) as err:
+        from .._io import describe_file
+
+        raise ValueError(
+            f"{str(path)!r} cannot be unpickled ({type(err).__name__}: {err}); it is {describe_file(path)}. Pass "
+            "GEARS' gene2go_all.pkl: linpert.datasets.fetch('gene2go_all')."
+        ) from None
     if not isinstance(data, Mapping):
         raise ValueError(
             f"{str(path)!r} holds a {type(data).__name__}, not a dict gene -> GO terms. Pass GEARS' gene2go_all.pkl."

@@ -206,8 +206,15 @@ def call_interactions(
     >>> calls = call_interactions(linpert.pseudobulk(norman))  # doctest: +SKIP
     >>> calls.counts  # doctest: +SKIP
     """
+    from anndata import AnnData
+
     from ._locfdr import locfdr, thresholds
 
+    if not isinstance(data, AnnData):
+        raise TypeError(
+            f"call_interactions() takes a pseudobulk AnnData (ctrl, singles and doubles as obs_names), got "
+            f"{type(data).__name__}. Build one with linpert.pseudobulk(cells)."
+        )
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}; the paper uses 0.05.")
     table = additive_deviation(data, n_genes=n_genes)

@@ -27,6 +27,8 @@ __all__ = ["LocfdrError", "LocfdrResult", "LocfdrWarning", "Thresholds", "locfdr
 
 #: Fewer values than this leave a 120-bin histogram mostly empty; Efron's estimates need hundreds of values.
 MIN_VALUES = 100
+#: The scale of z-values locfdr can fit: far outside it, its squares and exponentials overflow or underflow.
+MIN_SCALE, MAX_SCALE = 1e-100, 1e100
 
 _EPS = np.finfo(float).eps
 _FP0_ROWS = ["thest", "theSD", "mlest", "mleSD", "cmest", "cmeSD"]
@@ -265,6 +267,15 @@ def _check_z(z: Any) -> np.ndarray:
         )
     if zz.min() == zz.max():
         raise ValueError(f"z is constant (every value is {zz[0]!r}); locfdr needs z-values that vary.")
+    # locfdr squares and exponentiates z; far from a unit scale that overflows (or underflows) to NaN and the fit
+    # fails deep inside with a singular matrix
+    with np.errstate(over="ignore"):
+        spread, largest = float(np.std(zz)), float(np.max(np.abs(zz)))
+    if not (MIN_SCALE <= spread and largest <= MAX_SCALE):
+        raise ValueError(
+            f"z spans a scale locfdr cannot fit (standard deviation {spread:.3g}, largest |z| {largest:.3g}); it "
+            "expects z-values on about a unit scale. Standardise them first, e.g. (z - np.median(z)) / np.std(z)."
+        )
     return zz
 
 

@@ -97,6 +97,11 @@ def parse_model_spec(spec: str) -> tuple[str, PerturbationModel]:
         label, rest = None, text
     name, paren, args = rest.partition("(")
     name = name.strip()
+    if not name.isidentifier() or (label is not None and not label.strip()):
+        raise ValueError(
+            f"Model spec {spec!r} is not name, name(param=value, ...) or label=name(...)"
+            + (f"; did you mean {_guess_spec(text)!r}?" if " " in text and "(" not in text else ".")
+        )
     params: dict[str, Any] = {}
     if paren:
         if not args.endswith(")"):
@@ -107,6 +112,12 @@ def parse_model_spec(spec: str) -> tuple[str, PerturbationModel]:
                 raise ValueError(f"Model spec {spec!r}: {item!r} is not param=value.")
             params[key.strip()] = _spec_value(value.strip())
     return (label or name).strip(), make_model(name, **params)
+
+
+def _guess_spec(text: str) -> str:
+    """``linear n_components=5 ridge=1`` -> ``linear(n_components=5, ridge=1)``: what a space-separated spec meant."""
+    name, *params = text.split()
+    return f"{name}({', '.join(params)})"
 
 
 def split_model_specs(text: str) -> list[str]:
@@ -157,7 +168,11 @@ def resolve_models(models: Sequence[Any]) -> list[tuple[str, Any]]:
             pairs.append(parse_model_spec(item))
         elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
             label, model = item
-            pairs.append((label, make_model(model) if isinstance(model, str) else model))
+            model = make_model(model) if isinstance(model, str) else model
+            if not (hasattr(model, "fit") and hasattr(model, "predict")):
+                raise TypeError(f"The model labelled {label!r} is {model!r}, not a model: pair the label with a model "
+                                "name or an instance with fit() and predict().")
+            pairs.append((label, model))
         elif hasattr(item, "fit") and hasattr(item, "predict"):
             pairs.append((getattr(item, "name", "") or type(item).__name__, item))
         else:
