@@ -52,6 +52,7 @@ pseudobulk <- function(x, condition = "condition", assay = "logcounts", gene_nam
   if (length(options) > 0 && (is.null(names(options)) || any(!nzchar(names(options))))) {
     stop("Options in `...` are passed to Python's linpert.pseudobulk() and must be named.", call. = FALSE)
   }
+  .refuse_python_spelling(options, c(condition_key = "condition", layer = "assay", gene_key = "gene_name"))
   options <- lapply(options, .whole_to_integer)
   conditions <- .cell_conditions(x, condition)
   values <- .assay_matrix(x, assay)
@@ -85,6 +86,17 @@ pseudobulk <- function(x, condition = "condition", assay = "logcounts", gene_nam
   }
   if (ncol(x) == 0 || nrow(x) == 0) {
     stop("`x` has no cells or no genes (", nrow(x), " x ", ncol(x), ").", call. = FALSE)
+  }
+}
+
+# Python's argument names given to the R function (e.g. condition_key =): say what R calls them.
+.refuse_python_spelling <- function(options, r_names) {
+  used <- intersect(names(options), names(r_names))
+  if (length(used) > 0) {
+    stop(
+      paste0("`", used, "` is the Python spelling: in R, write `", r_names[used], " = ...`.", collapse = " "),
+      call. = FALSE
+    )
   }
 }
 

@@ -71,6 +71,10 @@ linpert_available <- function() {
   if (nzchar(wanted) && !file.exists(wanted)) {
     return(paste0("LINPERT_PYTHON names '", wanted, "', which does not exist. ", how))
   }
+  if (nzchar(wanted) && !.runs_python(wanted)) {
+    return(paste0("LINPERT_PYTHON names '", wanted, "', which is not a Python interpreter that runs ",
+                  "(`", wanted, " -c 'import sys'` failed). ", how))
+  }
   if (!.quietly_start_python()) {
     return(paste0("No Python could be started from R (reticulate found none that works). ", how))
   }
@@ -114,6 +118,15 @@ linpert_available <- function() {
   )
 }
 
+# Whether `path` runs as a Python interpreter.
+.runs_python <- function(path) {
+  status <- tryCatch(
+    suppressWarnings(system2(path, c("-c", shQuote("import sys")), stdout = FALSE, stderr = FALSE)),
+    error = function(e) 127L
+  )
+  identical(as.integer(status), 0L)
+}
+
 # Whether two paths name the same Python. A virtual environment's python is a symlink to its base
 # interpreter, so two venvs resolve to one file: compare the folders too.
 .same_python <- function(a, b) {
@@ -129,7 +142,21 @@ linpert_available <- function() {
   linpert_python()
   if (is.null(.linpert$bridge)) {
     path <- system.file("python", package = "linpert", mustWork = TRUE)
-    .linpert$bridge <- reticulate::import_from_path("linpert_rbridge", path = path, convert = FALSE)
+    module <- reticulate::import_from_path("linpert_rbridge", path = path, convert = FALSE)
+    .linpert$bridge <- structure(list(module = module), class = "linpert_bridge")
   }
   .linpert$bridge
+}
+
+# bridge$f(...) calls the bridge's Python function f, then raises Python's warnings as R warnings, so that
+# suppressWarnings() and withCallingHandlers() treat them like any other.
+#' @export
+`$.linpert_bridge` <- function(x, name) {
+  module <- unclass(x)$module
+  python_function <- module[[name]]
+  function(...) {
+    value <- python_function(...)
+    for (message in unlist(.as_r(module$take_warnings()))) warning(message, call. = FALSE)
+    value
+  }
 }

@@ -655,3 +655,37 @@ def transfer_embedding(pb: Any, n_components: int) -> dict[str, Any]:
     from linpert.embeddings import transfer_embedding as _transfer
 
     return frame_to_r(_transfer(pb, n_components=int(n_components)), index=True)
+
+
+# --- warnings: Python's warnings reach R as R warnings ------------------------------------------------------
+_WARNINGS: list[str] = []
+
+
+def take_warnings() -> list[str]:
+    """The messages of the warnings raised since the last call, each once, in order; R re-raises them."""
+    taken = list(dict.fromkeys(_WARNINGS))
+    _WARNINGS.clear()
+    return taken
+
+
+def _relaying_warnings(function):
+    """``function``, with the warnings it raises recorded for R instead of printed to Python's stderr."""
+    import functools
+    import warnings
+
+    @functools.wraps(function)
+    def relayed(*args, **kwargs):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                return function(*args, **kwargs)
+            finally:
+                _WARNINGS.extend(str(w.message) for w in caught)
+
+    return relayed
+
+
+for _name, _function in list(globals().items()):
+    if (not _name.startswith("_") and _name != "take_warnings" and callable(_function)
+            and getattr(_function, "__module__", None) == __name__):
+        globals()[_name] = _relaying_warnings(_function)

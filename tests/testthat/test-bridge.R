@@ -94,3 +94,25 @@ test_that("a Python started before LINPERT_PYTHON could choose it is reported, n
   expect_match(out, "already runs Python", fixed = TRUE)
   expect_match(out, "cannot switch", fixed = TRUE)
 })
+
+test_that("LINPERT_PYTHON naming a file that is not a Python says so and names the variable", {
+  skip_on_os("windows")
+  not_python <- tempfile("not-python-")
+  writeLines("this is a text file", not_python)
+  Sys.chmod(not_python, "0755")
+  out <- run_r("library(linpert); tryCatch(linpert_python(), error = function(e) cat('error:', conditionMessage(e)))",
+               linpert_python = not_python)
+  out <- paste(out, collapse = "\n")
+  expect_match(out, paste0("error: LINPERT_PYTHON names '", not_python, "', which is not a Python interpreter"),
+               fixed = TRUE)
+})
+
+test_that("Python's warnings arrive as R warnings that suppressWarnings() silences", {
+  skip_without_linpert()
+  sce <- toy_experiment()
+  SummarizedExperiment::assay(sce, "logcounts") <- SummarizedExperiment::assay(sce, "counts")
+  expect_warning(pseudobulk(sce), "looks like raw counts")
+  expect_no_warning(suppressWarnings(pseudobulk(sce)))
+  # the relay forgets what it passed on
+  expect_length(unlist(linpert:::.as_r(unclass(linpert:::.linpert_bridge())$module$take_warnings())), 0)
+})

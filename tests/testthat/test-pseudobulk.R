@@ -106,3 +106,9 @@ test_that("errors raised in Python reach R with their message", {
   sce$condition[sce$condition == "ctrl"] <- "non-targeting"
   expect_error(pseudobulk(sce), "No control cells")
 })
+
+test_that("Python's argument names are answered with the R spelling", {
+  sce <- toy_experiment()
+  expect_error(pseudobulk(sce, condition_key = "condition"), "`condition_key` is the Python spelling: in R, write `condition = ...`", fixed = TRUE)
+  expect_error(pseudobulk(sce, layer = "counts"), "write `assay = ...`", fixed = TRUE)
+})
