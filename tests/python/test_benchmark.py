@@ -215,43 +215,12 @@ class Shuffled(Additive):
         return pred[::-1, ::-1].copy()
 
 
-class Broken(Additive):
-    def __init__(self, *, how: str = "ndarray"):
-        self.how = how
-
-    def predict(self, conditions):
-        pred = super().predict(conditions)
-        if self.how == "ndarray":
-            return np.asarray(pred.X)
-        if self.how == "missing gene":
-            return pred[:, 1:].copy()
-        if self.how == "extra condition":
-            import anndata
-
-            extra = pred[:1].copy()
-            extra.obs_names = ["ZZZ+ctrl"]
-            return anndata.concat([pred, extra], merge="same")
-        return pred[::2].copy()  # "missing condition"
-
-
 def test_predictions_are_scored_by_name_whatever_their_order(pseudobulk):
     plain = benchmark.run(pseudobulk, split="double", seeds=[1], models=["additive"], progress=False,
                           interactions=False).results
     shuffled = benchmark.run(pseudobulk, split="double", seeds=[1], models=[("additive", Shuffled())],
                              progress=False, interactions=False).results
     pd.testing.assert_frame_equal(plain, shuffled)
-
-
-@pytest.mark.parametrize("how, message", [
-    ("ndarray", r"Model 'bad' returned ndarray from predict\(\); predict\(conditions\) must return an AnnData"),
-    ("missing gene", r"Model 'bad'\'s prediction misses 1 genes \(e.g. G0\)"),
-    ("extra condition", r"has extra 1 conditions \(e.g. ZZZ\+ctrl\)"),
-    ("missing condition", r"misses 5 conditions"),
-])
-def test_predictions_that_break_the_contract_are_refused(pseudobulk, how, message):
-    with pytest.raises((TypeError, ValueError), match=message):
-        benchmark.run(pseudobulk, split="double", seeds=[1], models=[("bad", Broken(how=how))], progress=False,
-                      interactions=False)
 
 
 def test_rows_without_a_prediction_get_a_reason(pseudobulk):
@@ -266,24 +235,6 @@ def test_rows_without_a_prediction_get_a_reason(pseudobulk):
                         interactions=False).results
     assert res["reason"].iloc[0] == "silent gave no prediction (no reason given)" and np.isnan(res["l2"].iloc[0])
     assert (res["reason"].iloc[1:] == "").all()
-
-
-@pytest.mark.parametrize("seeds, error, message", [
-    ([], ValueError, "seeds is empty"),
-    ([1, 1], ValueError, r"seeds repeat \[1\]"),
-    ([1.5], TypeError, r"seeds must be integers; \[1.5\] is not"),
-    (["a"], TypeError, "seeds must be integers"),
-    ("12", TypeError, "seeds must be a list of integers"),
-])
-def test_bad_seeds_are_refused_up_front(pseudobulk, seeds, error, message):
-    with pytest.raises(error, match=message):
-        benchmark.run(pseudobulk, split="double", seeds=seeds, models=["additive"], progress=False)
-
-
-@pytest.mark.parametrize("n_genes", [0, -3, 2.5, True])
-def test_bad_n_genes_is_refused_up_front(pseudobulk, n_genes):
-    with pytest.raises(ValueError, match="n_genes must be a positive integer"):
-        benchmark.run(pseudobulk, split="double", seeds=[1], models=["additive"], n_genes=n_genes, progress=False)
 
 
 class Nothing(Additive):

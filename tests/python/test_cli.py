@@ -41,8 +41,13 @@ def test_demo_end_to_end_and_resumes(tmp_path, capsys):
     assert summary["additive"] < summary["no_change"]  # the simulated doubles are mostly additive
     single_summary = single.groupby("model")["l2"].mean()
     assert single_summary["linear"] < single_summary["mean"]  # low-rank effects: the linear model learns them
-    assert main(["demo", "--out", str(out), "--quiet"]) == 0  # a second run reuses everything
-    assert capsys.readouterr().out.splitlines()[-1] == first.splitlines()[-1]
+    drawn = {p: p.stat().st_mtime_ns for p in [out / "report.html", *out.glob("*/figures/*")]}
+    assert len(drawn) == 37  # 18 figures as PNG and SVG, and the report
+    assert main(["demo", "--out", str(out), "--quiet"]) == 0  # a second run reuses everything and says so
+    second = capsys.readouterr().out
+    assert second.splitlines()[-1] == first.splitlines()[-1]
+    assert "Reused 19 finished cells, 18 figures and the report: unchanged since the last run" in second
+    assert {p: p.stat().st_mtime_ns for p in drawn} == drawn  # nothing redrawn
 
 
 def test_run_on_cells_hands_them_to_models_that_train_on_cells(tmp_path, monkeypatch):

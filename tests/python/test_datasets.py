@@ -461,3 +461,30 @@ def test_a_damaged_pseudobulk_cache_is_rebuilt(tmp_path, count_pseudobulk):
     pb = datasets.adamson(cache_dir=tmp_path, progress=False)
     np.testing.assert_allclose(pb["A+ctrl"].X[0], _means(cells, "A+ctrl"), rtol=1e-12)
     assert len(count_pseudobulk) == 2
+
+
+def test_a_truncated_pickle_is_never_cached_and_a_fixed_server_is_used_next_time(server, tmp_path):
+    import pickle
+
+    whole = pickle.dumps({f"G{i}": {f"GO:{i}"} for i in range(500)})
+    route = "/g2g"
+    url = server.serve(route, whole[: len(whole) // 2])  # the server itself holds a cut file
+    with pytest.raises(DownloadError, match=r"is not a whole Python pickle.*cut short.*deleted; call again"):
+        fetch("gene2go_all", cache_dir=tmp_path, url=url, progress=False)
+    assert _leftovers(tmp_path) == []  # no file, no manifest: nothing is trusted
+    server.serve(route, whole)  # the server is fixed
+    path = fetch("gene2go_all", cache_dir=tmp_path, url=url, progress=False)
+    assert path.read_bytes() == whole
+
+
+def test_an_unpacked_hdf5_that_is_not_anndata_is_never_cached(server, tmp_path):
+    import h5py
+
+    plain = tmp_path / "build.h5"
+    with h5py.File(plain, "w") as handle:
+        handle["matrix"] = np.arange(6.0)
+    url = server.serve("/adamson.zip", _zip({"adamson/perturb_processed.h5ad": plain.read_bytes()}))
+    plain.unlink()
+    with pytest.raises(DownloadError, match="is an HDF5 file but not an AnnData .h5ad: it has no obs or var"):
+        fetch("adamson", cache_dir=tmp_path, url=url, progress=False)
+    assert _leftovers(tmp_path) == []
