@@ -164,3 +164,26 @@ as_sce <- function(x, x_assay = "logcounts") {
   .check_string(x_assay, "x_assay")
   .sce_from_python(.linpert_bridge()$anndata_to_r(x), x_assay = x_assay)
 }
+
+#' The paper's published results
+#'
+#' Per-perturbation L2, Pearson delta and r² of every model and seed that
+#' Ahlmann-Eltze, Huber & Anders (Nature Methods 2025) published (source data,
+#' CC BY 4.0), with linpert's dataset and model names (Python
+#' `linpert.published.results()`). Read them beside a run on the same data;
+#' they are never mixed into a run's own tables.
+#'
+#' @param dataset `NULL` for all, or one of `"norman"`, `"adamson"`,
+#'   `"replogle_k562"`, `"replogle_rpe1"`.
+#' @return A data frame: `dataset`, `split`, `seed`, `model`, `perturbation`,
+#'   `set`, `l2`, `pearson_delta`, `r2`.
+#' @export
+#' @examples
+#' if (linpert_available()) {
+#'   norman <- published_results("norman")
+#'   tapply(norman$l2, norman$model, mean)
+#' }
+published_results <- function(dataset = NULL) {
+  if (!is.null(dataset)) .check_string(dataset, "dataset")
+  .frame_from_python(.linpert_bridge()$published_results(dataset))
+}

@@ -657,6 +657,12 @@ def transfer_embedding(pb: Any, n_components: int) -> dict[str, Any]:
     return frame_to_r(_transfer(pb, n_components=int(n_components)), index=True)
 
 
+def published_results(dataset: str | None = None) -> dict[str, Any]:
+    from linpert import published
+
+    return frame_to_r(published.results(dataset))
+
+
 # --- warnings: Python's warnings reach R as R warnings ------------------------------------------------------
 _WARNINGS: list[str] = []
 

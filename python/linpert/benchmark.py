@@ -58,6 +58,12 @@ class BenchmarkResult:
     failures: dict[tuple[int, str], str] = field(default_factory=dict)
     #: How many cells were read back from ``out`` instead of being fitted again.
     reused: int = 0
+    #: On one of the paper's datasets: its published models summarised like ``summary`` (``source="published"``;
+    #: :func:`linpert.published.summary`), never mixed into the run's own tables.
+    published: pd.DataFrame | None = None
+    #: On one of the paper's datasets: per model the run shares with the paper, the largest difference between the
+    #: run's per-perturbation L2 and the published one (:func:`linpert.published.fidelity`).
+    fidelity: pd.DataFrame | None = None
 
 
 def run(
@@ -209,14 +215,26 @@ def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, schedu
     timing = pd.DataFrame(timings)
     summary = summarise(results, timing)
     forest = _forest(results)
+    published, fidelity = _published(results, dataset, split)
     if store:
         store.finish(results, timing, summary, restriction, forest)
         store.save_observed(data, readout)
+        store.save_published(published, fidelity)
     calls, evaluation = _interaction_step(data, split, n_genes, predictions, store, interactions)
     return BenchmarkResult(
         results, timing, summary, store.root if store else None, restriction, calls, evaluation, forest, failures,
-        reused,
+        reused, published, fidelity,
     )
+
+
+def _published(results: pd.DataFrame, dataset: str, split: str) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The paper's published summary of this dataset and the run's fidelity to it, when the run is on its data."""
+    from . import published
+
+    if published.DATASETS.get(dataset) != split:
+        return None, None
+    fidelity = published.fidelity(results, dataset)
+    return published.summary(dataset), fidelity if len(fidelity) else None
 
 
 def _forest(results: pd.DataFrame) -> pd.DataFrame | None:
@@ -672,6 +690,12 @@ class _Store:
             np.asarray(data.X, dtype=np.float64)[:, readout], index=data.obs_names, columns=data.var_names[readout]
         )
         atomic_write(self.root / "observed.parquet", observed, kind="parquet")
+
+    def save_published(self, summary, fidelity) -> None:
+        if summary is not None:
+            atomic_write(self.root / "published" / "summary.csv", summary, kind="csv")
+        if fidelity is not None:
+            atomic_write(self.root / "published" / "fidelity.csv", fidelity, kind="csv")
 
     def finish(self, results, timings, summary, restriction, forest=None) -> None:
         atomic_write(self.root / "results.parquet", results, kind="parquet")

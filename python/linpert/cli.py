@@ -243,6 +243,24 @@ def _print_summary(result) -> None:
     if result.restriction:
         r = result.restriction
         print(f"(scored only perturbations every model could predict: {r['n_dropped']} of {r['n_scored']} left out)")
+    if result.published is not None:
+        _print_published(result)
+
+
+def _print_published(result) -> None:
+    """The paper's published models beside the run, marked as such, and how closely the run reproduces them."""
+    import pandas as pd
+
+    columns = ["model", "n", "l2_mean", "l2_median", "pearson_delta_mean"]
+    with pd.option_context("display.width", 120, "display.precision", 3):
+        print("\nPublished by Ahlmann-Eltze et al. 2025 (not run here; linpert.published):")
+        print(result.published[columns].to_string(index=False))
+    if result.fidelity is not None:
+        worst = result.fidelity.loc[result.fidelity["max_abs_l2_diff"].idxmax()]
+        models = ", ".join(result.fidelity["model"])
+        print(f"Fidelity: the largest difference between this run's per-perturbation L2 and the published one is "
+              f"{worst['max_abs_l2_diff']:.3g} ({worst['model']}; {int(result.fidelity['n'].sum())} rows of "
+              f"{models} compared).")
 
 
 def _ints(text: str) -> list[int]:

@@ -107,6 +107,7 @@ def _run_section(run, anchor: str) -> str:
         r = run.restriction
         out.append(f'<p class="note">Scored only perturbations every model could predict: {r["n_dropped"]} of '
                    f'{r["n_scored"]} left out ({_e(", ".join(f"{k}: {v}" for k, v in r["reasons"].items()))}).</p>')
+    out += _published_section(run)
     if run.timings is not None and len(run.timings):
         timings = run.timings.copy()
         timings["model"] = timings["model"].map(display_name)
@@ -135,6 +136,26 @@ def _run_section(run, anchor: str) -> str:
         out.append(f'<figure id="{anchor}-{name}"><img alt="{_e(name)}" src="data:image/png;base64,{data}">'
                    f"<figcaption>{_e(CAPTIONS.get(name, name))}</figcaption></figure>")
     return "\n".join(out)
+
+
+def _published_section(run) -> list[str]:
+    """The paper's published models, in a table of their own (never mixed with the run's), and the run's fidelity."""
+    from .plot import display_name
+    from .published import CITATION
+
+    summary = run.published("summary")
+    if summary is None:
+        return []
+    summary = summary.assign(model=summary["model"].map(display_name))
+    out = ["<h3>Published results (not run here)</h3>",
+           f'<p class="note">{_e(CITATION)} Read with <code>linpert.published.results()</code>.</p>',
+           _table(summary.drop(columns=["dataset", "split", "source"], errors="ignore"))]
+    fidelity = run.published("fidelity")
+    if fidelity is not None:
+        out += ["<p>Fidelity: the largest difference between this run's per-perturbation L2 and the published one, "
+                "per model the run shares with the paper.</p>", _table(fidelity.assign(
+                    model=fidelity["model"].map(display_name)))]
+    return out
 
 
 def _settings(run) -> str:

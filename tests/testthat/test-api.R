@@ -175,3 +175,15 @@ test_that("load_dataset() says how to get a dataset that is not cached", {
   expect_error(load_dataset("imaginary"), "'arg' should be one of")
   expect_error(read_gears(tempfile()), "does not exist")
 })
+
+test_that("published_results() returns the paper's numbers as a data frame", {
+  skip_without_linpert()
+  norman <- published_results("norman")
+  expect_s3_class(norman, "data.frame")
+  expect_identical(names(norman), c("dataset", "split", "seed", "model", "perturbation", "set", "l2",
+                                    "pearson_delta", "r2"))
+  means <- tapply(norman$l2, norman$model, mean)
+  expect_equal(unname(means["additive"] / means["no_change"]), 0.4925, tolerance = 1e-3)
+  expect_setequal(unique(published_results()$dataset), c("norman", "adamson", "replogle_k562", "replogle_rpe1"))
+  expect_error(published_results("nope"), "published no results for 'nope'")
+})

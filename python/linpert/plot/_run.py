@@ -153,6 +153,11 @@ class RunFolder:
             return None
         return pred.loc[rows, genes], obs.loc[rows, genes], obs.loc[CONTROL, genes].to_numpy(dtype=np.float64)
 
+    def published(self, name: str) -> pd.DataFrame | None:
+        """``summary`` or ``fidelity`` of the paper's published models, stored by a run on one of its datasets."""
+        path = self.root / "published" / f"{name}.csv"
+        return pd.read_csv(path) if path.is_file() else None
+
     # ------------------------------------------------------------------------------------------- derived tables
     @cached_property
     def forest(self) -> pd.DataFrame | None:

@@ -1,0 +1,95 @@
+"""The paper's published results ship with linpert and show beside a run on the paper's data, never mixed in."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import REPO, SHARED, make_pseudobulk
+
+from linpert import benchmark, published
+from linpert.cli import _print_summary
+from linpert.report import write_report
+
+
+def test_results_hold_every_dataset_model_and_seed_with_linperts_names():
+    table = published.results()
+    assert list(table.columns) == ["dataset", "split", "seed", "model", "perturbation", "set", "l2", "pearson_delta",
+                                   "r2"]
+    assert set(table["dataset"]) == set(published.DATASETS)
+    norman = published.results("norman")
+    assert set(norman["model"]) == {"no_change", "additive", "scgpt", "scfoundation", "gears", "cpa", "geneformer",
+                                    "uce", "scbert"}
+    assert set(norman["seed"]) == {1, 2, 3, 4, 5} and set(norman["set"]) == {"test", "val"}
+    assert norman.groupby("seed")["perturbation"].nunique().eq(62).all()  # half of the 124 doubles scored per seed
+    assert {"mean", "linear"} <= set(published.results("adamson")["model"])
+
+
+def test_the_papers_headline_numbers():
+    means = published.results("norman").groupby("model")["l2"].mean()
+    assert means["additive"] / means["no_change"] == pytest.approx(0.492, abs=1e-3)  # additive/no-change L2 ≈ 0.49
+    classes = published.interactions("interaction_classes").set_index("class")["pairs"]
+    assert classes.drop("additive").sum() == 5035 and classes["buffering"] == 2878 and classes["synergy"] == 761
+    curves = published.interactions("tpr_fdp")
+    assert set(curves["model"]) >= {"no_change", "scgpt", "gears"}
+    assert set(published.interactions()) == {"tpr_fdp", "interaction_classes", "top_predictions"}
+    usage = published.resources()
+    assert {"elapsed", "max_mem_kbytes"} <= set(usage["metric"]) and "linear" in set(usage["model"])
+
+
+@pytest.mark.skipif(not (SHARED / "reference" / "paper-source-data").is_dir(), reason="needs ../shared")
+def test_the_shipped_tables_are_the_conversion_of_the_source_data():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("convert", REPO / "scripts" / "convert_published.py")
+    convert = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(convert)
+    source = SHARED / "reference" / "paper-source-data"
+    pd.testing.assert_frame_equal(convert.results(source), published.results())
+    pd.testing.assert_frame_equal(convert.resources(source), published.resources())
+
+
+def test_unknown_dataset_and_table():
+    with pytest.raises(ValueError, match="published no results for 'nope'; its datasets are: norman"):
+        published.results("nope")
+    with pytest.raises(ValueError, match="Unknown table 'x'"):
+        published.interactions("x")
+
+
+def test_fidelity_is_the_largest_l2_difference_on_matched_rows():
+    additive = published.results("norman").query("model == 'additive'")
+    assert published.fidelity(additive, "norman")["max_abs_l2_diff"].item() == 0.0
+    shifted = additive.assign(l2=additive["l2"] + np.linspace(0, 0.25, len(additive)))
+    extra = additive.head(3).assign(perturbation="NOT+PUBLISHED", l2=1e6)  # not published: left out
+    table = published.fidelity(pd.concat([shifted, extra]), "norman")
+    assert table["n"].item() == len(additive) and table["max_abs_l2_diff"].item() == pytest.approx(0.25)
+
+
+def test_a_run_on_a_papers_dataset_shows_the_published_models_apart(tmp_path, capsys):
+    result = benchmark.run(make_pseudobulk(), split="double", seeds=[1], models=["additive"], dataset="norman",
+                           out=tmp_path / "run", progress=False, interactions=False)
+    assert set(result.summary["model"]) == {"additive"}  # the run's own table holds only what ran
+    assert (result.published["source"] == "published").all() and "scgpt" in set(result.published["model"])
+    assert result.fidelity is None  # simulated perturbations: nothing to compare
+    assert (tmp_path / "run" / "published" / "summary.csv").is_file()
+    _print_summary(result)
+    printed = capsys.readouterr().out
+    assert "Published by Ahlmann-Eltze et al. 2025 (not run here; linpert.published)" in printed
+    report = write_report(tmp_path / "run", tmp_path / "report.html").read_text()
+    assert "Published results (not run here)" in report and "CC BY 4.0" in report
+
+
+def test_a_run_elsewhere_has_no_published_numbers():
+    result = benchmark.run(make_pseudobulk(), split="double", seeds=[1], models=["additive"], progress=False,
+                           interactions=False)
+    assert result.published is None and result.fidelity is None
+
+
+def test_the_fidelity_line_is_printed(capsys):
+    additive = published.results("norman").query("model == 'additive' and seed == 1")
+    result = benchmark.BenchmarkResult(additive, pd.DataFrame(), published.summary("norman").head(0),
+                                       published=published.summary("norman"),
+                                       fidelity=published.fidelity(additive, "norman"))
+    _print_summary(result)
+    assert "Fidelity: the largest difference between this run's per-perturbation L2 and the published one is 0 " \
+           "(additive; 62 rows of additive compared)." in capsys.readouterr().out
