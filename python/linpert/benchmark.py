@@ -64,6 +64,8 @@ class BenchmarkResult:
     #: On one of the paper's datasets: per model the run shares with the paper, the largest difference between the
     #: run's per-perturbation L2 and the published one (:func:`linpert.published.fidelity`).
     fidelity: pd.DataFrame | None = None
+    #: Why the interaction analysis did not run, or ran on fallback locfdr settings; None when it ran as the paper's.
+    interaction_note: str | None = None
 
 
 def run(
@@ -78,6 +80,7 @@ def run(
     common_only: bool | None = None,
     progress: bool = True,
     interactions: bool | None = None,
+    locfdr_args: dict[str, Any] | None = None,
     scheduler: Any = None,
 ) -> BenchmarkResult:
     """Run the paper's benchmark on a pseudobulk.
@@ -109,7 +112,10 @@ def run(
         Call genetic interactions on the full data (:func:`linpert.interactions.call_interactions`) and score each
         model's predictions of them (:func:`linpert.interactions.evaluate_interactions`). The default is on for the
         double split with at least :data:`MIN_DOUBLES_FOR_INTERACTIONS` doubles (and then a failing fit only warns),
-        off otherwise.
+        off otherwise. When it cannot run, ``interaction_note`` says why, and so do the summary and the report.
+    locfdr_args
+        locfdr's options for the interaction calls (``bre``, ``df``, ``pct``, ``pct0``, ``nulltype``; see
+        :func:`linpert.interactions.call_interactions`). By default the paper's, with its documented fallbacks.
     scheduler
         Run the grid's cells as tasks on a Dask cluster (``pip install 'linpert[dask]'``): the scheduler's address
         (``"tcp://host:8786"``) or a ``distributed.Client``. Workers write finished cells into ``out``, which must
@@ -143,7 +149,8 @@ def run(
     splits = {seed: make_split(split, data.obs_names, seed=seed) for seed in seeds}
     grid = [(seed, label, model) for seed in seeds for label, model in labelled]
     plan = _Plan(data, split, splits, grid, readout, ctrl, dataset, n_genes)
-    options = dict(common_only=common_only, progress=progress, interactions=interactions, scheduler=scheduler)
+    options = dict(common_only=common_only, progress=progress, interactions=interactions, scheduler=scheduler,
+                   locfdr_args=locfdr_args)
     if out is None:
         return _run_grid(plan, None, **options)
     config = _run_config(data, split, dataset, n_genes, labelled)
@@ -165,7 +172,7 @@ class _Plan:
     n_genes: int
 
 
-def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, scheduler) -> BenchmarkResult:
+def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, scheduler, locfdr_args) -> BenchmarkResult:
     """Fit, predict and score every cell of the grid not already in the store, then build and write the tables."""
     from tqdm.auto import tqdm
 
@@ -220,10 +227,10 @@ def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, schedu
         store.finish(results, timing, summary, restriction, forest)
         store.save_observed(data, readout)
         store.save_published(published, fidelity)
-    calls, evaluation = _interaction_step(data, split, n_genes, predictions, store, interactions)
+    calls, evaluation, note = _interaction_step(data, split, n_genes, predictions, store, interactions, locfdr_args)
     return BenchmarkResult(
         results, timing, summary, store.root if store else None, restriction, calls, evaluation, forest, failures,
-        reused, published, fidelity,
+        reused, published, fidelity, note,
     )
 
 
@@ -382,7 +389,7 @@ def _environment(model) -> str:
     return ", ".join(f"{name} {version}" for name, version in versions.items())
 
 
-def _interaction_step(data, split, n_genes, predictions, store, interactions) -> tuple[Any, Any]:
+def _interaction_step(data, split, n_genes, predictions, store, interactions, locfdr_args) -> tuple[Any, Any, Any]:
     """Call the observed interactions on the full data, then score every model's predicted interactions.
 
     The paper calls interactions on all doubles (not only the scored ones), once; each model and seed is then judged
@@ -394,7 +401,7 @@ def _interaction_step(data, split, n_genes, predictions, store, interactions) ->
     if not explicit:
         interactions = split == "double" and n_doubles >= MIN_DOUBLES_FOR_INTERACTIONS
     if not interactions:
-        return None, None
+        return None, None, None
     if split != "double" or n_doubles == 0:
         raise ValueError(
             f"interactions=True needs the double split and double perturbations (split={split!r}, {n_doubles} "
@@ -402,18 +409,28 @@ def _interaction_step(data, split, n_genes, predictions, store, interactions) ->
         )
     from .interactions import call_interactions, evaluate_interactions
 
+    from .interactions import LocfdrError
+
     try:
-        calls = call_interactions(data, n_genes=n_genes)
-    except Exception as err:  # locfdr stops on some histograms, as R does; a default run keeps its other results
+        calls = call_interactions(data, n_genes=n_genes, locfdr_args=locfdr_args)
+    except (LocfdrError, ValueError) as err:  # locfdr stops on some histograms, as R's does
         if explicit:
             raise
-        warnings.warn(f"Genetic interactions were skipped: {err}", stacklevel=4)
-        return None, None
+        note = f"The genetic-interaction analysis (Fig. 1c-f) could not run: {err}"
+        warnings.warn(note, RuntimeWarning, stacklevel=4)
+        if store:
+            store.save_interaction_note(note)
+        return None, None, note
     loaded = {key: store.load_predictions(*key) if frame is None else frame for key, frame in predictions.items()}
     evaluation = evaluate_interactions(calls, loaded)
+    note = None
+    if calls.fallback:
+        note = (f"The interaction calls use locfdr({', '.join(f'{k}={v}' for k, v in calls.settings.items())}), "
+                f"not the paper's settings, which failed here: {calls.fallback}")
     if store:
         store.save_interactions(calls, evaluation)
-    return calls, evaluation
+        store.save_interaction_note(note)
+    return calls, evaluation, note
 
 
 def _check_something_predicted(results: pd.DataFrame) -> None:
@@ -530,6 +547,8 @@ def _null_summary(calls) -> dict[str, Any]:
         "level": calls.level,
         "rule": calls.rule,
         "backend": fit.backend,
+        "settings": calls.settings,  # locfdr's options beyond R's defaults; {} is the paper's
+        "fallback": calls.fallback,  # why the paper's settings were not used, or None
         "warnings": list(fit.warnings),
         "counts": {k: int(v) for k, v in calls.counts.items()},
     }
@@ -690,6 +709,14 @@ class _Store:
             np.asarray(data.X, dtype=np.float64)[:, readout], index=data.obs_names, columns=data.var_names[readout]
         )
         atomic_write(self.root / "observed.parquet", observed, kind="parquet")
+
+    def save_interaction_note(self, note: str | None) -> None:
+        """``interactions/note.txt`` says why the analysis did not run or ran on fallback settings; gone otherwise."""
+        path = self.root / "interactions" / "note.txt"
+        if note:
+            atomic_write(path, note + "\n")
+        else:
+            path.unlink(missing_ok=True)
 
     def save_published(self, summary, fidelity) -> None:
         if summary is not None:

@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output folder (default: linpert-results/<dataset>-<split>)")
     run.add_argument("--n-genes", type=int, default=1000, help="read-out genes: the highest control means (default: 1000)")
     run.add_argument("--condition-key", default="condition", help="obs column with the conditions (default: condition)")
+    run.add_argument("--locfdr", metavar="OPTIONS",
+                     help="locfdr options for the interaction calls, e.g. 'bre=60,pct=0.01' (bre, df, pct, pct0, "
+                     "nulltype; default: the paper's, with documented fallbacks when its fit fails)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--scheduler", default=os.environ.get("LINPERT_SCHEDULER") or None,
                      help="optional: address of a Dask scheduler (tcp://host:8786) that fits the grid's cells on its "
@@ -133,6 +136,7 @@ def _run(args) -> int:
         n_genes=args.n_genes,
         progress=not args.quiet,
         scheduler=args.scheduler,
+        locfdr_args=_locfdr_options(args.locfdr),
     )
     _print_summary(result)
     _figures_and_report([result.out], result.out / "report.html", title=f"linpert: {name}, {split} split",
@@ -245,6 +249,8 @@ def _print_summary(result) -> None:
         print(f"(scored only perturbations every model could predict: {r['n_dropped']} of {r['n_scored']} left out)")
     if result.published is not None:
         _print_published(result)
+    if result.interaction_note:
+        print(f"\nNOTE: {result.interaction_note}")
 
 
 def _print_published(result) -> None:
@@ -261,6 +267,22 @@ def _print_published(result) -> None:
         print(f"Fidelity: the largest difference between this run's per-perturbation L2 and the published one is "
               f"{worst['max_abs_l2_diff']:.3g} ({worst['model']}; {int(result.fidelity['n'].sum())} rows of "
               f"{models} compared).")
+
+
+def _locfdr_options(text: str | None) -> dict | None:
+    """``'bre=60,pct=0.01'`` -> ``{'bre': 60, 'pct': 0.01}``."""
+    if not text:
+        return None
+    from .models import _spec_value
+
+    options = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or key.strip() not in ("bre", "df", "pct", "pct0", "nulltype"):
+            raise ValueError(f"--locfdr takes name=value pairs of bre, df, pct, pct0 and nulltype, e.g. "
+                             f"'bre=60,pct=0.01'; {item!r} is not one.")
+        options[key.strip()] = _spec_value(value.strip())
+    return options
 
 
 def _ints(text: str) -> list[int]:

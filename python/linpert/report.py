@@ -34,6 +34,7 @@ table.settings td { text-align: left; font-family: ui-monospace, Menlo, Consolas
 figure { margin: 1rem 0 2rem; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: .85rem; color: #555; }
 nav a { margin-right: 1rem; } .note { color: #666; font-size: .85rem; }
+.alert { border-left: 4px solid #c0392b; background: #fdecea; padding: .6rem .9rem; margin: 1rem 0; }
 """
 
 
@@ -99,7 +100,10 @@ def write_report(
 def _run_section(run, anchor: str) -> str:
     from .plot import CAPTIONS, display_name
 
-    out = [f'<h2 id="{anchor}">{_e(run.label)}</h2>', "<h3>Settings</h3>", _settings(run)]
+    out = [f'<h2 id="{anchor}">{_e(run.label)}</h2>']
+    if run.interaction_note:
+        out.append(f'<p class="alert"><strong>Note:</strong> {_e(run.interaction_note)}</p>')
+    out += ["<h3>Settings</h3>", _settings(run)]
     summary = run.summary.copy()
     summary["model"] = summary["model"].map(display_name)
     out += ["<h3>Summary</h3>", _table(summary.drop(columns=["dataset", "split"], errors="ignore"))]

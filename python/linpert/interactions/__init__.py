@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from ._calling import (
+    LOCFDR_FALLBACKS,
     OBSERVED_CLASSES,
     PREDICTED_CLASSES,
     InteractionCalls,
@@ -30,14 +31,16 @@ from ._evaluation import (
     top_predictions,
     tpr_fdp_curve,
 )
-from ._locfdr import LocfdrResult, locfdr, thresholds
+from ._locfdr import LocfdrError, LocfdrResult, locfdr, thresholds
 
 __all__ = [
     "FDP_GRID",
+    "LOCFDR_FALLBACKS",
     "OBSERVED_CLASSES",
     "PREDICTED_CLASSES",
     "InteractionCalls",
     "InteractionEvaluation",
+    "LocfdrError",
     "LocfdrResult",
     "additive_deviation",
     "auprc",

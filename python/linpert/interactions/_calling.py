@@ -47,6 +47,10 @@ class InteractionCalls:
         Doubles left out because a single was not measured, with the missing singles.
     level, rule
         The fdr level and threshold rule used.
+    settings
+        The locfdr options the fit used beyond R's defaults (``{}``: the paper's).
+    fallback
+        Why the paper's settings were not used (each failed fit, in order), or None when they were.
     """
 
     table: pd.DataFrame
@@ -57,6 +61,8 @@ class InteractionCalls:
     missing_singles: dict[str, list[str]] = field(default_factory=dict)
     level: float = 0.05
     rule: str = "paper"
+    settings: dict[str, Any] = field(default_factory=dict)
+    fallback: str | None = None
 
     @property
     def n_interactions(self) -> int:
@@ -166,6 +172,7 @@ def call_interactions(
     rule: str = "paper",
     backend: str = "auto",
     locfdr_args: Mapping[str, Any] | None = None,
+    fallback: bool = True,
 ) -> InteractionCalls:
     """Call genetic interactions as the paper does: local fdr of the deviations from additivity (spec §4.1–4.4).
 
@@ -183,7 +190,12 @@ def call_interactions(
     backend
         Passed to :func:`locfdr` (``"auto"``, the Python port, or R's ``locfdr`` through rpy2).
     locfdr_args
-        Further keywords for :func:`locfdr`; the default is the paper's ``nulltype = 1`` with R's defaults.
+        Options for :func:`locfdr` (``bre``, ``df``, ``pct``, ``pct0``, ``nulltype``, ...); the default is the
+        paper's: R's defaults, ``nulltype = 1``.
+    fallback
+        When the default fit stops (locfdr fails on some histograms, as R's does), try :data:`LOCFDR_FALLBACKS` in
+        order; the result says which options it used and why (``settings``, ``fallback``). Explicit
+        ``locfdr_args`` are never replaced.
 
     Returns
     -------
@@ -208,7 +220,7 @@ def call_interactions(
     """
     from anndata import AnnData
 
-    from ._locfdr import locfdr, thresholds
+    from ._locfdr import thresholds
 
     if not isinstance(data, AnnData):
         raise TypeError(
@@ -224,7 +236,7 @@ def call_interactions(
         raise ValueError(
             "Some deviations are NaN or infinite; locfdr needs finite values. Check the pseudobulk for NaN expression."
         )
-    fit = locfdr(z, backend=backend, **dict(locfdr_args or {}))
+    fit, settings, fallback = _fit_null(z, backend, locfdr_args, fallback)
     lower, upper = thresholds(fit, z, level=level, rule=rule)
     # a side without a threshold has no interactions
     lower = -np.inf if lower is None else float(lower)
@@ -244,7 +256,38 @@ def call_interactions(
         upper=upper,
     )
     counts = table["class"].value_counts().reindex(OBSERVED_CLASSES, fill_value=0).astype(np.int64)
-    return InteractionCalls(table, lower, upper, fit, counts, missing, level, rule)
+    return InteractionCalls(table, lower, upper, fit, counts, missing, level, rule, settings, fallback)
+
+
+#: What :func:`call_interactions` tries, in order, when locfdr with R's defaults (the paper's settings) stops on the
+#: histogram: trim the histogram's range to the central 98 % (``pct``), so that heavy tails no longer squeeze the
+#: centre, where the null is fitted, into a bin or two; then also use finer bins (``bre``).
+LOCFDR_FALLBACKS: tuple[dict[str, Any], ...] = ({"pct": 0.01}, {"pct": 0.01, "bre": 500})
+
+
+def _fit_null(z, backend: str, locfdr_args, fallback: bool):
+    """The locfdr fit of ``z``, the options it used, and why the defaults were not used (None when they were)."""
+    from ._locfdr import LocfdrError, locfdr
+
+    attempts = [dict(locfdr_args or {})]
+    if fallback and not locfdr_args:
+        attempts += [dict(settings) for settings in LOCFDR_FALLBACKS]
+    failures = []
+    for settings in attempts:
+        try:
+            fit = locfdr(z, backend=backend, **settings)
+        except (LocfdrError, np.linalg.LinAlgError) as err:
+            failures.append(f"locfdr({_options(settings)}) failed: {str(err).splitlines()[0]}")
+            continue
+        return fit, settings, "; ".join(failures) or None
+    raise LocfdrError(
+        f"The empirical null could not be fitted: {'; '.join(failures)}. Pass other locfdr options, e.g. "
+        "locfdr_args={'pct': 0.05, 'bre': 60} (the command line: --locfdr 'pct=0.05,bre=60')."
+    )
+
+
+def _options(settings: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in settings.items()) or "R's defaults"
 
 
 def classify_observed(

@@ -153,6 +153,12 @@ class RunFolder:
             return None
         return pred.loc[rows, genes], obs.loc[rows, genes], obs.loc[CONTROL, genes].to_numpy(dtype=np.float64)
 
+    @property
+    def interaction_note(self) -> str | None:
+        """Why the interaction analysis did not run, or ran on fallback locfdr settings (``interactions/note.txt``)."""
+        path = self.root / "interactions" / "note.txt"
+        return path.read_text().strip() if path.is_file() else None
+
     def published(self, name: str) -> pd.DataFrame | None:
         """``summary`` or ``fidelity`` of the paper's published models, stored by a run on one of its datasets."""
         path = self.root / "published" / f"{name}.csv"
