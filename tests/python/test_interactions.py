@@ -150,13 +150,13 @@ def test_auprc_and_roc_auc_closed_forms():
 
 @pytest.fixture(scope="module")
 def simulated():
-    """Norman-like but small: 24 CRISPRa singles, 40 doubles, 300 cells each, 4 % planted interactions."""
+    """Norman-like but small: 24 CRISPRa singles, 40 doubles, 300 cells each, interactions from saturation."""
     cells = linpert.datasets.simulate("norman", n_genes=600, n_singles=24, n_doubles=40, cells_per_condition=300,
                                       n_control_cells=2000, seed=3)
     return cells.uns["linpert_truth"], linpert.pseudobulk(cells)
 
 
-def test_planted_interactions_are_recovered_at_the_stated_fdr(simulated):
+def test_interactions_are_recovered_at_the_stated_fdr(simulated):
     truth, pb = simulated
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # locfdr's misfit warning on this small histogram
@@ -166,8 +166,8 @@ def test_planted_interactions_are_recovered_at_the_stated_fdr(simulated):
     assert calls.counts.sum() == len(table) and calls.counts.drop("additive").sum() == calls.n_interactions
     assert table.loc[table["interaction"], "fdr"].max() < 0.2
 
-    # The truth on the pseudobulk's scale: the noise-free expected pseudobulk's deviation from additivity. It holds
-    # the planted interactions and also the non-additivity log1p adds to large changes (e.g. the CRISPRa targets).
+    # The truth on the pseudobulk's scale: the noise-free expected pseudobulk's deviation from additivity, which the
+    # genes' saturating responses (and log1p) create.
     expected = pd.DataFrame(truth["expected"], index=truth["conditions"], columns=pb.var_names)
     a = [f"{p.split('+')[0]}+ctrl" for p in table["perturbation"]]
     b = [f"{p.split('+')[1]}+ctrl" for p in table["perturbation"]]
@@ -175,22 +175,17 @@ def test_planted_interactions_are_recovered_at_the_stated_fdr(simulated):
     true_dev = lookup(table["perturbation"]) - (lookup(a) + lookup(b) - lookup(["ctrl"] * len(table)))
     called = table["interaction"].to_numpy()
     false_calls = called & (np.abs(true_dev) < 0.1)
-    achieved_fdr = false_calls.sum() / called.sum()  # measured: 3 of 252 = 1.2 %
+    achieved_fdr = false_calls.sum() / called.sum()  # measured: 0 of 436
     assert achieved_fdr <= 0.05
 
-    planted = pd.MultiIndex.from_frame(truth["interactions"][["condition", "gene"]])
-    is_planted = pd.MultiIndex.from_frame(table[["perturbation", "gene"]]).isin(planted)
-    clear = is_planted & (np.abs(true_dev) > 0.3)
-    recall = (called & clear).sum() / clear.sum()  # measured: 151 of 152 = 99 %
+    clear = np.abs(true_dev) > 0.5
+    recall = (called & clear).sum() / clear.sum()  # measured: 208 of 209 = 99.5 %
     assert clear.sum() > 100 and recall >= 0.9
-    # buffering planted interactions are mostly called buffering (or opposite where the noise crosses ctrl)
-    planted_classes = truth["interactions"].set_index(["condition", "gene"])["class"]
-    got = table[is_planted & called].set_index(["perturbation", "gene"])["class"]
-    both = pd.concat([planted_classes.reindex(got.index), got], axis=1, keys=["truth", "called"])
-    assert (both.loc[both["truth"] == "synergy", "called"].isin(["synergy", "other"])).mean() > 0.8
-    assert (both.loc[both["truth"] == "opposite", "called"].isin(["opposite", "other"])).mean() > 0.8
+    # saturation: two drives together move a gene less than the sum of each alone, so buffering dominates the calls
+    assert calls.counts["buffering"] > calls.counts["synergy"] + calls.counts["opposite"]
 
-    # A model that predicts the observed doubles finds the interactions first; no change does much worse.
+    # A model that predicts the observed doubles finds the interactions first; no change, which predicts buffering
+    # everywhere, finds some (as in the paper, where it beat every deep model) but far fewer.
     doubles = table["perturbation"].unique()
     genes = table["gene"].unique()
     observed = pb[doubles, genes].to_df()
@@ -199,14 +194,15 @@ def test_planted_interactions_are_recovered_at_the_stated_fdr(simulated):
                                    recurrence_k=20)
     curve = result.tpr_fdp.set_index(["model", "fdp"])["tpr"]
     # Ranked by |deviation|, a perfect model finds the calls first up to the asymmetry of the two thresholds (a
-    # deviation between |lower| and upper ranks high but is no call): measured TPR 0.88 at FDP 0.01, 1 at FDP 0.1.
-    assert curve.loc[("perfect", 0.01)] >= 0.8 and curve.loc[("perfect", 0.1)] == pytest.approx(1.0)
+    # deviation between |lower| and upper ranks high but is no call): measured TPR 0.74 at FDP 0.01, 1 at FDP 0.1.
+    assert curve.loc[("perfect", 0.01)] >= 0.7 and curve.loc[("perfect", 0.1)] == pytest.approx(1.0)
     assert curve.loc[("no_change", 0.1)] < 0.5
     assert curve.loc["no_change"].mean() < curve.loc["perfect"].mean()
     auc = result.auc.set_index("model")
-    # measured: perfect AUPRC 0.992, ROC AUC 0.9997; no change 0.083 and 0.74
+    # measured: perfect AUPRC 0.987, ROC AUC 0.9993; no change 0.53 and 0.90
     assert auc.loc["perfect", "auprc"] > 0.95 and auc.loc["perfect", "roc_auc"] > 0.99
-    assert auc.loc["no_change", "auprc"] < 0.5 and auc.loc["no_change", "roc_auc"] < auc.loc["perfect", "roc_auc"]
+    assert 0.2 < auc.loc["no_change", "auprc"] < 0.8 * auc.loc["perfect", "auprc"]
+    assert auc.loc["no_change", "roc_auc"] < auc.loc["perfect", "roc_auc"]
     top = result.top_classes
     assert (top["model"].value_counts() == 50).all()
     perfect_top = top[top["model"] == "perfect"]
