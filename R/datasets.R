@@ -2,21 +2,21 @@
 #'
 #' Draws cells from linpert's generative model (Python
 #' `linpert.datasets.simulate()`): a control profile, single perturbations
-#' with low-rank effects, double perturbations that add the singles' effects
-#' plus planted interactions of known class, negative-binomial counts and
-#' `log1p` normalisation.
+#' with low-rank effects, double perturbations whose genetic interactions
+#' arise from each gene's saturating response to the two perturbations,
+#' negative-binomial counts and `log1p` normalisation.
 #'
 #' @param preset `"norman"` (CRISPRa, singles and doubles, like Norman et al.
 #'   2019) or `"replogle"` (CRISPRi, singles only).
 #' @param seed The random seed; the same seed gives the same data.
 #' @param ... Overrides of the preset, by name: `n_genes`, `n_singles`,
 #'   `n_doubles`, `cells_per_condition`, `n_control_cells`, `modality`,
-#'   `rank`, `interaction_fraction`, `effect_scale`, `cell_type`.
+#'   `rank`, `saturation`, `effect_scale`, `cell_type`.
 #'
 #' @return A `SingleCellExperiment`, genes × cells, with sparse assays
 #'   `logcounts` and `counts`, `colData` in GEARS' format (`condition`,
 #'   `cell_type`, `dose_val`, `control`, `condition_name`, `total_count`) and
-#'   `rowData(x)$gene_name`. `metadata(x)$truth` holds the planted
+#'   `rowData(x)$gene_name`. `metadata(x)$truth` holds the true
 #'   `interactions` and `perturbations` (data frames), the `expected`
 #'   pseudobulk (genes × conditions) and the `params`.
 #' @export

@@ -93,3 +93,23 @@ def test_the_fidelity_line_is_printed(capsys):
     _print_summary(result)
     assert "Fidelity: the largest difference between this run's per-perturbation L2 and the published one is 0 " \
            "(additive; 62 rows of additive compared)." in capsys.readouterr().out
+
+
+def test_figures_of_a_run_on_a_papers_dataset_draw_the_published_models_apart(tmp_path):
+    from linpert.plot import beeswarm_l2, tpr_fdp
+    from linpert.plot._style import PUBLISHED_COLOUR
+
+    run = tmp_path / "run"
+    benchmark.run(make_pseudobulk(), split="double", seeds=[1], models=["no_change", "additive"], dataset="norman",
+                  out=run, progress=False)
+    fig = beeswarm_l2(run)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels[:2] == ["No change", "Additive"] and {"scgpt (published)", "Additive (published)"} <= set(labels)
+    assert any(a.get_gid() == "published-divider" for a in ax.lines)
+    best = [a.get_gid() for a in ax.collections + ax.lines if str(a.get_gid()).startswith("best:")]
+    assert best == ["best:additive"]  # a published model never counts as the run's best
+    assert len(beeswarm_l2(run, published=False).axes[0].get_xticklabels()) == 2
+    curves = {line.get_gid(): line for line in tpr_fdp(run).axes[0].lines}
+    assert "tpr:additive" in curves and curves["published:scgpt"].get_color() == PUBLISHED_COLOUR
+    assert curves["published:no_change"].get_linestyle() == "--"

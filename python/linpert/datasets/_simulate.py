@@ -177,8 +177,10 @@ def simulate(
     effect is its row minus the ctrl row), ``expected`` (the mean log-normalised expression the pseudobulk of a
     condition converges to), ``dispersion``, ``gene_loadings`` (genes × rank) and ``perturbation_factors``
     (singles × rank) whose product is the low-rank part of the singles' effects, ``perturbations`` (a table of target
-    gene, strength and target effect per single), ``interactions`` (a tidy table: condition, gene, class, additive
-    change and planted deviation on the log-mean scale), ``normalize_target``, ``seed`` and ``params``.
+    gene, strength and target effect per single), ``interactions`` (a tidy table of the pairs whose change departs from
+    additivity by at least 0.3 on the log-mean scale: condition, gene, class, additive change and deviation),
+    ``saturation_capacity`` and ``saturation_offset`` (each gene's :func:`saturating_response`),
+    ``normalize_target``, ``seed`` and ``params``.
 
     Examples
     --------

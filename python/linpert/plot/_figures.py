@@ -16,6 +16,8 @@ import pandas as pd
 from ._run import RunFolder, as_run
 from ._style import (
     MEAN_COLOUR,
+    PUBLISHED_COLOUR,
+    PUBLISHED_SUFFIX,
     display_name,
     draw_swarm,
     model_colours,
@@ -49,11 +51,13 @@ def _check_columns(table: pd.DataFrame, needed: Sequence[str], what: str) -> Non
 
 
 # ---------------------------------------------------------------------------------------------------- beeswarm
-def beeswarm_l2(results: Source, *, metric: str = "l2", models: Sequence[str] | None = None, title: str | None = None):
+def beeswarm_l2(results: Source, *, metric: str = "l2", models: Sequence[str] | None = None, title: str | None = None,
+                published: pd.DataFrame | None | bool = None):
     """Per-perturbation error per model as a beeswarm, the mean per model as a red line (Fig. 1a / 2a).
 
     The best model's mean (lowest L2; highest for a correlation) is extended across the panel as a dashed line.
-    Several datasets get one panel each.
+    Several datasets get one panel each. The paper's published models can stand beside the run's, to the right of a
+    dashed divider, in grey and labelled "(published)"; they never count as the best.
 
     Parameters
     ----------
@@ -63,17 +67,31 @@ def beeswarm_l2(results: Source, *, metric: str = "l2", models: Sequence[str] | 
         ``"l2"``, ``"pearson_delta"`` or ``"r2"``.
     models
         Which models, in which order (default: all, baselines first).
+    published
+        Published per-perturbation rows to draw beside (:func:`linpert.published.results`), or, for a run folder
+        on one of the paper's datasets, ``None`` to draw them when the run stored its published summary (``False``:
+        never).
 
     Examples
     --------
     >>> fig = beeswarm_l2("linpert-results/demo/double")  # doctest: +SKIP
     >>> fig.savefig("l2.png", dpi=150)  # doctest: +SKIP
     """
+    if published is None and not isinstance(results, pd.DataFrame):
+        published = as_run(results).published_results
     results = _table(results, "results")
     _check_columns(results, ["dataset", "model", metric], "beeswarm_l2")
     datasets = list(dict.fromkeys(results["dataset"]))
     models = list(models) if models is not None else model_order(results["model"].unique())
     colours = model_colours(models)
+    ran = len(models)
+    if isinstance(published, pd.DataFrame) and len(published):
+        published = published[published["dataset"].isin(datasets)]
+        marked = published.assign(model=published["model"] + PUBLISHED_SUFFIX)
+        extra = model_order(published["model"].unique())
+        models += [m + PUBLISHED_SUFFIX for m in extra]
+        colours.update({m + PUBLISHED_SUFFIX: PUBLISHED_COLOUR for m in extra})
+        results = pd.concat([results, marked[[c for c in results.columns if c in marked.columns]]], ignore_index=True)
     higher_better = metric != "l2"
     fig, axes = new_figure(1.5 + 1.0 * len(models) * len(datasets), 4.2, ncols=len(datasets), sharey=True)
     finite = results[metric].to_numpy(np.float64)
@@ -102,17 +120,22 @@ def beeswarm_l2(results: Source, *, metric: str = "l2", models: Sequence[str] | 
                 line.set_gid(f"mean:{model}")
             else:
                 ax.text(i, ax.get_ylim()[0], "undefined", ha="center", va="bottom", fontsize=8, color="#555555")
-        if means:
-            best = (max if higher_better else min)(means, key=means.get)
-            line = ax.axhline(means[best], color=MEAN_COLOUR, linestyle="--", linewidth=1.0, alpha=0.8, zorder=1)
+        own = {m: v for m, v in means.items() if not m.endswith(PUBLISHED_SUFFIX)}
+        if own:
+            best = (max if higher_better else min)(own, key=own.get)
+            line = ax.axhline(own[best], color=MEAN_COLOUR, linestyle="--", linewidth=1.0, alpha=0.8, zorder=1)
             line.set_gid(f"best:{best}")
+        if len(models) > ran:
+            divider = ax.axvline(ran - 0.5, color="#999999", linestyle=":", linewidth=1.0)
+            divider.set_gid("published-divider")
     fig.set_layout_engine("none")  # keep the axes where the swarm was laid out
     return fig
 
 
-def pearson_delta(results: Source, *, models: Sequence[str] | None = None, title: str | None = None):
+def pearson_delta(results: Source, *, models: Sequence[str] | None = None, title: str | None = None,
+                  published: pd.DataFrame | None | bool = None):
     """Pearson delta per perturbation and model as a beeswarm (ED Figs 2a / 8a); see :func:`beeswarm_l2`."""
-    return beeswarm_l2(results, metric="pearson_delta", models=models, title=title)
+    return beeswarm_l2(results, metric="pearson_delta", models=models, title=title, published=published)
 
 
 # ---------------------------------------------------------------------------------------- one perturbation

@@ -13,7 +13,16 @@ import pandas as pd
 
 from ._figures import _check_columns
 from ._run import RunFolder, as_run
-from ._style import CLASS_COLOURS, display_name, model_colours, model_order, new_figure, tidy_axes
+from ._style import (
+    CLASS_COLOURS,
+    PUBLISHED_COLOUR,
+    PUBLISHED_SUFFIX,
+    display_name,
+    model_colours,
+    model_order,
+    new_figure,
+    tidy_axes,
+)
 
 Source = pd.DataFrame | RunFolder | str | os.PathLike
 
@@ -32,11 +41,15 @@ def _interaction_table(data: Source, name: str) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------------- TPR/FDP
-def tpr_fdp(table: Source, *, title: str | None = None):
+def tpr_fdp(table: Source, *, title: str | None = None, published: pd.DataFrame | None | bool = None):
     """Recall of the observed interactions against the false discovery proportion, per model (Fig. 1c).
 
     ``table``: ``model, fdp, tpr`` averaged over seeds (``interactions/tpr_fdp.csv``) or a run folder.
+    ``published``: the paper's curves to draw beside, dashed and in grey (:func:`linpert.published.interactions`
+    ``("tpr_fdp")``); for a run folder on the paper's Norman data they are drawn unless ``False``.
     """
+    if published is None and not isinstance(table, pd.DataFrame):
+        published = as_run(table).published_interactions("tpr_fdp")
     table = _interaction_table(table, "tpr_fdp")
     _check_columns(table, ["model", "fdp", "tpr"], "tpr_fdp")
     models = model_order(table["model"].unique())
@@ -47,6 +60,12 @@ def tpr_fdp(table: Source, *, title: str | None = None):
         part = table[table["model"] == model].sort_values("fdp", kind="stable")
         (line,) = ax.plot(part["fdp"], part["tpr"], color=colours[model], linewidth=2, label=display_name(model))
         line.set_gid(f"tpr:{model}")
+    if isinstance(published, pd.DataFrame):
+        for model in model_order(published["model"].unique()):
+            part = published[published["model"] == model].sort_values("fdp", kind="stable")
+            (line,) = ax.plot(part["fdp"], part["tpr"], color=PUBLISHED_COLOUR, linewidth=1, linestyle="--",
+                              label=display_name(model) + PUBLISHED_SUFFIX)
+            line.set_gid(f"published:{model}")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("false discovery proportion  FP / (FP + TP)")

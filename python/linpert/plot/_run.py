@@ -159,6 +159,23 @@ class RunFolder:
         path = self.root / "interactions" / "note.txt"
         return path.read_text().strip() if path.is_file() else None
 
+    @cached_property
+    def published_results(self) -> pd.DataFrame | None:
+        """The paper's per-perturbation results on this run's dataset, when the run is on one of its datasets."""
+        if self.published("summary") is None:
+            return None
+        from ..published import results
+
+        return results(self.config.get("dataset"))
+
+    def published_interactions(self, name: str) -> pd.DataFrame | None:
+        """The paper's interaction table ``name`` (e.g. ``tpr_fdp``) when this run is on its Norman data."""
+        if self.published("summary") is None or self.config.get("dataset") != "norman":
+            return None
+        from ..published import interactions
+
+        return interactions(name)
+
     def published(self, name: str) -> pd.DataFrame | None:
         """``summary`` or ``fidelity`` of the paper's published models, stored by a run on one of its datasets."""
         path = self.root / "published" / f"{name}.csv"

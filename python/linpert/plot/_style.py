@@ -33,6 +33,8 @@ CLASS_COLOURS = {
     "other": "#8172b3",
 }
 MEAN_COLOUR = "#d62728"
+#: The paper's published models, drawn beside a run's: in grey, their label marked.
+PUBLISHED_COLOUR, PUBLISHED_SUFFIX = "#9a9a9a", " (published)"
 
 
 def display_name(model: str) -> str:
@@ -43,6 +45,8 @@ def display_name(model: str) -> str:
     >>> display_name("no_change"), display_name("lm_scgpt")
     ('No change', 'lm_scgpt')
     """
+    if model.endswith(PUBLISHED_SUFFIX):
+        return display_name(model.removesuffix(PUBLISHED_SUFFIX)) + PUBLISHED_SUFFIX
     return DISPLAY_NAMES.get(model, model)
 
 
