@@ -113,3 +113,14 @@ def test_figures_of_a_run_on_a_papers_dataset_draw_the_published_models_apart(tm
     curves = {line.get_gid(): line for line in tpr_fdp(run).axes[0].lines}
     assert "tpr:additive" in curves and curves["published:scgpt"].get_color() == PUBLISHED_COLOUR
     assert curves["published:no_change"].get_linestyle() == "--"
+
+
+def test_the_forest_plot_of_a_single_perturbation_run_adds_the_published_ratios(tmp_path):
+    from linpert.plot import forest
+
+    run = tmp_path / "run"
+    benchmark.run(make_pseudobulk(), split="simulation", seeds=[1], models=["mean", "linear"], dataset="adamson",
+                  out=run, progress=False)
+    labels = [t.get_text() for t in forest(run).axes[0].get_yticklabels()]
+    assert labels[0] == "Linear model" and "scgpt (published)" in labels and "Linear model (published)" in labels
+    assert len(forest(run, published=False).axes[0].get_yticklabels()) == 1

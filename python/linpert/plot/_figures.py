@@ -216,19 +216,32 @@ def _one_perturbation(run: RunFolder, perturbation: str | None, seed: int | None
 
 
 # ---------------------------------------------------------------------------------------------------- forest
-def forest(table: Source, *, title: str | None = None):
+def forest(table: Source, *, title: str | None = None, published: pd.DataFrame | None | bool = None):
     """Mean L2 ratio to the mean baseline with its 95 % bootstrap interval, on a log2 axis (Fig. 2c).
 
     ``table`` is :func:`linpert.metrics.forest_table`'s output (or a run folder). Each point's x is
-    ``log2(mean)``; a model whose interval contains 1 (no difference to the baseline) is drawn faded.
+    ``log2(mean)``; a model whose interval contains 1 (no difference to the baseline) is drawn faded. ``published``:
+    the paper's per-perturbation results (:func:`linpert.published.results`), whose ratios to the paper's own mean
+    baseline are drawn below the run's, in grey and marked; for a run folder on one of the paper's single-perturbation
+    datasets they are drawn unless ``False``.
     """
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+    from ..metrics import forest_table
+
+    if published is None and not isinstance(table, pd.DataFrame):
+        published = as_run(table).published_results
     table = _table(table, "forest")
     _check_columns(table, ["dataset", "model", "mean", "lower", "upper"], "forest")
     datasets = list(dict.fromkeys(table["dataset"]))
     models = model_order(table["model"].unique())
     colours = model_colours(["mean", *models])
+    if isinstance(published, pd.DataFrame) and "mean" in set(published["model"]):
+        theirs = forest_table(published[published["dataset"].isin(datasets)], reference="mean")
+        theirs = theirs.assign(model=theirs["model"] + PUBLISHED_SUFFIX)
+        models += model_order(theirs["model"].unique())
+        colours.update({m: PUBLISHED_COLOUR for m in theirs["model"]})
+        table = pd.concat([table, theirs], ignore_index=True)
     fig, axes = new_figure(1.6 + 3.4 * len(datasets), 1.6 + 0.42 * len(models), ncols=len(datasets), sharey=True)
     reference = display_name(str(table["reference"].iloc[0])) if "reference" in table else "Mean"
     spread = np.log2(table[["lower", "upper"]].to_numpy(np.float64))
