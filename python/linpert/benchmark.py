@@ -66,6 +66,8 @@ class BenchmarkResult:
     fidelity: pd.DataFrame | None = None
     #: Why the interaction analysis did not run, or ran on fallback locfdr settings; None when it ran as the paper's.
     interaction_note: str | None = None
+    #: One row per model, one column per metric (mean), and ``best_in`` (:func:`linpert.metrics.scorecard`).
+    scorecard: pd.DataFrame | None = None
 
 
 def run(
@@ -81,6 +83,7 @@ def run(
     progress: bool = True,
     interactions: bool | None = None,
     locfdr_args: dict[str, Any] | None = None,
+    metrics: Sequence[str] | None = None,
     scheduler: Any = None,
 ) -> BenchmarkResult:
     """Run the paper's benchmark on a pseudobulk.
@@ -116,6 +119,10 @@ def run(
     locfdr_args
         locfdr's options for the interaction calls (``bre``, ``df``, ``pct``, ``pct0``, ``nulltype``; see
         :func:`linpert.interactions.call_interactions`). By default the paper's, with its documented fallbacks.
+    metrics
+        The metrics of :data:`linpert.metrics.METRICS` to add as result columns beside the paper's L2, Pearson
+        delta and r (default: all registered: the discrimination scores, Systema's, MAE and MSE). They are computed
+        from the stored predictions, so a resumed run can add metrics without refitting.
     scheduler
         Run the grid's cells as tasks on a Dask cluster (``pip install 'linpert[dask]'``): the scheduler's address
         (``"tcp://host:8786"``) or a ``distributed.Client``. Workers write finished cells into ``out``, which must
@@ -129,6 +136,7 @@ def run(
         interaction analysis when it ran.
     """
     from .metrics import top_expressed_genes
+    from .metrics._registry import resolve_metrics
     from .models import resolve_models
     from .splits import make_split
 
@@ -150,7 +158,7 @@ def run(
     grid = [(seed, label, model) for seed in seeds for label, model in labelled]
     plan = _Plan(data, split, splits, grid, readout, ctrl, dataset, n_genes)
     options = dict(common_only=common_only, progress=progress, interactions=interactions, scheduler=scheduler,
-                   locfdr_args=locfdr_args)
+                   locfdr_args=locfdr_args, metrics=resolve_metrics(metrics))
     if out is None:
         return _run_grid(plan, None, **options)
     config = _run_config(data, split, dataset, n_genes, labelled)
@@ -172,11 +180,12 @@ class _Plan:
     n_genes: int
 
 
-def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, scheduler, locfdr_args) -> BenchmarkResult:
+def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, scheduler, locfdr_args,
+              metrics) -> BenchmarkResult:
     """Fit, predict and score every cell of the grid not already in the store, then build and write the tables."""
     from tqdm.auto import tqdm
 
-    from .metrics import score
+    from .metrics import score, scorecard
 
     data, split, splits, grid, readout, ctrl, dataset, n_genes = (
         plan.data, plan.split, plan.splits, plan.grid, plan.readout, plan.ctrl, plan.dataset, plan.n_genes)
@@ -214,6 +223,8 @@ def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, schedu
         raise WorkerError(f"Every cell of the grid failed; the first: {next(iter(failures.values()))}")
     results = pd.concat(tables, ignore_index=True)
     _check_something_predicted(results)
+    predictions = {key: store.load_predictions(*key) if frame is None else frame for key, frame in predictions.items()}
+    results = _add_metrics(results, plan, predictions, metrics)
     restriction = _restrict_to_common(results) if common_only else {}
     if common_only:
         results = results[results["common"]].drop(columns="common").reset_index(drop=True)
@@ -221,16 +232,18 @@ def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, schedu
         results = results.drop(columns="common")
     timing = pd.DataFrame(timings)
     summary = summarise(results, timing)
+    card = scorecard(results)
     forest = _forest(results)
     published, fidelity = _published(results, dataset, split)
     if store:
         store.finish(results, timing, summary, restriction, forest)
+        atomic_write(store.root / "scorecard.csv", card, kind="csv")
         store.save_observed(data, readout)
         store.save_published(published, fidelity)
     calls, evaluation, note = _interaction_step(data, split, n_genes, predictions, store, interactions, locfdr_args)
     return BenchmarkResult(
         results, timing, summary, store.root if store else None, restriction, calls, evaluation, forest, failures,
-        reused, published, fidelity, note,
+        reused, published, fidelity, note, card,
     )
 
 
@@ -242,6 +255,24 @@ def _published(results: pd.DataFrame, dataset: str, split: str) -> tuple[pd.Data
         return None, None
     fidelity = published.fidelity(results, dataset)
     return published.summary(dataset), fidelity if len(fidelity) else None
+
+
+def _add_metrics(results: pd.DataFrame, plan: _Plan, predictions: dict, names: list[str]) -> pd.DataFrame:
+    """The registered metrics as columns beside the paper's, from each cell's predictions on the read-out genes."""
+    from .metrics._registry import Scoring, compute
+
+    if not names:
+        return results
+    genes = plan.data.var_names[plan.readout]
+    observed = pd.DataFrame(np.asarray(plan.data.X, dtype=np.float64)[:, plan.readout], index=plan.data.obs_names,
+                            columns=genes)
+    parts = []
+    for (seed, label), predicted in predictions.items():
+        train = [c for c in plan.splits[seed].train if c != CONTROL]
+        scoring = Scoring(predicted.loc[:, genes], observed.loc[predicted.index], plan.ctrl[plan.readout],
+                          observed.loc[train].mean().to_numpy())
+        parts.append(compute(scoring, names).assign(seed=seed, model=label).rename_axis("perturbation").reset_index())
+    return results.merge(pd.concat(parts, ignore_index=True), on=["seed", "model", "perturbation"], how="left")
 
 
 def _forest(results: pd.DataFrame) -> pd.DataFrame | None:
@@ -421,8 +452,7 @@ def _interaction_step(data, split, n_genes, predictions, store, interactions, lo
         if store:
             store.save_interaction_note(note)
         return None, None, note
-    loaded = {key: store.load_predictions(*key) if frame is None else frame for key, frame in predictions.items()}
-    evaluation = evaluate_interactions(calls, loaded)
+    evaluation = evaluate_interactions(calls, predictions)
     note = None
     if calls.fallback:
         note = (f"The interaction calls use locfdr({', '.join(f'{k}={v}' for k, v in calls.settings.items())}), "

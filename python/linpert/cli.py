@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output folder (default: linpert-results/<dataset>-<split>)")
     run.add_argument("--n-genes", type=int, default=1000, help="read-out genes: the highest control means (default: 1000)")
     run.add_argument("--condition-key", default="condition", help="obs column with the conditions (default: condition)")
+    run.add_argument("--metrics", help="comma-separated metrics beside the paper's l2, pearson_delta and r2 (default: "
+                     "every registered one: discrimination_l1/l2/cosine, pearson_delta_perturbed, centroid_accuracy, "
+                     "mae, mse; 'none' for only the paper's)")
     run.add_argument("--locfdr", metavar="OPTIONS",
                      help="locfdr options for the interaction calls, e.g. 'bre=60,pct=0.01' (bre, df, pct, pct0, "
                      "nulltype; default: the paper's, with documented fallbacks when its fit fails)")
@@ -137,6 +140,7 @@ def _run(args) -> int:
         progress=not args.quiet,
         scheduler=args.scheduler,
         locfdr_args=_locfdr_options(args.locfdr),
+        metrics=_metric_names(args.metrics),
     )
     _print_summary(result)
     _figures_and_report([result.out], result.out / "report.html", title=f"linpert: {name}, {split} split",
@@ -242,6 +246,10 @@ def _print_summary(result) -> None:
     with pd.option_context("display.width", 120, "display.max_columns", 20, "display.precision", 3):
         print()
         print(result.summary.to_string(index=False))
+        card = result.scorecard
+        if card is not None and len(card.columns) > 7:  # the field's metrics ran: show every lens in one table
+            print("\nScorecard (mean per model; best_in: the metrics where it is best):")
+            print(card.drop(columns=["dataset", "split"]).to_string(index=False))
     for (seed, label), why in result.failures.items():
         print(f"FAILED: {label} on seed {seed} is in no table (rerun to retry): {why.splitlines()[0]}")
     if result.restriction:
@@ -267,6 +275,13 @@ def _print_published(result) -> None:
         print(f"Fidelity: the largest difference between this run's per-perturbation L2 and the published one is "
               f"{worst['max_abs_l2_diff']:.3g} ({worst['model']}; {int(result.fidelity['n'].sum())} rows of "
               f"{models} compared).")
+
+
+def _metric_names(text: str | None) -> list[str] | None:
+    """``'discrimination_l1,mae'`` -> the names; ``'none'`` -> only the paper's; None -> every registered one."""
+    if text is None:
+        return None
+    return [] if text.strip() == "none" else [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _locfdr_options(text: str | None) -> dict | None:

@@ -111,6 +111,14 @@ def _run_section(run, anchor: str) -> str:
         r = run.restriction
         out.append(f'<p class="note">Scored only perturbations every model could predict: {r["n_dropped"]} of '
                    f'{r["n_scored"]} left out ({_e(", ".join(f"{k}: {v}" for k, v in r["reasons"].items()))}).</p>')
+    card = run.scorecard
+    if len(card.columns) > 7:
+        card = card.assign(model=card["model"].map(display_name))
+        out += ["<h3>Scorecard: every metric, the paper's and the field's</h3>",
+                '<p class="note">Mean per model over perturbations and seeds; <code>best_in</code> lists the metrics '
+                "where the model is best. Discrimination: cell-eval's normalised rank of the true perturbation (1 "
+                "best); pearson_delta_perturbed and centroid_accuracy: Systema's, against the training "
+                "perturbations' mean.</p>", _table(card.drop(columns=["dataset", "split"], errors="ignore"))]
     out += _published_section(run)
     if run.timings is not None and len(run.timings):
         timings = run.timings.copy()

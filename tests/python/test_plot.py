@@ -19,10 +19,10 @@ from linpert.plot._style import swarm_offsets
 N_GENES = 131  # a point of linpert.metrics.l2_grid, so L2 over all read-out genes is on the curve
 DOUBLE_FIGURES = {
     "l2_beeswarm", "pearson_delta", "observed_vs_predicted", "l2_by_n", "prediction_spread", "resources",
-    "interaction_classes", "locfdr_histogram", "tpr_fdp", "precision_recall_roc", "deviation_scatter",
+    "interaction_classes", "locfdr_histogram", "tpr_fdp", "precision_recall_roc", "deviation_scatter", "scorecard",
 }
 SINGLE_FIGURES = {"l2_beeswarm", "pearson_delta", "forest", "resources", "observed_vs_predicted", "l2_by_n",
-                  "prediction_spread"}
+                  "prediction_spread", "scorecard"}
 
 
 @pytest.fixture(scope="module")
@@ -234,3 +234,16 @@ def test_write_figures_writes_what_applies(runs):
 def test_a_folder_that_is_no_run_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a finished linpert run folder"):
         plot.beeswarm_l2(tmp_path)
+
+
+def test_the_scorecard_heat_map_shows_every_metric_and_stars_the_best(runs):
+    from linpert.metrics import METRICS
+
+    card = runs["single"].scorecard
+    fig = plot.scorecard_heatmap(runs["single"])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["l2", "pearson_delta", "r2", *METRICS]
+    stars = [t.get_text() for t in ax.texts if t.get_text().endswith(" *")]
+    assert len(stars) >= len(METRICS) + 3  # at least one best per column
+    best_l2 = card.loc[card["l2"].idxmin(), "model"]
+    assert "l2" in card.set_index("model").at[best_l2, "best_in"].split(", ")

@@ -19,7 +19,16 @@ Examples
 
 from __future__ import annotations
 
-from ._figures import beeswarm_l2, forest, l2_by_n, observed_vs_predicted, pearson_delta, prediction_spread, resources
+from ._figures import (
+    beeswarm_l2,
+    forest,
+    l2_by_n,
+    observed_vs_predicted,
+    pearson_delta,
+    prediction_spread,
+    resources,
+    scorecard_heatmap,
+)
 from ._interactions import (
     deviation_scatter,
     interaction_classes,
@@ -36,6 +45,7 @@ __all__ = [
     "CAPTIONS",
     "RunFolder",
     "beeswarm_l2",
+    "scorecard_heatmap",
     "deviation_scatter",
     "display_name",
     "figure_bytes",

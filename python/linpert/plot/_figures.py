@@ -361,3 +361,33 @@ def resources(timings: Source, *, title: str | None = None):
     if title:
         fig.suptitle(title)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------------- scorecard
+def scorecard_heatmap(table: Source, *, title: str | None = None):
+    """Models as rows, metrics as columns: each cell the model's mean, coloured by its rank in the column (1 best,
+    0 worst, whichever way the metric points), so that one glance shows whether a model wins on every lens.
+
+    ``table`` is :func:`linpert.metrics.scorecard`'s output or a run folder. The best model per column is starred.
+    """
+    from ..metrics._registry import METRICS, PAPER_METRICS
+
+    table = _table(table, "scorecard")
+    metrics = [m for m in (*PAPER_METRICS, *METRICS) if m in table.columns and table[m].notna().any()]
+    if not metrics:
+        raise ValueError("The scorecard has no metric with a value to draw.")
+    table = table.set_index("model").loc[model_order(table["model"])]
+    higher = np.array([METRICS[m].higher_is_better if m in METRICS else m != "l2" for m in metrics])
+    values = table[metrics].to_numpy(np.float64)
+    ranks = pd.DataFrame(np.where(higher, values, -values)).rank(pct=True, method="average").to_numpy()
+    fig, axes = new_figure(1.8 + 0.95 * len(metrics), 1.2 + 0.45 * len(table))
+    ax = axes[0, 0]
+    image = ax.imshow(np.where(np.isfinite(values), ranks, np.nan), cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    image.set_gid("scorecard")
+    for (i, j), value in np.ndenumerate(values):
+        best = np.isfinite(value) and value == (np.nanmax if higher[j] else np.nanmin)(values[:, j])
+        ax.text(j, i, f"{value:.3g}{' *' if best else ''}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(metrics)), metrics, rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(len(table)), [display_name(m) for m in table.index])
+    ax.set_title(title or "Every lens: mean per model (colour: rank in the column, green best; * best)", fontsize=10)
+    return fig

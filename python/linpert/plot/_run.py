@@ -58,6 +58,16 @@ class RunFolder:
         return pd.read_parquet(self.root / "results.parquet")
 
     @cached_property
+    def scorecard(self) -> pd.DataFrame:
+        """One row per model, one column per metric (``scorecard.csv``, else computed from the results)."""
+        path = self.root / "scorecard.csv"
+        if path.is_file():
+            return pd.read_csv(path, keep_default_na=False, na_values=[""])
+        from ..metrics import scorecard
+
+        return scorecard(self.results)
+
+    @cached_property
     def summary(self) -> pd.DataFrame:
         path = self.root / "summary.csv"
         if path.is_file():

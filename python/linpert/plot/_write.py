@@ -9,7 +9,16 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .._io import atomic_write, newest_change
-from ._figures import beeswarm_l2, forest, l2_by_n, observed_vs_predicted, pearson_delta, prediction_spread, resources
+from ._figures import (
+    beeswarm_l2,
+    forest,
+    l2_by_n,
+    observed_vs_predicted,
+    pearson_delta,
+    prediction_spread,
+    resources,
+    scorecard_heatmap,
+)
 from ._interactions import deviation_scatter, interaction_classes, locfdr_histogram, precision_recall_roc, tpr_fdp
 from ._run import RunFolder, as_run
 
@@ -25,6 +34,8 @@ CAPTIONS = {
     "prediction_spread": "Per-gene standard deviation across perturbations, predicted and observed (Extended Data "
     "Fig. 7).",
     "resources": "Elapsed time and peak memory per model, one point per seed (Extended Data Fig. 10).",
+    "scorecard": "Every metric, the paper's and the field's (discrimination, Systema, MAE, MSE): mean per model, "
+    "coloured by rank in its column, * the best.",
     "tpr_fdp": "Recall of the observed interactions against the false discovery proportion (Fig. 1c).",
     "precision_recall_roc": "Precision-recall and ROC curves of the interaction predictions (Extended Data Fig. 4).",
     "interaction_classes": "Observed interaction classes (Fig. 1e).",
@@ -42,6 +53,8 @@ def _plans(run: RunFolder) -> list[tuple[str, Callable[[], object]]]:
         plans.append(("pearson_delta", lambda: pearson_delta(run)))
     if run.forest is not None and len(run.forest):
         plans.append(("forest", lambda: forest(run)))
+    if len(run.scorecard.columns) > 7:  # the field's metrics ran
+        plans.append(("scorecard", lambda: scorecard_heatmap(run)))
     if run.observed is not None and run.prediction_files:
         plans += [
             ("observed_vs_predicted", lambda: observed_vs_predicted(run)),

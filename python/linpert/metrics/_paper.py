@@ -1,4 +1,4 @@
-"""How a prediction is scored (spec §5): L2 distance, Pearson delta, L2 over the top-n genes, spread, bootstrap.
+"""The paper's metrics (spec §5): L2 distance, Pearson delta, L2 over the top-n genes, spread, bootstrap.
 
 Arrays in, numbers out. Vectors are one perturbation's profile over genes; matrices are perturbations × genes.
 Genes where the prediction or the truth is NaN are dropped, per perturbation, before scoring, as the paper does with

@@ -1,0 +1,119 @@
+"""The metrics the runner computes, by name: the paper's, the field's, and any a user registers.
+
+A metric is a function of one :class:`Scoring` (one model and split seed: every scored perturbation's prediction and
+observation on the read-out genes, the control profile and the mean of the training perturbations) that returns one
+value per scored perturbation. :func:`linpert.benchmark.run` adds a column per metric to ``results``, computed from the
+stored predictions, so adding a metric never refits a model.
+
+Examples
+--------
+>>> from linpert.metrics import register_metric
+>>> register_metric("max_abs_error", lambda s: np.nanmax(np.abs(s.predicted - s.observed), axis=1),
+...                 higher_is_better=False, description="largest error over the read-out genes")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """What a metric sees for one model and split seed: perturbations × read-out genes, and the references."""
+
+    predicted: pd.DataFrame
+    observed: pd.DataFrame
+    control: np.ndarray  # the ctrl profile on the read-out genes
+    reference: np.ndarray  # the mean of the training perturbations on the read-out genes (Systema's reference)
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    function: Callable[[Scoring], np.ndarray | pd.Series]
+    higher_is_better: bool
+    description: str = ""
+
+
+#: Metric name -> :class:`Metric`, in the order of the result columns. The paper's three come from
+#: :func:`linpert.metrics.score` and are always computed.
+METRICS: dict[str, Metric] = {}
+PAPER_METRICS = ("l2", "pearson_delta", "r2")
+
+
+def register_metric(name: str, function: Callable[[Scoring], np.ndarray | pd.Series], *, higher_is_better: bool,
+                    description: str = "") -> Metric:
+    """Add a per-perturbation metric that the runner, the scorecard, the report and the CLI pick up by ``name``."""
+    if not name.isidentifier() or name in PAPER_METRICS or name in ("dataset", "split", "seed", "model",
+                                                                    "perturbation", "kind", "set", "reason"):
+        raise ValueError(f"A metric needs a new identifier for a name (it becomes a column), got {name!r}.")
+    METRICS[name] = Metric(name, function, bool(higher_is_better), description)
+    return METRICS[name]
+
+
+def _builtin() -> None:
+    from ._field import centroid_accuracy, discrimination_score, mae, mse, pearson_delta_perturbed
+
+    for metric in ("l1", "l2", "cosine"):
+        register_metric(
+            f"discrimination_{metric}",
+            lambda s, m=metric: discrimination_score(s.predicted, s.observed, control=s.control, metric=m),
+            higher_is_better=True,
+            description=f"cell-eval's discrimination score ({metric}): 1 when the prediction is nearest its own "
+            "observed effect",
+        )
+    register_metric("pearson_delta_perturbed",
+                    lambda s: pearson_delta_perturbed(s.predicted, s.observed, reference=s.reference),
+                    higher_is_better=True, description="Systema: Pearson delta against the training perturbations' mean")
+    register_metric("centroid_accuracy", lambda s: centroid_accuracy(s.predicted, s.observed, reference=s.reference),
+                    higher_is_better=True, description="Systema: nearest observed perturbation is its own")
+    register_metric("mae", lambda s: mae(s.predicted, s.observed), higher_is_better=False,
+                    description="mean absolute error over the read-out genes")
+    register_metric("mse", lambda s: mse(s.predicted, s.observed), higher_is_better=False,
+                    description="mean squared error over the read-out genes")
+
+
+_builtin()
+
+
+def resolve_metrics(names) -> list[str]:
+    """The registered metrics to compute: all by default, or the names given (the paper's three always run)."""
+    if names is None:
+        return list(METRICS)
+    names = [names] if isinstance(names, str) else list(names)
+    unknown = [n for n in names if n not in METRICS and n not in PAPER_METRICS]
+    if unknown:
+        raise ValueError(f"Unknown metric(s) {unknown}; known: {', '.join([*PAPER_METRICS, *METRICS])}. Register "
+                         "one with linpert.metrics.register_metric.")
+    return [n for n in names if n in METRICS]
+
+
+def compute(scoring: Scoring, names: list[str]) -> pd.DataFrame:
+    """The named metrics of one scoring, one row per perturbation (in ``scoring.observed``'s order)."""
+    columns = {}
+    for name in names:
+        values = METRICS[name].function(scoring)
+        values = values.reindex(scoring.observed.index) if isinstance(values, pd.Series) else np.asarray(values)
+        columns[name] = np.asarray(values, dtype=np.float64)
+    return pd.DataFrame(columns, index=scoring.observed.index)
+
+
+def scorecard(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per dataset, split and model; one column per metric (its mean over perturbations and seeds) and
+    ``best_in``: the metrics where the model is best (lowest L2, MAE or MSE; highest for the others)."""
+    keys = ["dataset", "split", "model"]
+    metrics = [m for m in (*PAPER_METRICS, *METRICS) if m in results.columns]
+    table = results.groupby(keys, sort=False)[metrics].mean().reset_index()
+    higher = {m: METRICS[m].higher_is_better if m in METRICS else m != "l2" for m in metrics}
+    best = {m: set() for m in metrics}
+    for _, group in table.groupby(["dataset", "split"], sort=False):
+        for m in metrics:
+            column = group[m]
+            if column.notna().any():
+                best[m].add(column.idxmax() if higher[m] else column.idxmin())
+    table["best_in"] = [", ".join(m for m in metrics if i in best[m]) for i in table.index]
+    return table
