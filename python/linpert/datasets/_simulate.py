@@ -61,10 +61,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         n_control_cells=2_000,
         rank=10,
         saturation=math.inf,  # single perturbations: no second drive to saturate against
-        effect_scale=0.2,
+        # calibrated against the paper's Adamson and Replogle results (benchmarks/simulation_calibration.py): the
+        # mean baseline's Pearson delta is 0.41-0.72 there, and the linear model barely beats the mean
+        effect_scale=0.25,
         cell_type="K562",
-        # calibrated against the paper's Adamson and Replogle results: the linear model barely beats the mean there
-        target_coupling=0.5,
+        target_coupling=0.4,
         generic_sd=0.3,
     ),
 }
