@@ -1,0 +1,144 @@
+"""The field's metrics: checked against Arc's cell-eval on the same numbers, and carried through the runner."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import REPO, make_pseudobulk
+
+from linpert import benchmark
+from linpert.cli import main
+from linpert.metrics import (
+    METRICS,
+    centroid_accuracy,
+    discrimination_score,
+    mae,
+    mse,
+    pearson_delta,
+    pearson_delta_perturbed,
+    register_metric,
+    scorecard,
+)
+
+
+def screen(seed=0, n=60, g=300, signal=0.3):
+    """Observed singles with a strong target effect, and predictions that keep ``signal`` of each effect."""
+    rng = np.random.default_rng(seed)
+    genes = [f"G{i}" for i in range(g)]
+    ctrl = rng.gamma(2, 0.5, g)
+    obs = ctrl + rng.normal(0, 0.5, (n, g)) * (rng.random((n, g)) < 0.3)
+    obs[np.arange(n), np.arange(n)] += 3
+    pred = ctrl + signal * (obs - ctrl) + rng.normal(0, 1.0, (n, g))
+    index = [f"{gene}+ctrl" for gene in genes[:n]]
+    return pd.DataFrame(pred, index, genes), pd.DataFrame(obs, index, genes), ctrl
+
+
+@pytest.mark.slow
+def test_discrimination_scores_equal_cell_evals_on_the_same_numbers(tmp_path):
+    from linpert.adapters._environment import ensure_venv
+
+    pred, obs, ctrl = screen()
+    names = [c.removesuffix("+ctrl") for c in obs.index]  # cell-eval names a perturbation by its target gene
+    np.savez(tmp_path / "in.npz", predicted=pred.to_numpy(), observed=obs.to_numpy(), control=ctrl,
+             perturbations=np.array(names, dtype=str), genes=np.asarray(obs.columns, dtype=str))
+    python = ensure_venv(["cell-eval==0.8.2"], name="cell-eval") / "bin" / "python"
+    subprocess.run([str(python), str(REPO / "benchmarks" / "peers" / "cell_eval_peer.py"), str(tmp_path / "in.npz"),
+                    str(tmp_path / "out.json")], check=True, capture_output=True)
+    theirs = json.loads((tmp_path / "out.json").read_text())
+    for metric in ("l1", "l2", "cosine"):
+        ours = discrimination_score(pred, obs, control=ctrl, metric=metric).to_numpy()
+        np.testing.assert_allclose(ours, theirs[f"discrimination_{metric}"]["values"], rtol=0, atol=1e-9)
+        assert 0.5 < ours.mean() < 1 and ours.min() < 1  # the ranks vary: the check is not a trivial all-ones
+
+
+def test_discrimination_rewards_the_specific_prediction_not_the_average():
+    pred, obs, ctrl = screen()
+    perfect = discrimination_score(obs, obs, control=ctrl)
+    average = pd.DataFrame(np.tile(obs.mean().to_numpy(), (len(obs), 1)), obs.index, obs.columns)
+    assert (perfect == 1).all()
+    # L2 prefers the average (it sits near every profile) to a noisy but specific prediction; discrimination does not
+    assert np.linalg.norm(average - obs, axis=1).mean() < np.linalg.norm(pred - obs, axis=1).mean()
+    assert discrimination_score(average, obs, control=ctrl).mean() < discrimination_score(pred, obs, control=ctrl).mean()
+    # rows the model could not predict are NaN, and do not change the others' ranks
+    holes = pred.copy()
+    holes.iloc[0] = np.nan
+    scores = discrimination_score(holes, obs, control=ctrl)
+    assert np.isnan(scores.iloc[0]) and scores.iloc[1:].equals(discrimination_score(pred, obs, control=ctrl)[1:])
+
+
+def test_the_target_gene_is_left_out():
+    obs = pd.DataFrame([[5.0, 1, 0], [0, 5.0, 0], [0, 0, 5.0]], index=["A+ctrl", "B+ctrl", "C+ctrl"],
+                       columns=["A", "B", "C"])
+    pred = obs.copy()
+    pred.loc["A+ctrl"] = [0.0, 1, 0]  # right everywhere but on its own target, which the guide sets
+    assert discrimination_score(pred, obs, control=np.zeros(3))["A+ctrl"] == 1
+    assert discrimination_score(pred, obs, control=np.zeros(3), exclude_target=False)["A+ctrl"] == pytest.approx(2 / 3)
+
+
+def test_systema_metrics_measure_against_the_perturbed_reference():
+    pred, obs, ctrl = screen(signal=1.0)
+    reference = obs.mean()
+    assert (centroid_accuracy(obs, obs, reference=reference) == 1).all()
+    shifted = pearson_delta_perturbed(pred, obs, reference=reference)
+    by_hand = [pearson_delta(p, o, reference.to_numpy()) for p, o in zip(pred.to_numpy(), obs.to_numpy())]
+    np.testing.assert_allclose(shifted, by_hand)
+    average = pd.DataFrame(np.tile(reference.to_numpy(), (len(obs), 1)), obs.index, obs.columns)
+    assert pearson_delta_perturbed(average, obs, reference=reference).isna().all()  # no signal beyond the shared
+    np.testing.assert_allclose(mae(pred, obs), np.abs(pred - obs).mean(axis=1))
+    np.testing.assert_allclose(mse(pred, obs), np.square(pred - obs).mean(axis=1))
+
+
+def test_bad_input_to_the_field_metrics():
+    pred, obs, ctrl = screen(n=5)
+    with pytest.raises(ValueError, match=r"The predictions' perturbations differ.*misses 1 \(e.g. G4\+ctrl\)"):
+        discrimination_score(pred.iloc[:4], obs, control=ctrl)
+    with pytest.raises(ValueError, match="has 1 extra"):
+        mae(pd.concat([pred, pred.iloc[:1].rename(index=lambda _: "X+ctrl")]), obs)
+    with pytest.raises(ValueError, match="metric must be one of l1, l2, cosine"):
+        discrimination_score(pred, obs, control=ctrl, metric="l3")
+    with pytest.warns(RuntimeWarning, match="needs at least 3 perturbations to rank, got 2: NaN"):
+        assert discrimination_score(pred.iloc[:2], obs.iloc[:2], control=ctrl).isna().all()
+    with pytest.raises(TypeError, match="must be a conditions × genes DataFrame or AnnData"):
+        discrimination_score(pred.to_numpy(), obs, control=ctrl)
+
+
+def test_the_runner_adds_every_registered_metric_and_a_scorecard(tmp_path):
+    result = benchmark.run(make_pseudobulk(), split="simulation", seeds=[1], models=["mean", "linear"],
+                           out=tmp_path / "run", progress=False)
+    assert set(METRICS) <= set(result.results.columns)
+    card = pd.read_csv(tmp_path / "run" / "scorecard.csv")
+    assert list(card["model"]) == ["mean", "linear"] and "best_in" in card
+    mean = result.results[result.results["model"] == "mean"]
+    assert mean["discrimination_l1"].between(0, 1).all()
+    # only the paper's on request, and a resumed run adds the others without refitting
+    plain = benchmark.run(make_pseudobulk(), split="simulation", seeds=[1], models=["mean", "linear"], metrics=[],
+                          progress=False)
+    assert not set(METRICS) & set(plain.results.columns)
+    with pytest.raises(ValueError, match=r"Unknown metric\(s\) \['nope'\]; known: l2, pearson_delta, r2, discr"):
+        benchmark.run(make_pseudobulk(), split="simulation", seeds=[1], models=["mean"], metrics=["nope"])
+
+
+def test_a_registered_metric_reaches_the_results_the_scorecard_and_the_cli(tmp_path, capsys):
+    register_metric("max_abs_error", lambda s: np.nanmax(np.abs(s.predicted - s.observed).to_numpy(), axis=1),
+                    higher_is_better=False, description="largest error")
+    try:
+        result = benchmark.run(make_pseudobulk(), split="simulation", seeds=[1], models=["mean", "linear"],
+                               progress=False)
+        assert result.results["max_abs_error"].gt(0).all()
+        assert "max_abs_error" in scorecard(result.results).columns
+        path = tmp_path / "pb.h5ad"
+        make_pseudobulk().write_h5ad(path)
+        assert main(["run", str(path), "--split", "simulation", "--seeds", "1", "--metrics",
+                     "discrimination_l1,max_abs_error", "--out", str(tmp_path / "cli"), "--quiet"]) == 0
+        table = pd.read_csv(tmp_path / "cli" / "results.csv")
+        assert {"discrimination_l1", "max_abs_error"} <= set(table.columns) and "mae" not in table.columns
+        assert "Scorecard (mean per model" in capsys.readouterr().out
+    finally:
+        del METRICS["max_abs_error"]
+    with pytest.raises(ValueError, match="needs a new identifier"):
+        register_metric("l2", lambda s: s, higher_is_better=False)
