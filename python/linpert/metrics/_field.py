@@ -79,12 +79,10 @@ def _targets(conditions: pd.Index, genes: pd.Index) -> list[np.ndarray]:
 
 def _distances(pred: np.ndarray, obs: np.ndarray, targets: list[np.ndarray] | None, metric: str) -> np.ndarray:
     """``D[p, q]``: distance between predicted effect p and observed effect q, over the genes but p's targets."""
-    from scipy.spatial.distance import cdist
-
     if metric == "l1":
-        D = cdist(pred, obs, "cityblock")
+        D = _cdist(pred, obs, "cityblock")
     elif metric == "l2":
-        D = cdist(pred, obs, "sqeuclidean")
+        D = _cdist(pred, obs, "sqeuclidean")
     else:
         dot = pred @ obs.T
         pred_sq, obs_sq = np.square(pred).sum(1)[:, None], np.tile(np.square(obs).sum(1), (len(pred), 1))
@@ -105,6 +103,23 @@ def _distances(pred: np.ndarray, obs: np.ndarray, targets: list[np.ndarray] | No
         with np.errstate(invalid="ignore", divide="ignore"):
             return 1.0 - dot / np.sqrt(pred_sq * obs_sq)
     return np.maximum(D, 0.0)
+
+
+def _cdist(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
+    """scipy's exact ``cdist``, its rows split over the cores (it releases the GIL): 300 × 19,264 genes in < 1 s."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scipy.spatial.distance import cdist
+
+    # pandas hands out its values column-major; cdist walks rows, and is 4x slower on the transposed layout
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    workers = min(os.cpu_count() or 1, 4, len(a))
+    if workers < 2 or a.size * len(b) < 10_000_000:
+        return cdist(a, b, metric)
+    with ThreadPoolExecutor(workers) as pool:
+        parts = pool.map(lambda rows: cdist(a[rows], b, metric), np.array_split(np.arange(len(a)), workers))
+        return np.vstack(list(parts))
 
 
 def _rank_of_own(D: np.ndarray, own: np.ndarray) -> np.ndarray:
