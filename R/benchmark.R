@@ -18,11 +18,11 @@
 #' @param n_genes The number of read-out genes.
 #' @param progress Show Python's progress bar.
 #' @param ... Further options of `linpert.benchmark.run()`, by name
-#'   (`dataset`, `common_only`, `interactions`).
+#'   (`dataset`, `common_only`, `interactions`, `metrics`, `locfdr_args`).
 #'
 #' @return A list of data frames: `results` (one row per dataset, seed,
 #'   model and scored perturbation: `l2`, `pearson_delta`, `r2`, ...),
-#'   `timings`, `summary`, and, when interactions were scored, `tpr_fdp`
+#'   `timings`, `summary`, `scorecard` (see [scorecard()]), and, when interactions were scored, `tpr_fdp`
 #'   (TPR against FDP averaged over seeds), `curves`, `auc`, `auc_summary`
 #'   and `interactions` (the observed calls, with attributes `thresholds`,
 #'   `counts` and `backend`). Inside the runner the empirical null is fitted
@@ -116,4 +116,31 @@ model_spec <- function(model = c("no_change", "additive", "mean", "linear"), ...
     }
     reticulate::tuple(labels[[i]], model)
   })
+}
+
+#' The scorecard of a benchmark: every metric, one row per model
+#'
+#' One row per dataset, split and model; one column per metric, the paper's
+#' (`l2`, `pearson_delta`, `r2`) and the field's (cell-eval's discrimination
+#' scores, Systema's `pearson_delta_perturbed` and `centroid_accuracy`,
+#' `mae`, `mse`), each the mean over perturbations and seeds; `best_in`
+#' lists the metrics where the model is best (Python
+#' `linpert.metrics.scorecard()`).
+#'
+#' @param res What [run_benchmark()] returns.
+#' @return A data frame.
+#' @export
+#' @examples
+#' if (linpert_available()) {
+#'   bulk <- pseudobulk(simulate_screen("replogle", n_genes = 200, n_singles = 40,
+#'                                      cells_per_condition = 10, n_control_cells = 50))
+#'   scorecard(run_benchmark(bulk, split = "simulation", seeds = 1, models = c("mean", "linear")))
+#' }
+scorecard <- function(res) {
+  if (!is.list(res) || !is.data.frame(res$results)) {
+    stop("`res` must be what run_benchmark() returns (a list with a `results` data frame).", call. = FALSE)
+  }
+  if (is.data.frame(res$scorecard)) return(res$scorecard)
+  args <- .frame_to_python(res$results)
+  .frame_from_python(.linpert_bridge()$scorecard(args$columns, args$types, args$names))
 }

@@ -535,7 +535,7 @@ def run_benchmark(
             labelled.append(item)
     options = {k: _whole(v) for k, v in (options or {}).items()}
     res = run(pb, split=split, seeds=[int(s) for s in _listed(seeds)], models=labelled, out=out, **options)
-    tables = {"results": res.results, "timings": res.timings, "summary": res.summary}
+    tables = {"results": res.results, "timings": res.timings, "summary": res.summary, "scorecard": res.scorecard}
     if res.interactions is not None:
         ev = res.interactions
         tables.update(tpr_fdp=ev.tpr_fdp, curves=ev.curves, auc=ev.auc, auc_summary=ev.auc_summary)
@@ -545,6 +545,12 @@ def run_benchmark(
         "interactions": None if calls is None else _calls_to_r(calls, backend="python"),
         "out": None if res.out is None else str(res.out),
     }
+
+
+def scorecard(columns: dict[str, Any], types: dict[str, str], names: Sequence[str]) -> dict[str, Any]:
+    from linpert.metrics import scorecard as _scorecard
+
+    return frame_to_r(_scorecard(frame_from_r(columns, types, names)))
 
 
 def _calls_to_r(calls: Any, backend: str) -> dict[str, Any]:

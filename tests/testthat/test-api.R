@@ -187,3 +187,16 @@ test_that("published_results() returns the paper's numbers as a data frame", {
   expect_setequal(unique(published_results()$dataset), c("norman", "adamson", "replogle_k562", "replogle_rpe1"))
   expect_error(published_results("nope"), "published no results for 'nope'")
 })
+
+test_that("scorecard() gives every metric per model, the paper's and the field's", {
+  skip_without_linpert()
+  bulk <- pseudobulk(simulate_screen("replogle", n_genes = 200, n_singles = 40, cells_per_condition = 10,
+                                     n_control_cells = 50, seed = 1))
+  res <- run_benchmark(bulk, split = "simulation", seeds = 1, models = c("mean", "linear"))
+  card <- scorecard(res)
+  expect_setequal(card$model, c("mean", "linear"))
+  expect_true(all(c("l2", "pearson_delta", "discrimination_l1", "centroid_accuracy", "mae", "best_in") %in% names(card)))
+  again <- scorecard(list(results = res$results))  # computed from the results alone
+  expect_equal(again$discrimination_l1, card$discrimination_l1)
+  expect_error(scorecard(list()), "must be what run_benchmark\\(\\) returns")
+})
