@@ -42,11 +42,11 @@ def test_demo_end_to_end_and_resumes(tmp_path, capsys):
     single_summary = single.groupby("model")["l2"].mean()
     assert single_summary["linear"] < single_summary["mean"]  # low-rank effects: the linear model learns them
     drawn = {p: p.stat().st_mtime_ns for p in [out / "report.html", *out.glob("*/figures/*")]}
-    assert len(drawn) == 37  # 18 figures as PNG and SVG, and the report
+    assert len(drawn) == 41  # 20 figures as PNG and SVG, and the report
     assert main(["demo", "--out", str(out), "--quiet"]) == 0  # a second run reuses everything and says so
     second = capsys.readouterr().out
     assert second.splitlines()[-1] == first.splitlines()[-1]
-    assert "Reused 19 finished cells, 18 figures and the report: unchanged since the last run" in second
+    assert "Reused 19 finished cells, 20 figures and the report: unchanged since the last run" in second
     assert {p: p.stat().st_mtime_ns for p in drawn} == drawn  # nothing redrawn
 
 
