@@ -77,6 +77,17 @@ def _parser() -> argparse.ArgumentParser:
                      "workers; --out must be a folder they can reach (default: $LINPERT_SCHEDULER, else this machine)")
     run.set_defaults(func=_run)
 
+    sc = sub.add_parser("score", help="score predicted cells against observed cells (cell-eval's format: "
+                        "pred.h5ad and real.h5ad with a perturbation column) on every metric")
+    sc.add_argument("predicted", help="predicted cells (.h5ad)")
+    sc.add_argument("observed", help="observed cells (.h5ad)")
+    sc.add_argument("--perturbation-key", default="target_gene",
+                    help="obs column naming each cell's perturbation (default: %(default)s)")
+    sc.add_argument("--control", default="non-targeting", help="label of the control cells (default: %(default)s)")
+    sc.add_argument("--metrics", help="comma-separated metrics beside the paper's (default: every registered one)")
+    sc.add_argument("--out", help="CSV of the per-perturbation scores to write (must not exist)")
+    sc.set_defaults(func=_score)
+
     pb = sub.add_parser("pseudobulk", help="pseudobulk a cell-level .h5ad, reading it in chunks")
     pb.add_argument("input", help="cell-level .h5ad")
     pb.add_argument("output", help="pseudobulk .h5ad to write (must not exist)")
@@ -153,6 +164,28 @@ def _give_cells(models, path: str) -> None:
     for _, model in models:
         if hasattr(model, "cells") and model.cells is None:
             model.cells = path
+
+
+def _score(args) -> int:
+    import pandas as pd
+
+    from ._io import atomic_write
+    from .metrics import scorecard
+    from .submission import score_submission
+
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists():
+        raise FileExistsError(f"{out} exists; linpert does not overwrite files. Choose another --out.")
+    table = score_submission(args.predicted, args.observed, perturbation_key=args.perturbation_key,
+                             control=args.control, metrics=_metric_names(args.metrics))
+    with pd.option_context("display.width", 160, "display.max_columns", 30, "display.precision", 3):
+        print(scorecard(table).drop(columns=["dataset", "split"]).to_string(index=False))
+    print("(no_change: the control profile; observed_mean: the mean observed perturbation, which knows the average "
+          "effect and nothing specific)")
+    if out is not None:
+        atomic_write(out, table, kind="csv")
+        print(f"Per-perturbation scores: {out}")
+    return 0
 
 
 def _pseudobulk(args) -> int:

@@ -1,0 +1,126 @@
+"""Score predictions given as cells, in cell-eval's format, on the paper's and the field's metrics.
+
+A Virtual-Cell-Challenge-style submission is a ``pred.h5ad`` of predicted cells beside a ``real.h5ad`` of observed
+ones, each with a column naming every cell's perturbation (its target gene, or the control label). Both are
+pseudobulked by that column (:func:`linpert.pseudobulk`) and scored perturbation by perturbation, beside two
+references computed from the observed cells: ``no_change`` (the control profile) and ``observed_mean`` (the mean of
+the observed perturbations: the prediction that knows the average effect and nothing specific, which L2 and Pearson
+delta against control flatter and the discrimination scores expose).
+
+Examples
+--------
+>>> from linpert.submission import score_submission
+>>> table = score_submission("pred.h5ad", "real.h5ad", perturbation_key="target_gene",
+...                          control="non-targeting")  # doctest: +SKIP
+>>> linpert.metrics.scorecard(table)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._conditions import CONTROL
+
+__all__ = ["score_submission"]
+
+#: The references scored beside a submission, from the observed cells alone.
+REFERENCES = ("no_change", "observed_mean")
+
+
+def score_submission(
+    predicted: Any,
+    observed: Any,
+    *,
+    perturbation_key: str = "target_gene",
+    control: str = "non-targeting",
+    metrics: list[str] | None = None,
+    label: str = "submission",
+) -> pd.DataFrame:
+    """Per-perturbation scores of predicted cells against observed cells, with the two references beside them.
+
+    Parameters
+    ----------
+    predicted, observed
+        Cells × genes: AnnData objects or ``.h5ad`` paths, with the same genes and ``obs[perturbation_key]``.
+    perturbation_key
+        The ``obs`` column naming each cell's perturbation (a target gene symbol) or ``control``.
+    control
+        The label of control cells (cell-eval's ``non-targeting`` by default).
+    metrics
+        Names from :data:`linpert.metrics.METRICS` beside the paper's (default: all).
+    label
+        The model name the submission's rows get.
+
+    Returns
+    -------
+    DataFrame
+        Like :func:`linpert.benchmark.run`'s results: ``dataset``, ``split``, ``model``, ``perturbation`` and a
+        column per metric, for the submission and the references; over all genes, effects against the control.
+    """
+    from . import pseudobulk
+    from .metrics import score
+    from .metrics._registry import Scoring, compute, resolve_metrics
+
+    names = resolve_metrics(metrics)
+    real = _pseudobulk(observed, perturbation_key, control, "observed", pseudobulk)
+    pred = _pseudobulk(predicted, perturbation_key, control, "predicted", pseudobulk, needs_control=False)
+    perturbations = [c for c in real.obs_names if c != CONTROL]
+    missing = sorted(set(perturbations) - set(pred.obs_names))
+    extra = sorted(set(pred.obs_names) - set(real.obs_names) - {CONTROL})
+    if missing or extra or list(pred.var_names) != list(real.var_names):
+        raise ValueError(
+            "The predicted cells do not cover the observed ones: "
+            + "; ".join(filter(None, [
+                f"{len(missing)} perturbations have no predicted cells (e.g. {', '.join(missing[:3])})" if missing else "",
+                f"{len(extra)} predicted perturbations were not observed (e.g. {', '.join(extra[:3])})" if extra else "",
+                "the genes differ" if list(pred.var_names) != list(real.var_names) else "",
+            ]))
+            + ". Predict every observed perturbation on the observed genes."
+        )
+    genes = list(real.var_names)
+    observed_table = pd.DataFrame(_dense(real[perturbations].X), index=perturbations, columns=genes)
+    ctrl = _dense(real[CONTROL].X).ravel()
+    reference = observed_table.mean().to_numpy()
+    candidates = {
+        label: pd.DataFrame(_dense(pred[perturbations].X), index=perturbations, columns=genes),
+        "no_change": pd.DataFrame(np.tile(ctrl, (len(perturbations), 1)), index=perturbations, columns=genes),
+        "observed_mean": pd.DataFrame(np.tile(reference, (len(perturbations), 1)), index=perturbations, columns=genes),
+    }
+    parts = []
+    for model, table in candidates.items():
+        paper = score(table.to_numpy(), observed_table.to_numpy(), ctrl)
+        field = compute(Scoring(table, observed_table, ctrl, reference), names).reset_index(drop=True)
+        parts.append(pd.concat([paper, field], axis=1).assign(model=model, perturbation=perturbations))
+    results = pd.concat(parts, ignore_index=True).assign(dataset="submission", split="all")
+    first = ["dataset", "split", "model", "perturbation"]
+    return results[first + [c for c in results.columns if c not in first]]
+
+
+def _pseudobulk(cells: Any, key: str, control: str, what: str, pseudobulk, *, needs_control: bool = True):
+    """The cells' pseudobulk by ``key``, with linpert's condition names (``control`` -> ``ctrl``, ``G`` -> ``G+ctrl``)."""
+    import anndata
+
+    if isinstance(cells, (str, os.PathLike)):
+        from .datasets._readers import _open
+
+        cells = _open(cells, backed=False)
+    if not isinstance(cells, anndata.AnnData):
+        raise TypeError(f"The {what} cells must be an AnnData or an .h5ad path, got {type(cells).__name__}.")
+    if key not in cells.obs:
+        raise KeyError(f"The {what} cells have no obs column {key!r}; their columns are: "
+                       f"{', '.join(map(repr, cells.obs.columns)) or 'none'}. Pass perturbation_key=...")
+    labels = cells.obs[key].astype(str)
+    if needs_control and control not in set(labels):
+        raise ValueError(f"The {what} cells have no control cells labelled {control!r} in obs[{key!r}]; pass "
+                         "control=... with the label they use.")
+    cells = cells.copy()
+    cells.obs["condition"] = np.where(labels == control, CONTROL, labels + f"+{CONTROL}")
+    return pseudobulk(cells, condition_key="condition", gene_key=None)
+
+
+def _dense(x) -> np.ndarray:
+    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
