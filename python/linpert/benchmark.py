@@ -236,8 +236,7 @@ def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, schedu
     forest = _forest(results)
     published, fidelity = _published(results, dataset, split)
     if store:
-        store.finish(results, timing, summary, restriction, forest)
-        atomic_write(store.root / "scorecard.csv", card, kind="csv")
+        store.finish(results, timing, summary, card, restriction, forest)
         store.save_observed(data, readout)
         store.save_published(published, fidelity)
     calls, evaluation, note = _interaction_step(data, split, n_genes, predictions, store, interactions, locfdr_args)
@@ -438,9 +437,7 @@ def _interaction_step(data, split, n_genes, predictions, store, interactions, lo
             f"interactions=True needs the double split and double perturbations (split={split!r}, {n_doubles} "
             "doubles). Leave interactions=None for the default."
         )
-    from .interactions import call_interactions, evaluate_interactions
-
-    from .interactions import LocfdrError
+    from .interactions import LocfdrError, call_interactions, evaluate_interactions
 
     try:
         calls = call_interactions(data, n_genes=n_genes, locfdr_args=locfdr_args)
@@ -634,9 +631,11 @@ class _Store:
                     f"{', ...' if len(foreign) > 5 else ''}) and no run.json. linpert never overwrites them: choose "
                     "an empty or new output folder."
                 )
-        differs = sorted({k for record in stored.values() for k in _RUN_KEYS if (record or {}).get(k) != self.config[k]})
+        models = self.config["models"]
+        records = [record or {} for record in stored.values()]
+        differs = sorted({k for record in records for k in _RUN_KEYS if record.get(k) != self.config[k]})
         differs += sorted({f"model {label}" for (_, label), record in stored.items()
-                           if label in self.config["models"] and (record or {}).get("model") != self.config["models"][label]})
+                           if label in models and (record or {}).get("model") != models[label]})
         if differs:
             raise FileExistsError(
                 f"{self.root} holds results of a different run (differs in: {', '.join(differs)}). Choose another "
@@ -653,9 +652,9 @@ class _Store:
         if left_out:
             seeds = sorted({seed for seed, _ in stored} | {seed for seed, _ in grid})
             labels = list(dict.fromkeys([label for _, label in sorted(stored)] + [label for _, label in sorted(grid)]))
-            cells = ", ".join(f"{label} seed {seed}" for seed, label in left_out[:4])
+            cells = ", ".join(f"{label} seed {seed}" for seed, label in left_out[:4]) + ", ..." * (len(left_out) > 4)
             raise FileExistsError(
-                f"{self.root} holds finished cells this run leaves out ({cells}{', ...' if len(left_out) > 4 else ''}), "
+                f"{self.root} holds finished cells this run leaves out ({cells}), "
                 "and its tables must cover every stored cell. Run with all of them (finished cells are reused, not "
                 f"refitted): seeds={seeds}, models={labels}; or choose another output folder."
             )
@@ -754,11 +753,12 @@ class _Store:
         if fidelity is not None:
             atomic_write(self.root / "published" / "fidelity.csv", fidelity, kind="csv")
 
-    def finish(self, results, timings, summary, restriction, forest=None) -> None:
+    def finish(self, results, timings, summary, card, restriction, forest=None) -> None:
         atomic_write(self.root / "results.parquet", results, kind="parquet")
         atomic_write(self.root / "results.csv", results, kind="csv")
         atomic_write(self.root / "timings.csv", timings, kind="csv")
         atomic_write(self.root / "summary.csv", summary, kind="csv")
+        atomic_write(self.root / "scorecard.csv", card, kind="csv")
         if restriction:
             atomic_write(self.root / "restriction.json", json.dumps(restriction, indent=2))
         if forest is not None:

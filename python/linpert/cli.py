@@ -267,7 +267,8 @@ def _figures_and_report(folders: list[Path], report: Path, *, title: str, reused
     if not report_current:
         write_report(folders, report, title=title)
     if reused or kept or report_current:
-        pieces = [f"{reused} finished cell{'s' * (reused != 1)}", f"{len(kept)} figures"] + ["the report"] * report_current
+        pieces = [f"{reused} finished cell{'s' * (reused != 1)}", f"{len(kept)} figures"]
+        pieces += ["the report"] * report_current
         listed = ", ".join(pieces[:-1]) + " and " + pieces[-1]
         print(f"\nReused {listed}: unchanged since the last run into this folder.")
     print(f"\nResults in {report.parent.resolve()}\nReport: {report.resolve()}")

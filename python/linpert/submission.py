@@ -69,18 +69,7 @@ def score_submission(
     real = _pseudobulk(observed, perturbation_key, control, "observed", pseudobulk)
     pred = _pseudobulk(predicted, perturbation_key, control, "predicted", pseudobulk, needs_control=False)
     perturbations = [c for c in real.obs_names if c != CONTROL]
-    missing = sorted(set(perturbations) - set(pred.obs_names))
-    extra = sorted(set(pred.obs_names) - set(real.obs_names) - {CONTROL})
-    if missing or extra or list(pred.var_names) != list(real.var_names):
-        raise ValueError(
-            "The predicted cells do not cover the observed ones: "
-            + "; ".join(filter(None, [
-                f"{len(missing)} perturbations have no predicted cells (e.g. {', '.join(missing[:3])})" if missing else "",
-                f"{len(extra)} predicted perturbations were not observed (e.g. {', '.join(extra[:3])})" if extra else "",
-                "the genes differ" if list(pred.var_names) != list(real.var_names) else "",
-            ]))
-            + ". Predict every observed perturbation on the observed genes."
-        )
+    _check_coverage(pred, real, perturbations)
     genes = list(real.var_names)
     observed_table = pd.DataFrame(_dense(real[perturbations].X), index=perturbations, columns=genes)
     ctrl = _dense(real[CONTROL].X).ravel()
@@ -100,8 +89,20 @@ def score_submission(
     return results[first + [c for c in results.columns if c not in first]]
 
 
+def _check_coverage(pred, real, perturbations: list[str]) -> None:
+    """Refuse predictions that miss an observed perturbation, add one, or are on other genes: say which."""
+    missing = sorted(set(perturbations) - set(pred.obs_names))
+    extra = sorted(set(pred.obs_names) - set(real.obs_names) - {CONTROL})
+    problems = [f"{len(missing)} perturbations have no predicted cells (e.g. {', '.join(missing[:3])})"] * bool(missing)
+    problems += [f"{len(extra)} predicted perturbations were not observed (e.g. {', '.join(extra[:3])})"] * bool(extra)
+    problems += ["the genes differ"] * (list(pred.var_names) != list(real.var_names))
+    if problems:
+        raise ValueError(f"The predicted cells do not cover the observed ones: {'; '.join(problems)}. Predict every "
+                         "observed perturbation on the observed genes.")
+
+
 def _pseudobulk(cells: Any, key: str, control: str, what: str, pseudobulk, *, needs_control: bool = True):
-    """The cells' pseudobulk by ``key``, with linpert's condition names (``control`` -> ``ctrl``, ``G`` -> ``G+ctrl``)."""
+    """The cells' pseudobulk by ``key``, with linpert's names (``control`` -> ``ctrl``, ``G`` -> ``G+ctrl``)."""
     import anndata
 
     if isinstance(cells, (str, os.PathLike)):
