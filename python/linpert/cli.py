@@ -1,4 +1,4 @@
-"""The ``linpert`` command line: ``demo``, ``run`` and ``pseudobulk``."""
+"""The ``linpert`` command line: ``demo``, ``run``, ``score`` and ``pseudobulk``."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from ._registry import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._simulate import simulate
+    from ._simulate import saturating_response, simulate
 
 __all__ = [
     "DownloadError",
@@ -48,14 +48,15 @@ __all__ = [
     "read_scfoundation_norman",
     "replogle_k562",
     "replogle_rpe1",
+    "saturating_response",
     "simulate",
 ]
 
 
 def __getattr__(name: str) -> Any:
     # the simulator is imported on first use, like the rest of linpert's public API
-    if name == "simulate":
-        value = importlib.import_module("linpert.datasets._simulate").simulate
+    if name in ("simulate", "saturating_response"):
+        value = getattr(importlib.import_module("linpert.datasets._simulate"), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'linpert.datasets' has no attribute {name!r}")

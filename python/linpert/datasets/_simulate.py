@@ -32,7 +32,7 @@ from .._conditions import CONTROL, parse_condition
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
 
-__all__ = ["simulate", "PRESETS"]
+__all__ = ["simulate", "saturating_response", "PRESETS"]
 
 # Defaults per preset; every keyword of `simulate` overrides them.
 PRESETS: dict[str, dict[str, Any]] = {
