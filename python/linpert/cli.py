@@ -280,8 +280,10 @@ def _print_summary(result) -> None:
     with pd.option_context("display.width", 120, "display.max_columns", 20, "display.precision", 3):
         print()
         print(result.summary.to_string(index=False))
+        from .metrics._registry import beyond_the_paper
+
         card = result.scorecard
-        if card is not None and len(card.columns) > 7:  # the field's metrics ran: show every lens in one table
+        if card is not None and beyond_the_paper(card):  # show every lens in one table
             print("\nScorecard (mean per model; best_in: the metrics where it is best):")
             print(card.drop(columns=["dataset", "split"]).to_string(index=False))
     for (seed, label), why in result.failures.items():

@@ -111,8 +111,10 @@ def _run_section(run, anchor: str) -> str:
         r = run.restriction
         out.append(f'<p class="note">Scored only perturbations every model could predict: {r["n_dropped"]} of '
                    f'{r["n_scored"]} left out ({_e(", ".join(f"{k}: {v}" for k, v in r["reasons"].items()))}).</p>')
+    from .metrics._registry import beyond_the_paper
+
     card = run.scorecard
-    if len(card.columns) > 7:
+    if beyond_the_paper(card):
         card = card.assign(model=card["model"].map(display_name))
         out += ["<h3>Scorecard: every metric, the paper's and the field's</h3>",
                 '<p class="note">Mean per model over perturbations and seeds; <code>best_in</code> lists the metrics '

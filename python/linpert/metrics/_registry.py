@@ -102,6 +102,11 @@ def compute(scoring: Scoring, names: list[str]) -> pd.DataFrame:
     return pd.DataFrame(columns, index=scoring.observed.index)
 
 
+def beyond_the_paper(table: pd.DataFrame) -> bool:
+    """Whether a results or scorecard table holds any metric beyond the paper's three."""
+    return any(name in table.columns for name in METRICS)
+
+
 def scorecard(results: pd.DataFrame) -> pd.DataFrame:
     """One row per dataset, split and model; one column per metric (its mean over perturbations and seeds) and
     ``best_in``: the metrics where the model is best (lowest L2, MAE or MSE; highest for the others)."""

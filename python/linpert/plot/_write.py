@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .._io import atomic_write, newest_change
+from ..metrics._registry import beyond_the_paper
 from ._figures import (
     beeswarm_l2,
     forest,
@@ -53,7 +54,7 @@ def _plans(run: RunFolder) -> list[tuple[str, Callable[[], object]]]:
         plans.append(("pearson_delta", lambda: pearson_delta(run)))
     if run.forest is not None and len(run.forest):
         plans.append(("forest", lambda: forest(run)))
-    if len(run.scorecard.columns) > 7:  # the field's metrics ran
+    if beyond_the_paper(run.scorecard):
         plans.append(("scorecard", lambda: scorecard_heatmap(run)))
     if run.observed is not None and run.prediction_files:
         plans += [
