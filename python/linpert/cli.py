@@ -288,7 +288,7 @@ def _print_summary(result) -> None:
             print(card.drop(columns=["dataset", "split"]).to_string(index=False))
     for (seed, label), why in result.failures.items():
         print(f"FAILED: {label} on seed {seed} is in no table (rerun to retry): {why.splitlines()[0]}")
-    if result.restriction:
+    if result.restriction.get("n_dropped"):
         r = result.restriction
         print(f"(scored only perturbations every model could predict: {r['n_dropped']} of {r['n_scored']} left out)")
     if result.published is not None:

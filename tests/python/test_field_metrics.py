@@ -142,3 +142,11 @@ def test_a_registered_metric_reaches_the_results_the_scorecard_and_the_cli(tmp_p
         del METRICS["max_abs_error"]
     with pytest.raises(ValueError, match="needs a new identifier"):
         register_metric("l2", lambda s: s, higher_is_better=False)
+
+
+def test_a_prediction_without_an_effect_has_no_cosine_rank_and_no_centroid():
+    pred, obs, ctrl = screen()
+    no_change = pd.DataFrame(np.tile(ctrl, (len(obs), 1)), obs.index, obs.columns)
+    assert discrimination_score(no_change, obs, control=ctrl, metric="cosine").isna().all()  # 0/0, not a rank of 1
+    assert discrimination_score(no_change, obs, control=ctrl, metric="l1").notna().all()
+    assert centroid_accuracy(no_change, obs, reference=ctrl).isna().all()

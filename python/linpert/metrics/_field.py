@@ -158,7 +158,8 @@ def discrimination_score(predicted: Any, observed: Any, *, control: Any, metric:
     -------
     Series
         One value per condition, named ``discrimination_<metric>``; NaN for all with fewer than
-        :data:`MIN_RANKED` perturbations.
+        :data:`MIN_RANKED` perturbations, and NaN where the distance is undefined: the cosine of a zero predicted
+        effect (the no-change model's), which cell-eval's scikit-learn call instead ranks by the order of its ties.
 
     Examples
     --------
@@ -182,7 +183,8 @@ def discrimination_score(predicted: Any, observed: Any, *, control: Any, metric:
     targets = [t for t, keep in zip(_targets(obs.index, obs.columns), rows) if keep] if exclude_target else None
     D = _distances(pred.to_numpy()[rows] - ctrl, obs.to_numpy() - ctrl, targets, metric)
     scores = np.full(len(obs), np.nan)
-    scores[rows] = 1.0 - _rank_of_own(D, np.flatnonzero(rows)) / len(obs)
+    # a distance can be undefined (cosine to a zero effect, as no change predicts): such a prediction has no rank
+    scores[rows] = np.where(np.isfinite(D).all(axis=1), 1.0 - _rank_of_own(D, np.flatnonzero(rows)) / len(obs), np.nan)
     return pd.Series(scores, index=obs.index, name=name)
 
 
@@ -213,7 +215,8 @@ def centroid_accuracy(predicted: Any, observed: Any, *, reference: Any) -> pd.Se
         corr = (a @ b.T) / np.sqrt(np.square(a).sum(1)[:, None] * np.square(b).sum(1)[None, :])
     D = np.where(np.isfinite(corr), -corr, np.inf)  # the most correlated observed effect comes first
     hits = np.full(len(obs), np.nan)
-    hits[rows] = (_rank_of_own(D, np.flatnonzero(rows)) == 0).astype(float)
+    defined = np.isfinite(corr[np.arange(len(D)), np.flatnonzero(rows)])  # a constant effect correlates with nothing
+    hits[rows] = np.where(defined, (_rank_of_own(D, np.flatnonzero(rows)) == 0).astype(float), np.nan)
     return pd.Series(hits, index=obs.index, name="centroid_accuracy")
 
 
