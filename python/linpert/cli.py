@@ -171,7 +171,7 @@ def _score(args) -> int:
 
     from ._io import atomic_write
     from .metrics import scorecard
-    from .submission import score_submission
+    from .submission import CEILING, calibrated, score_submission
 
     out = Path(args.out) if args.out else None
     if out is not None and out.exists():
@@ -179,9 +179,13 @@ def _score(args) -> int:
     table = score_submission(args.predicted, args.observed, perturbation_key=args.perturbation_key,
                              control=args.control, metrics=_metric_names(args.metrics))
     with pd.option_context("display.width", 160, "display.max_columns", 30, "display.precision", 3):
-        print(scorecard(table).drop(columns=["dataset", "split"]).to_string(index=False))
-    print("(no_change: the control profile; observed_mean: the mean observed perturbation, which knows the average "
-          "effect and nothing specific)")
+        print(scorecard(table[table["model"] != CEILING]).drop(columns=["dataset", "split"]).to_string(index=False))
+        print("(no_change: the control profile; observed_mean: the mean observed perturbation, which knows the "
+              "average effect and nothing specific)")
+        scaled = calibrated(table).pivot(index="model", columns="metric", values="scaled")
+        print("\nScaled scores (0: observed_mean, 1: the replicate ceiling, one half of each perturbation's cells "
+              "predicting the other; bootstrap intervals: linpert.submission.calibrated):")
+        print(scaled.reindex(columns=[c for c in table.columns if c in scaled.columns]).to_string())
     if out is not None:
         atomic_write(out, table, kind="csv")
         print(f"Per-perturbation scores: {out}")

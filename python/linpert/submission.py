@@ -25,10 +25,12 @@ import pandas as pd
 
 from ._conditions import CONTROL
 
-__all__ = ["score_submission"]
+__all__ = ["calibrated", "score_submission"]
 
 #: The references scored beside a submission, from the observed cells alone.
 REFERENCES = ("no_change", "observed_mean")
+#: The model name of the replicate ceiling's rows.
+CEILING = "replicate_ceiling"
 
 
 def score_submission(
@@ -39,6 +41,7 @@ def score_submission(
     control: str = "non-targeting",
     metrics: list[str] | None = None,
     label: str = "submission",
+    calibrate: bool = True,
 ) -> pd.DataFrame:
     """Per-perturbation scores of predicted cells against observed cells, with the two references beside them.
 
@@ -54,6 +57,9 @@ def score_submission(
         Names from :data:`linpert.metrics.METRICS` beside the paper's (default: all).
     label
         The model name the submission's rows get.
+    calibrate
+        Also score the replicate ceiling (``model = "replicate_ceiling"``: one half of each perturbation's observed
+        cells predicting the other, :func:`linpert.metrics.replicate_ceiling`), for :func:`calibrated`.
 
     Returns
     -------
@@ -63,11 +69,14 @@ def score_submission(
     """
     from . import pseudobulk
     from .metrics import score
+    from .metrics import replicate_ceiling
     from .metrics._registry import Scoring, compute, resolve_metrics
 
     names = resolve_metrics(metrics)
-    real = _pseudobulk(observed, perturbation_key, control, "observed", pseudobulk)
-    pred = _pseudobulk(predicted, perturbation_key, control, "predicted", pseudobulk, needs_control=False)
+    observed_cells = _relabelled(observed, perturbation_key, control, "observed")
+    real = pseudobulk(observed_cells, condition_key="condition", gene_key=None)
+    pred = pseudobulk(_relabelled(predicted, perturbation_key, control, "predicted", needs_control=False),
+                      condition_key="condition", gene_key=None)
     perturbations = [c for c in real.obs_names if c != CONTROL]
     _check_coverage(pred, real, perturbations)
     genes = list(real.var_names)
@@ -84,9 +93,26 @@ def score_submission(
         paper = score(table.to_numpy(), observed_table.to_numpy(), ctrl)
         field = compute(Scoring(table, observed_table, ctrl, reference), names).reset_index(drop=True)
         parts.append(pd.concat([paper, field], axis=1).assign(model=model, perturbation=perturbations))
+    if calibrate:
+        ceiling = replicate_ceiling(observed_cells, metrics=names).drop(columns="reason")
+        parts.append(ceiling.reset_index().assign(model=CEILING))
     results = pd.concat(parts, ignore_index=True).assign(dataset="submission", split="all")
     first = ["dataset", "split", "model", "perturbation"]
     return results[first + [c for c in results.columns if c not in first]]
+
+
+def calibrated(table: pd.DataFrame, *, reference: str = "observed_mean") -> pd.DataFrame:
+    """The scaled scores of :func:`score_submission`'s table: 0 at ``reference``, 1 at the replicate ceiling.
+
+    One row per model and metric: the mean scaled score, its 95 % bootstrap interval and whether it lies above 0
+    (:func:`linpert.metrics.scaled_scores`).
+    """
+    from .metrics import scaled_scores
+
+    if CEILING not in set(table["model"]):
+        raise ValueError("The table has no replicate ceiling: score with calibrate=True (it needs observed cells).")
+    ceiling = table[table["model"] == CEILING].set_index("perturbation")
+    return scaled_scores(table[table["model"] != CEILING], ceiling, reference=reference)
 
 
 def _check_coverage(pred, real, perturbations: list[str]) -> None:
@@ -101,8 +127,8 @@ def _check_coverage(pred, real, perturbations: list[str]) -> None:
                          "observed perturbation on the observed genes.")
 
 
-def _pseudobulk(cells: Any, key: str, control: str, what: str, pseudobulk, *, needs_control: bool = True):
-    """The cells' pseudobulk by ``key``, with linpert's names (``control`` -> ``ctrl``, ``G`` -> ``G+ctrl``)."""
+def _relabelled(cells: Any, key: str, control: str, what: str, *, needs_control: bool = True):
+    """The cells with ``obs['condition']`` in linpert's names (``control`` -> ``ctrl``, ``G`` -> ``G+ctrl``)."""
     import anndata
 
     if isinstance(cells, (str, os.PathLike)):
@@ -120,7 +146,7 @@ def _pseudobulk(cells: Any, key: str, control: str, what: str, pseudobulk, *, ne
                          "control=... with the label they use.")
     cells = cells.copy()
     cells.obs["condition"] = np.where(labels == control, CONTROL, labels + f"+{CONTROL}")
-    return pseudobulk(cells, condition_key="condition", gene_key=None)
+    return cells
 
 
 def _dense(x) -> np.ndarray:

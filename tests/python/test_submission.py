@@ -29,7 +29,7 @@ def test_a_submission_is_scored_beside_the_references(tmp_path):
     real, good = cells(seed=0), cells(seed=1)  # the same effects, other noise: a good prediction
     table = score_submission(good, real)
     card = scorecard(table).set_index("model")
-    assert set(card.index) == {"submission", "no_change", "observed_mean"}
+    assert set(card.index) == {"submission", "no_change", "observed_mean", "replicate_ceiling"}
     assert card.at["submission", "discrimination_l1"] > card.at["observed_mean", "discrimination_l1"]
     assert card.at["submission", "l2"] < card.at["no_change", "l2"]
     assert set(table["perturbation"]) == {f"G{i}+ctrl" for i in range(8)}
@@ -58,3 +58,31 @@ def test_bad_submissions_get_clear_errors(tmp_path, capsys):
     real.write_h5ad(tmp_path / "real.h5ad")
     assert main(["score", str(tmp_path / "missing.h5ad"), str(tmp_path / "real.h5ad")]) == 2
     assert "No such file" in capsys.readouterr().err
+
+
+def test_the_replicate_ceiling_calibrates_every_metric():
+    from linpert.metrics import replicate_ceiling
+    from linpert.submission import calibrated
+
+    real, good = cells(seed=0, per=40), cells(seed=1, per=40)
+    table = score_submission(good, real)
+    ceiling = table[table["model"] == "replicate_ceiling"].set_index("perturbation")
+    submission = table[table["model"] == "submission"].set_index("perturbation")
+    # half the cells predict the other half: worse than a prediction from as many cells as the observation, far better
+    # than knowing only the average effect
+    assert (ceiling["pearson_delta"] > 0.5).all() and ceiling["discrimination_l1"].mean() > 0.9
+    scaled = calibrated(table).set_index(["model", "metric"])
+    assert scaled.at[("observed_mean", "l2"), "scaled"] == 0  # the reference is 0 by construction
+    assert scaled.at[("submission", "l2"), "above_0"] and scaled.at[("submission", "l2"), "lower"] > 0
+    assert scaled.at[("submission", "pearson_delta"), "scaled"] > 0.5
+    assert submission["l2"].mean() < ceiling["l2"].mean() * 1.5
+    # too few cells to split: NaN with the reason
+    few = cells(seed=0, per=3)
+    assert replicate_ceiling(_relabel(few), n_splits=2)["reason"].str.startswith("fewer than 4 cells").all()
+
+
+def _relabel(adata):
+    adata = adata.copy()
+    labels = adata.obs["target_gene"].astype(str)
+    adata.obs["condition"] = np.where(labels == "non-targeting", "ctrl", labels + "+ctrl")
+    return adata

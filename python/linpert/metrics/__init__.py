@@ -5,12 +5,15 @@
 * The field's, which resist a model that predicts the average perturbation (Systema, Viñas Torné et al. 2025;
   cell-eval, Arc Institute): :func:`discrimination_score`, :func:`centroid_accuracy`,
   :func:`pearson_delta_perturbed`, :func:`mae`, :func:`mse`.
+* Calibrated scores: :func:`replicate_ceiling` (one half of a condition's cells predicting the other) and
+  :func:`scaled_scores` (0 the reference baseline, 1 the ceiling, with a bootstrap interval).
 * :data:`METRICS` and :func:`register_metric`: every per-perturbation metric the runner computes, by name; add
   one with a function and a name and it appears in ``results``, the scorecard, the report and the CLI.
 """
 
 from __future__ import annotations
 
+from ._calibration import replicate_ceiling, scaled_scores
 from ._field import centroid_accuracy, discrimination_score, mae, mse, pearson_delta_perturbed
 from ._paper import (
     bootstrap_ratio,
@@ -44,6 +47,8 @@ __all__ = [
     "prediction_spread",
     "r2",
     "register_metric",
+    "replicate_ceiling",
+    "scaled_scores",
     "score",
     "scorecard",
     "top_expressed_genes",

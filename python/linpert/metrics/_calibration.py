@@ -1,0 +1,135 @@
+"""Calibrated scores: each metric scaled so that 0 is a reference baseline and 1 is what the data agree with itself.
+
+The **replicate ceiling** of a metric is its value when one random half of each condition's cells predicts the other
+half: no model can be expected to predict a perturbation better than its own replicate does. It needs cells; a
+pseudobulk has none to split. A model's **scaled score** on a metric is ``(model − reference) / (ceiling −
+reference)`` per perturbation, where the reference is a baseline scored on the same perturbations (the mean for
+singles, additive for doubles); its mean over perturbations gets a bootstrap interval, and the question the scorecard
+answers is whether that interval lies above 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._conditions import CONTROL
+
+#: Fewest cells a condition needs for a half-split (two per half); with fewer its ceiling is NaN, with a reason.
+MIN_CELLS = 4
+
+
+def replicate_ceiling(cells: Any, *, condition_key: str = "condition", metrics: list[str] | None = None,
+                      n_splits: int = 10, seed: int = 0) -> pd.DataFrame:
+    """Per condition and metric, how well one half of the condition's cells predicts the other half.
+
+    Each of ``n_splits`` rounds splits every condition's cells (control included) at random into two halves, averages
+    each half, and scores half A as the prediction of half B with the paper's and the registered metrics (effects
+    against half B's control, Systema's reference the mean of half B's perturbations); the ceiling is the mean over
+    rounds.
+
+    Parameters
+    ----------
+    cells
+        Cells × genes AnnData with ``obs[condition_key]`` in linpert's names (``ctrl``, ``A+ctrl``, ``A+B``).
+    metrics
+        Registered metrics beside the paper's (default: all).
+
+    Returns
+    -------
+    DataFrame
+        One row per perturbation: a column per metric and ``reason`` (why a ceiling is NaN: too few cells).
+    """
+    from ._paper import score
+    from ._registry import Scoring, compute, resolve_metrics
+
+    names = resolve_metrics(metrics)
+    labels = cells.obs[condition_key].astype(str).to_numpy()
+    conditions = list(dict.fromkeys(labels))
+    if CONTROL not in conditions:
+        raise ValueError(f"The cells have no control cells ('{CONTROL}' in obs[{condition_key!r}]) to take effects "
+                         "against.")
+    counts = pd.Series(labels).value_counts()
+    splittable = [c for c in conditions if c != CONTROL and counts[c] >= MIN_CELLS]
+    if counts[CONTROL] < MIN_CELLS:
+        splittable = []
+    rng = np.random.default_rng(seed)
+    rounds = []
+    for _ in range(n_splits if splittable else 0):
+        half_a, half_b = _half_means(cells.X, labels, [CONTROL, *splittable], rng)
+        genes = cells.var_names.astype(str)
+        pred = pd.DataFrame(half_a[1:], index=splittable, columns=genes)
+        obs = pd.DataFrame(half_b[1:], index=splittable, columns=genes)
+        paper = score(pred.to_numpy(), obs.to_numpy(), half_b[0]).set_index(pd.Index(splittable))
+        field = compute(Scoring(pred, obs, half_b[0], obs.mean().to_numpy()), names)
+        rounds.append(pd.concat([paper, field], axis=1))
+    perturbations = [c for c in conditions if c != CONTROL]
+    table = (sum(rounds) / len(rounds)).reindex(perturbations) if rounds else pd.DataFrame(
+        index=pd.Index(perturbations), columns=["l2", "pearson_delta", "r2", *names], dtype=float)
+    table["reason"] = [""
+                       if c in splittable else f"fewer than {MIN_CELLS} cells ({counts[c]}) or control cells to split"
+                       for c in perturbations]
+    return table.rename_axis("perturbation")
+
+
+def _half_means(X, labels: np.ndarray, conditions: list[str], rng: np.random.Generator):
+    """Mean expression of a random half of each condition's cells, and of the other half (conditions × genes)."""
+    from scipy import sparse
+
+    rows_a, rows_b, codes_a, codes_b = [], [], [], []
+    for code, condition in enumerate(conditions):
+        members = rng.permutation(np.flatnonzero(labels == condition))
+        half = len(members) // 2
+        rows_a.append(members[:half])
+        rows_b.append(members[half: 2 * half])  # equal halves: an odd cell out is left out
+        codes_a.append(np.full(half, code))
+        codes_b.append(np.full(half, code))
+    means = []
+    for rows, codes in ((rows_a, codes_a), (rows_b, codes_b)):
+        rows, codes = np.concatenate(rows), np.concatenate(codes)
+        indicator = sparse.csr_matrix((np.ones(len(rows)), (codes, rows)), shape=(len(conditions), X.shape[0]))
+        sums = indicator @ X
+        sums = sums.toarray() if sparse.issparse(sums) else np.asarray(sums)
+        means.append(sums.astype(np.float64) / np.bincount(codes, minlength=len(conditions))[:, None])
+    return means
+
+
+def scaled_scores(results: pd.DataFrame, ceiling: pd.DataFrame, *, reference: str, n_boot: int = 1000,
+                  seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """Each model's mean scaled score per metric, with a bootstrap interval and whether it lies above 0.
+
+    ``results`` has one row per model and perturbation (and seed) with metric columns; ``reference`` is the model
+    whose score is 0; ``ceiling`` is :func:`replicate_ceiling`'s table. Per perturbation the scaled score is
+    ``(model − reference) / (ceiling − reference)``; perturbations where the ceiling does not beat the reference
+    (nothing to scale between) are left out.
+    """
+    from ._registry import METRICS, PAPER_METRICS
+
+    metrics = [m for m in (*PAPER_METRICS, *METRICS) if m in results.columns and m in ceiling.columns]
+    if reference not in set(results["model"]):
+        raise ValueError(f"The reference model {reference!r} is not in the results; models: "
+                         f"{', '.join(dict.fromkeys(results['model']))}.")
+    rng = np.random.default_rng(seed)
+    keys = [k for k in ("seed", "perturbation") if k in results.columns]
+    base = results[results["model"] == reference].set_index(keys)[metrics]
+    rows = []
+    for model, part in results.groupby("model", sort=False):
+        values = part.set_index(keys)[metrics]
+        for metric in metrics:
+            top = ceiling[metric].reindex(values.index.get_level_values("perturbation")).to_numpy()
+            low = base[metric].reindex(values.index).to_numpy()
+            span = top - low
+            with np.errstate(invalid="ignore", divide="ignore"):
+                scaled = (values[metric].to_numpy() - low) / span
+            scaled = scaled[np.isfinite(scaled) & (np.abs(span) > 1e-12)]
+            row = {"model": model, "metric": metric, "n": scaled.size, "scaled": np.nan, "lower": np.nan,
+                   "upper": np.nan}
+            if scaled.size:
+                boots = rng.choice(scaled, (n_boot, scaled.size)).mean(axis=1)
+                row.update(scaled=scaled.mean(), lower=np.quantile(boots, (1 - level) / 2),
+                           upper=np.quantile(boots, (1 + level) / 2))
+            row["above_0"] = bool(row["lower"] > 0) if scaled.size else False
+            rows.append(row)
+    return pd.DataFrame(rows)
