@@ -68,6 +68,9 @@ class BenchmarkResult:
     interaction_note: str | None = None
     #: One row per model, one column per metric (mean), and ``best_in`` (:func:`linpert.metrics.scorecard`).
     scorecard: pd.DataFrame | None = None
+    #: With ``cells=``: per model and metric, the mean scaled score (0 the reference baseline, 1 the replicate
+    #: ceiling), its bootstrap interval and whether it lies above 0 (:func:`linpert.metrics.scaled_scores`).
+    calibrated: pd.DataFrame | None = None
 
 
 def run(
@@ -84,6 +87,7 @@ def run(
     interactions: bool | None = None,
     locfdr_args: dict[str, Any] | None = None,
     metrics: Sequence[str] | None = None,
+    cells: Any = None,
     scheduler: Any = None,
 ) -> BenchmarkResult:
     """Run the paper's benchmark on a pseudobulk.
@@ -123,6 +127,11 @@ def run(
         The metrics of :data:`linpert.metrics.METRICS` to add as result columns beside the paper's L2, Pearson
         delta and r (default: all registered: the discrimination scores, Systema's, MAE and MSE). They are computed
         from the stored predictions, so a resumed run can add metrics without refitting.
+    cells
+        The cell-level data the pseudobulk came from (AnnData or ``.h5ad`` path), for calibrated scores: each
+        metric's replicate ceiling (one half of every perturbation's cells predicting the other) and each model's
+        scaled score, 0 at the reference baseline (mean for singles, additive for doubles) and 1 at the ceiling
+        (``result.calibrated``, ``calibrated.csv``). Without cells there is nothing to split, and no calibration.
     scheduler
         Run the grid's cells as tasks on a Dask cluster (``pip install 'linpert[dask]'``): the scheduler's address
         (``"tcp://host:8786"``) or a ``distributed.Client``. Workers write finished cells into ``out``, which must
@@ -158,7 +167,7 @@ def run(
     grid = [(seed, label, model) for seed in seeds for label, model in labelled]
     plan = _Plan(data, split, splits, grid, readout, ctrl, dataset, n_genes)
     options = dict(common_only=common_only, progress=progress, interactions=interactions, scheduler=scheduler,
-                   locfdr_args=locfdr_args, metrics=resolve_metrics(metrics))
+                   locfdr_args=locfdr_args, metrics=resolve_metrics(metrics), cells=cells)
     if out is None:
         return _run_grid(plan, None, **options)
     config = _run_config(data, split, dataset, n_genes, labelled)
@@ -181,7 +190,7 @@ class _Plan:
 
 
 def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, scheduler, locfdr_args,
-              metrics) -> BenchmarkResult:
+              metrics, cells) -> BenchmarkResult:
     """Fit, predict and score every cell of the grid not already in the store, then build and write the tables."""
     from tqdm.auto import tqdm
 
@@ -233,16 +242,19 @@ def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, schedu
     timing = pd.DataFrame(timings)
     summary = summarise(results, timing)
     card = scorecard(results)
+    calibrated = _calibrated(results, plan, cells, metrics)
     forest = _forest(results)
     published, fidelity = _published(results, dataset, split)
     if store:
         store.finish(results, timing, summary, card, restriction, forest)
         store.save_observed(data, readout)
         store.save_published(published, fidelity)
+        if calibrated is not None:
+            atomic_write(store.root / "calibrated.csv", calibrated, kind="csv")
     calls, evaluation, note = _interaction_step(data, split, n_genes, predictions, store, interactions, locfdr_args)
     return BenchmarkResult(
         results, timing, summary, store.root if store else None, restriction, calls, evaluation, forest, failures,
-        reused, published, fidelity, note, card,
+        reused, published, fidelity, note, card, calibrated,
     )
 
 
@@ -272,6 +284,40 @@ def _add_metrics(results: pd.DataFrame, plan: _Plan, predictions: dict, names: l
                           observed.loc[train].mean().to_numpy())
         parts.append(compute(scoring, names).assign(seed=seed, model=label).rename_axis("perturbation").reset_index())
     return results.merge(pd.concat(parts, ignore_index=True), on=["seed", "model", "perturbation"], how="left")
+
+
+#: The baseline a scaled score is 0 at, per split: the paper's reference for singles and for doubles.
+CALIBRATION_REFERENCE = {"simulation": "mean", "double": "additive"}
+
+
+def _calibrated(results: pd.DataFrame, plan: _Plan, cells: Any, metrics: list[str]) -> pd.DataFrame | None:
+    """Scaled scores against the replicate ceiling of the cells, when cells and the reference baseline are there."""
+    from .metrics import replicate_ceiling, scaled_scores
+
+    reference = CALIBRATION_REFERENCE.get(plan.split)
+    if cells is None or reference not in set(results["model"]):
+        return None
+    ceiling = replicate_ceiling(_readout_cells(cells, plan), metrics=metrics)
+    return scaled_scores(results, ceiling.drop(columns="reason"), reference=reference)
+
+
+def _readout_cells(cells: Any, plan: _Plan):
+    """The cells on the read-out genes, named and with conditions named as in the pseudobulk."""
+    from ._conditions import canonical_names
+    from .datasets._readers import _open
+
+    source = _open(cells, backed=True) if isinstance(cells, (str, os.PathLike)) else cells
+    var = plan.data.var
+    columns = (var["gene_id"] if "gene_id" in var else pd.Series(plan.data.var_names, index=var.index)).to_numpy()
+    key = (plan.data.uns.get("linpert", {}) or {}).get("condition_key", "condition")
+    subset = source[:, list(columns[plan.readout])]
+    subset = subset.to_memory() if getattr(source, "isbacked", False) else subset.copy()
+    if getattr(source, "isbacked", False):
+        source.file.close()
+    subset.var_names = plan.data.var_names[plan.readout]
+    labels = subset.obs[key].astype(str)
+    subset.obs["condition"] = labels.map(canonical_names(labels.unique())).to_numpy()
+    return subset
 
 
 def _forest(results: pd.DataFrame) -> pd.DataFrame | None:

@@ -152,6 +152,7 @@ def _run(args) -> int:
         scheduler=args.scheduler,
         locfdr_args=_locfdr_options(args.locfdr),
         metrics=_metric_names(args.metrics),
+        cells=cells,
     )
     _print_summary(result)
     _figures_and_report([result.out], result.out / "report.html", title=f"linpert: {name}, {split} split",
@@ -295,6 +296,11 @@ def _print_summary(result) -> None:
     if result.restriction.get("n_dropped"):
         r = result.restriction
         print(f"(scored only perturbations every model could predict: {r['n_dropped']} of {r['n_scored']} left out)")
+    if result.calibrated is not None:
+        scaled = result.calibrated.pivot(index="model", columns="metric", values="scaled")
+        with pd.option_context("display.width", 160, "display.max_columns", 30, "display.precision", 2):
+            print("\nScaled scores (0: the reference baseline, 1: the replicate ceiling; intervals in calibrated.csv):")
+            print(scaled.to_string())
     if result.published is not None:
         _print_published(result)
     if result.interaction_note:

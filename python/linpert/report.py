@@ -121,6 +121,18 @@ def _run_section(run, anchor: str) -> str:
                 "where the model is best. Discrimination: cell-eval's normalised rank of the true perturbation (1 "
                 "best); pearson_delta_perturbed and centroid_accuracy: Systema's, against the training "
                 "perturbations' mean.</p>", _table(card.drop(columns=["dataset", "split"], errors="ignore"))]
+    calibrated = run.calibrated
+    if calibrated is not None:
+        wide = calibrated.assign(value=[f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in
+                                        zip(calibrated["scaled"], calibrated["lower"], calibrated["upper"])])
+        wide = wide.pivot(index="model", columns="metric", values="value").reset_index()
+        out += ["<h3>Calibrated scores</h3>",
+                '<p class="note">0: the reference baseline (mean for singles, additive for doubles); 1: the replicate '
+                "ceiling, one random half of each perturbation's cells predicting the other. Mean over perturbations "
+                "with a 95 % bootstrap interval.</p>", _table(wide.assign(model=wide["model"].map(display_name)))]
+    else:
+        out.append('<p class="note">Calibrated scores need the cells the pseudobulk came from (run from a cell-level '
+                   "file, or pass cells= to linpert.benchmark.run).</p>")
     out += _published_section(run)
     if run.timings is not None and len(run.timings):
         timings = run.timings.copy()

@@ -150,3 +150,22 @@ def test_a_prediction_without_an_effect_has_no_cosine_rank_and_no_centroid():
     assert discrimination_score(no_change, obs, control=ctrl, metric="cosine").isna().all()  # 0/0, not a rank of 1
     assert discrimination_score(no_change, obs, control=ctrl, metric="l1").notna().all()
     assert centroid_accuracy(no_change, obs, reference=ctrl).isna().all()
+
+
+def test_a_run_on_cells_reports_calibrated_scores(tmp_path):
+    import linpert
+
+    cells = linpert.datasets.simulate("replogle", n_genes=300, n_singles=40, cells_per_condition=16,
+                                      n_control_cells=200, seed=2)
+    bulk = linpert.pseudobulk(cells)
+    result = benchmark.run(bulk, split="simulation", seeds=[1], models=["mean", "linear"], cells=cells,
+                           out=tmp_path / "run", progress=False)
+    table = result.calibrated
+    assert {"scaled", "lower", "upper", "above_0", "reason"} <= set(table.columns)
+    mean = table[table["model"] == "mean"]
+    assert (mean["scaled"].dropna() == 0).all() and mean["scaled"].notna().sum() >= 4  # the reference is 0
+    # where half a condition's 8 cells cannot beat the reference, the scale is NaN with the reason, never inverted
+    undefined = table[table["scaled"].isna()]
+    assert (undefined["reason"].str.contains("does not beat the reference")).all()
+    assert (tmp_path / "run" / "calibrated.csv").is_file()
+    assert benchmark.run(bulk, split="simulation", seeds=[1], models=["mean"], progress=False).calibrated is None

@@ -1,11 +1,10 @@
 """Calibrated scores: each metric scaled so that 0 is a reference baseline and 1 is what the data agree with itself.
 
 The **replicate ceiling** of a metric is its value when one random half of each condition's cells predicts the other
-half: no model can be expected to predict a perturbation better than its own replicate does. It needs cells; a
-pseudobulk has none to split. A model's **scaled score** on a metric is ``(model − reference) / (ceiling −
-reference)`` per perturbation, where the reference is a baseline scored on the same perturbations (the mean for
-singles, additive for doubles); its mean over perturbations gets a bootstrap interval, and the question the scorecard
-answers is whether that interval lies above 0.
+half: what the data agree with themselves. It needs cells; a pseudobulk has none to split. A model's **scaled
+score** on a metric is ``(model − reference) / (ceiling − reference)`` of the metric's means over perturbations, where
+the reference is a baseline scored on the same perturbations (the mean for singles, additive for doubles); a
+bootstrap over perturbations gives its interval, and the question is whether that interval lies above 0.
 """
 
 from __future__ import annotations
@@ -98,12 +97,12 @@ def _half_means(X, labels: np.ndarray, conditions: list[str], rng: np.random.Gen
 
 def scaled_scores(results: pd.DataFrame, ceiling: pd.DataFrame, *, reference: str, n_boot: int = 1000,
                   seed: int = 0, level: float = 0.95) -> pd.DataFrame:
-    """Each model's mean scaled score per metric, with a bootstrap interval and whether it lies above 0.
+    """Each model's scaled score per metric, with a bootstrap interval and whether it lies above 0.
 
     ``results`` has one row per model and perturbation (and seed) with metric columns; ``reference`` is the model
-    whose score is 0; ``ceiling`` is :func:`replicate_ceiling`'s table. Per perturbation the scaled score is
-    ``(model − reference) / (ceiling − reference)``; perturbations where the ceiling does not beat the reference
-    (nothing to scale between) are left out.
+    whose score is 0; ``ceiling`` is :func:`replicate_ceiling`'s table. The scaled score is ``(model − reference) /
+    (ceiling − reference)`` of the metric's means over the perturbations all three have, so a perturbation where the
+    ceiling barely differs from the reference cannot blow it up; the interval resamples those perturbations.
     """
     from ._registry import METRICS, PAPER_METRICS
 
@@ -111,25 +110,42 @@ def scaled_scores(results: pd.DataFrame, ceiling: pd.DataFrame, *, reference: st
     if reference not in set(results["model"]):
         raise ValueError(f"The reference model {reference!r} is not in the results; models: "
                          f"{', '.join(dict.fromkeys(results['model']))}.")
-    rng = np.random.default_rng(seed)
     keys = [k for k in ("seed", "perturbation") if k in results.columns]
     base = results[results["model"] == reference].set_index(keys)[metrics]
     rows = []
     for model, part in results.groupby("model", sort=False):
         values = part.set_index(keys)[metrics]
+        perturbations = values.index.get_level_values("perturbation")
         for metric in metrics:
-            top = ceiling[metric].reindex(values.index.get_level_values("perturbation")).to_numpy()
-            low = base[metric].reindex(values.index).to_numpy()
-            span = top - low
-            with np.errstate(invalid="ignore", divide="ignore"):
-                scaled = (values[metric].to_numpy() - low) / span
-            scaled = scaled[np.isfinite(scaled) & (np.abs(span) > 1e-12)]
-            row = {"model": model, "metric": metric, "n": scaled.size, "scaled": np.nan, "lower": np.nan,
-                   "upper": np.nan}
-            if scaled.size:
-                boots = rng.choice(scaled, (n_boot, scaled.size)).mean(axis=1)
-                row.update(scaled=scaled.mean(), lower=np.quantile(boots, (1 - level) / 2),
-                           upper=np.quantile(boots, (1 + level) / 2))
-            row["above_0"] = bool(row["lower"] > 0) if scaled.size else False
-            rows.append(row)
+            triple = np.column_stack([values[metric].to_numpy(), base[metric].reindex(values.index).to_numpy(),
+                                      ceiling[metric].reindex(perturbations).to_numpy()])
+            triple = triple[np.isfinite(triple).all(axis=1)]
+            higher = METRICS[metric].higher_is_better if metric in METRICS else metric != "l2"
+            rows.append({"model": model, "metric": metric, "n": len(triple),
+                         **_scaled_with_interval(triple, higher, n_boot, seed, level)})
     return pd.DataFrame(rows)
+
+
+def _scaled_with_interval(triple: np.ndarray, higher: bool, n_boot: int, seed: int, level: float) -> dict:
+    """``(model − reference) / (ceiling − reference)`` of the column means, and its bootstrap interval.
+
+    NaN, with the reason, where the ceiling does not beat the reference: half of a condition's cells are then too
+    few to say what the data agree with, and the scale would point the wrong way.
+    """
+    def scaled(means: np.ndarray) -> np.ndarray:
+        span = means[..., 2] - means[..., 1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(np.abs(span) > 1e-12, (means[..., 0] - means[..., 1]) / span, np.nan)
+
+    empty = {"scaled": np.nan, "lower": np.nan, "upper": np.nan, "above_0": False}
+    if not len(triple):
+        return {**empty, "reason": "no perturbation with the model, the reference and a ceiling"}
+    gain = triple[:, 2].mean() - triple[:, 1].mean()
+    if not (gain > 0 if higher else gain < 0):
+        return {**empty, "reason": "the replicate ceiling does not beat the reference (too few cells per half)"}
+    rng = np.random.default_rng(seed)
+    boots = scaled(triple[rng.integers(0, len(triple), (n_boot, len(triple)))].mean(axis=1))
+    lower, upper = np.nanquantile(boots, [(1 - level) / 2, (1 + level) / 2]) if np.isfinite(boots).any() else (
+        np.nan, np.nan)
+    return {"scaled": float(scaled(triple.mean(axis=0))), "lower": float(lower), "upper": float(upper),
+            "above_0": bool(lower > 0), "reason": ""}

@@ -164,6 +164,12 @@ class RunFolder:
         return pred.loc[rows, genes], obs.loc[rows, genes], obs.loc[CONTROL, genes].to_numpy(dtype=np.float64)
 
     @property
+    def calibrated(self) -> pd.DataFrame | None:
+        """Scaled scores against the replicate ceiling (``calibrated.csv``), when the run had cells."""
+        path = self.root / "calibrated.csv"
+        return pd.read_csv(path) if path.is_file() else None
+
+    @property
     def interaction_note(self) -> str | None:
         """Why the interaction analysis did not run, or ran on fallback locfdr settings (``interactions/note.txt``)."""
         path = self.root / "interactions" / "note.txt"
