@@ -207,8 +207,8 @@ def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, schedu
     if scheduler is not None:  # fit the cells on the cluster; the loop below then reads them back
         from ._dask import run_grid
 
-        cells = dict(store=store, readout=readout, ctrl=ctrl, dataset=dataset, progress=progress)
-        remote = run_grid(scheduler, data, splits, grid, **cells)
+        shared = dict(store=store, readout=readout, ctrl=ctrl, dataset=dataset, progress=progress)
+        remote = run_grid(scheduler, data, splits, grid, **shared)
     tables, timings, predictions, failures = [], [], {}, {}
     bar = tqdm(grid, desc=f"{dataset} · {split}", unit="fit", disable=not progress)
     for seed, label, model in bar:
