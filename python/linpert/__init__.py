@@ -19,12 +19,12 @@ _EXPORTS = {
     "condition_table": "linpert._conditions",
     "pseudobulk": "linpert._pseudobulk",
 }
-_SUBMODULES = ("datasets", "splits", "models", "metrics", "interactions", "benchmark", "published")
+_SUBMODULES = ("datasets", "splits", "models", "metrics", "interactions", "benchmark", "published", "submission")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import benchmark, datasets, interactions, metrics, models, published, splits
+    from . import benchmark, datasets, interactions, metrics, models, published, splits, submission
     from ._conditions import Condition, canonical_names, condition_table, parse_condition
     from ._pseudobulk import pseudobulk
 

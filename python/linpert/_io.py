@@ -45,7 +45,7 @@ def atomic_write(path: str | os.PathLike, content: Any, *, kind: str = "text") -
     return path
 
 
-def newest_change(paths: list[Path]) -> float:
+def newest_change(paths: list[Path]) -> int:
     """The latest modification time (ns) among files and everything under folders; 0 when none exist."""
     times = [0]
     for path in paths:
