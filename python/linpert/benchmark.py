@@ -20,6 +20,7 @@ import tracemalloc
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -188,6 +189,12 @@ class _Plan:
     dataset: str
     n_genes: int
 
+    @cached_property
+    def observed(self) -> pd.DataFrame:
+        """The observed pseudobulk on the read-out genes, every condition: what the metrics and figures compare to."""
+        return pd.DataFrame(np.asarray(self.data.X, dtype=np.float64)[:, self.readout], index=self.data.obs_names,
+                            columns=self.data.var_names[self.readout])
+
 
 def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, scheduler, locfdr_args,
               metrics, cells) -> BenchmarkResult:
@@ -246,11 +253,9 @@ def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, schedu
     forest = _forest(results)
     published, fidelity = _published(results, dataset, split)
     if store:
-        store.finish(results, timing, summary, card, restriction, forest)
-        store.save_observed(data, readout)
+        store.finish(results, timing, summary, card, restriction, forest, calibrated)
+        store.save_observed(plan.observed)
         store.save_published(published, fidelity)
-        if calibrated is not None:
-            atomic_write(store.root / "calibrated.csv", calibrated, kind="csv")
     calls, evaluation, note = _interaction_step(data, split, n_genes, predictions, store, interactions, locfdr_args)
     return BenchmarkResult(
         results, timing, summary, store.root if store else None, restriction, calls, evaluation, forest, failures,
@@ -274,13 +279,11 @@ def _add_metrics(results: pd.DataFrame, plan: _Plan, predictions: dict, names: l
 
     if not names:
         return results
-    genes = plan.data.var_names[plan.readout]
-    observed = pd.DataFrame(np.asarray(plan.data.X, dtype=np.float64)[:, plan.readout], index=plan.data.obs_names,
-                            columns=genes)
+    observed = plan.observed
     parts = []
     for (seed, label), predicted in predictions.items():
         train = [c for c in plan.splits[seed].train if c != CONTROL]
-        scoring = Scoring(predicted.loc[:, genes], observed.loc[predicted.index], plan.ctrl[plan.readout],
+        scoring = Scoring(predicted.loc[:, observed.columns], observed.loc[predicted.index], plan.ctrl[plan.readout],
                           observed.loc[train].mean().to_numpy())
         parts.append(compute(scoring, names).assign(seed=seed, model=label).rename_axis("perturbation").reset_index())
     return results.merge(pd.concat(parts, ignore_index=True), on=["seed", "model", "perturbation"], how="left")
@@ -597,10 +600,12 @@ def _model_identity(model) -> str:
 
 def _vouched_labels(models) -> set[str]:
     """Labels the user gave explicitly, as ``(label, model)`` pairs or ``label=spec`` strings."""
+    from .models import spec_label
+
     given = [models] if isinstance(models, str) else list(models)
     pairs = {item[0] for item in given if isinstance(item, tuple) and len(item) == 2}
-    specs = {item.partition("=")[0].strip() for item in given if isinstance(item, str) and "=" in item.split("(")[0]}
-    return pairs | specs
+    specs = {spec_label(item) for item in given if isinstance(item, str)} - {None}
+    return pairs | {label.strip() for label in specs}
 
 
 def _unverifiable(labelled, vouched: set[str]) -> set[str]:
@@ -778,11 +783,8 @@ class _Store:
         if not path.exists():
             split.to_json(path)
 
-    def save_observed(self, data, readout) -> None:
+    def save_observed(self, observed: pd.DataFrame) -> None:
         """The observed pseudobulk on the read-out genes (every condition), for figures that need the truth."""
-        observed = pd.DataFrame(
-            np.asarray(data.X, dtype=np.float64)[:, readout], index=data.obs_names, columns=data.var_names[readout]
-        )
         atomic_write(self.root / "observed.parquet", observed, kind="parquet")
 
     def save_interaction_note(self, note: str | None) -> None:
@@ -799,7 +801,7 @@ class _Store:
         if fidelity is not None:
             atomic_write(self.root / "published" / "fidelity.csv", fidelity, kind="csv")
 
-    def finish(self, results, timings, summary, card, restriction, forest=None) -> None:
+    def finish(self, results, timings, summary, card, restriction, forest=None, calibrated=None) -> None:
         atomic_write(self.root / "results.parquet", results, kind="parquet")
         atomic_write(self.root / "results.csv", results, kind="csv")
         atomic_write(self.root / "timings.csv", timings, kind="csv")
@@ -809,6 +811,8 @@ class _Store:
             atomic_write(self.root / "restriction.json", json.dumps(restriction, indent=2))
         if forest is not None:
             atomic_write(self.root / "forest.csv", forest, kind="csv")
+        if calibrated is not None:
+            atomic_write(self.root / "calibrated.csv", calibrated, kind="csv")
 
 
 def _legacy_record(old: dict | None, label: str) -> dict | None:

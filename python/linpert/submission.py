@@ -68,9 +68,8 @@ def score_submission(
         column per metric, for the submission and the references; over all genes, effects against the control.
     """
     from . import pseudobulk
-    from .metrics import score
     from .metrics import replicate_ceiling
-    from .metrics._registry import Scoring, compute, resolve_metrics
+    from .metrics._registry import Scoring, resolve_metrics, score_all
 
     names = resolve_metrics(metrics)
     observed_cells = _relabelled(observed, perturbation_key, control, "observed")
@@ -90,9 +89,8 @@ def score_submission(
     }
     parts = []
     for model, table in candidates.items():
-        paper = score(table.to_numpy(), observed_table.to_numpy(), ctrl)
-        field = compute(Scoring(table, observed_table, ctrl, reference), names).reset_index(drop=True)
-        parts.append(pd.concat([paper, field], axis=1).assign(model=model, perturbation=perturbations))
+        scores = score_all(Scoring(table, observed_table, ctrl, reference), names)
+        parts.append(scores.rename_axis("perturbation").reset_index().assign(model=model))
     if calibrate:
         ceiling = replicate_ceiling(observed_cells, metrics=names).drop(columns="reason")
         parts.append(ceiling.reset_index().assign(model=CEILING))

@@ -47,10 +47,7 @@ def _check_h5ad(path: Path) -> None:
         with h5py.File(path, "r") as handle:
             groups = sorted(handle.keys())
     except OSError as err:
-        raise ValueError(
-            f"Cannot read {str(path)!r} as h5ad ({err}). The file starts like HDF5 but is damaged, most likely a "
-            "truncated download or copy: delete it and get it again."
-        ) from err
+        raise _damaged_h5ad(path, err) from err
     missing = [key for key in ("obs", "var") if key not in groups]
     if missing:
         raise ValueError(
@@ -87,10 +84,14 @@ def _open(path: str | os.PathLike, *, backed: bool) -> AnnData:
     try:
         return anndata.read_h5ad(path, backed="r" if backed else None)
     except OSError as err:
-        raise ValueError(
-            f"Cannot read {str(path)!r} as h5ad ({err}). The file starts like HDF5 but is damaged, most likely a "
-            "truncated download: delete it and download it again."
-        ) from err
+        raise _damaged_h5ad(path, err) from err
+
+
+def _damaged_h5ad(path: Path, err: OSError) -> ValueError:
+    return ValueError(
+        f"Cannot read {str(path)!r} as h5ad ({err}). The file starts like HDF5 but is damaged, most likely a "
+        "truncated download or copy: delete it and get it again."
+    )
 
 
 def _require_condition(adata: AnnData, condition_key: str, path: Path) -> None:

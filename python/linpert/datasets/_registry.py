@@ -20,7 +20,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from ._download import ENV_MIRROR, DownloadError, data_dir, download, verify_cached, write_manifest
 from ._readers import (
@@ -294,7 +294,7 @@ def _check_or_delete(target: Path, downloaded: list[Path]) -> None:
         _delete_and_explain(err, target, downloaded)
 
 
-def _delete_and_explain(err: Exception, target: Path, downloaded: list[Path]) -> None:
+def _delete_and_explain(err: Exception, target: Path, downloaded: list[Path]) -> NoReturn:
     for path in downloaded:
         if path.exists():
             os.remove(path)

@@ -41,8 +41,7 @@ def replicate_ceiling(cells: Any, *, condition_key: str = "condition", metrics: 
     DataFrame
         One row per perturbation: a column per metric and ``reason`` (why a ceiling is NaN: too few cells).
     """
-    from ._paper import score
-    from ._registry import Scoring, compute, resolve_metrics
+    from ._registry import PAPER_METRICS, Scoring, resolve_metrics, score_all
 
     names = resolve_metrics(metrics)
     labels = cells.obs[condition_key].astype(str).to_numpy()
@@ -61,12 +60,10 @@ def replicate_ceiling(cells: Any, *, condition_key: str = "condition", metrics: 
         genes = cells.var_names.astype(str)
         pred = pd.DataFrame(half_a[1:], index=splittable, columns=genes)
         obs = pd.DataFrame(half_b[1:], index=splittable, columns=genes)
-        paper = score(pred.to_numpy(), obs.to_numpy(), half_b[0]).set_index(pd.Index(splittable))
-        field = compute(Scoring(pred, obs, half_b[0], obs.mean().to_numpy()), names)
-        rounds.append(pd.concat([paper, field], axis=1))
+        rounds.append(score_all(Scoring(pred, obs, half_b[0], obs.mean().to_numpy()), names))
     perturbations = [c for c in conditions if c != CONTROL]
     table = (sum(rounds) / len(rounds)).reindex(perturbations) if rounds else pd.DataFrame(
-        index=pd.Index(perturbations), columns=["l2", "pearson_delta", "r2", *names], dtype=float)
+        index=pd.Index(perturbations), columns=[*PAPER_METRICS, *names], dtype=float)
     table["reason"] = [""
                        if c in splittable else f"fewer than {MIN_CELLS} cells ({counts[c]}) or control cells to split"
                        for c in perturbations]
@@ -77,21 +74,18 @@ def _half_means(X, labels: np.ndarray, conditions: list[str], rng: np.random.Gen
     """Mean expression of a random half of each condition's cells, and of the other half (conditions × genes)."""
     from scipy import sparse
 
-    rows_a, rows_b, codes_a, codes_b = [], [], [], []
+    from .._pseudobulk import _indicator
+
+    halves = np.full((2, len(labels)), -1)  # per half, each cell's condition code; -1: not in that half
     for code, condition in enumerate(conditions):
         members = rng.permutation(np.flatnonzero(labels == condition))
-        half = len(members) // 2
-        rows_a.append(members[:half])
-        rows_b.append(members[half: 2 * half])  # equal halves: an odd cell out is left out
-        codes_a.append(np.full(half, code))
-        codes_b.append(np.full(half, code))
+        half = len(members) // 2  # equal halves: an odd cell out is left out
+        halves[0, members[:half]] = halves[1, members[half: 2 * half]] = code
     means = []
-    for rows, codes in ((rows_a, codes_a), (rows_b, codes_b)):
-        rows, codes = np.concatenate(rows), np.concatenate(codes)
-        indicator = sparse.csr_matrix((np.ones(len(rows)), (codes, rows)), shape=(len(conditions), X.shape[0]))
-        sums = indicator @ X
+    for codes in halves:
+        sums = _indicator(codes, len(conditions)) @ X
         sums = sums.toarray() if sparse.issparse(sums) else np.asarray(sums)
-        means.append(sums.astype(np.float64) / np.bincount(codes, minlength=len(conditions))[:, None])
+        means.append(sums.astype(np.float64) / np.bincount(codes[codes >= 0], minlength=len(conditions))[:, None])
     return means
 
 
@@ -104,9 +98,9 @@ def scaled_scores(results: pd.DataFrame, ceiling: pd.DataFrame, *, reference: st
     (ceiling − reference)`` of the metric's means over the perturbations all three have, so a perturbation where the
     ceiling barely differs from the reference cannot blow it up; the interval resamples those perturbations.
     """
-    from ._registry import METRICS, PAPER_METRICS
+    from ._registry import higher_is_better, metric_columns
 
-    metrics = [m for m in (*PAPER_METRICS, *METRICS) if m in results.columns and m in ceiling.columns]
+    metrics = [m for m in metric_columns(results) if m in ceiling.columns]
     if reference not in set(results["model"]):
         raise ValueError(f"The reference model {reference!r} is not in the results; models: "
                          f"{', '.join(dict.fromkeys(results['model']))}.")
@@ -120,9 +114,8 @@ def scaled_scores(results: pd.DataFrame, ceiling: pd.DataFrame, *, reference: st
             triple = np.column_stack([values[metric].to_numpy(), base[metric].reindex(values.index).to_numpy(),
                                       ceiling[metric].reindex(perturbations).to_numpy()])
             triple = triple[np.isfinite(triple).all(axis=1)]
-            higher = METRICS[metric].higher_is_better if metric in METRICS else metric != "l2"
             rows.append({"model": model, "metric": metric, "n": len(triple),
-                         **_scaled_with_interval(triple, higher, n_boot, seed, level)})
+                         **_scaled_with_interval(triple, higher_is_better(metric), n_boot, seed, level)})
     return pd.DataFrame(rows)
 
 

@@ -42,7 +42,18 @@ class Metric:
 #: Metric name -> :class:`Metric`, in the order of the result columns. The paper's three come from
 #: :func:`linpert.metrics.score` and are always computed.
 METRICS: dict[str, Metric] = {}
-PAPER_METRICS = ("l2", "pearson_delta", "r2")
+#: The paper's metrics, from :func:`linpert.metrics.score`, and whether higher is better.
+PAPER_METRICS = {"l2": False, "pearson_delta": True, "r2": True}
+
+
+def higher_is_better(name: str) -> bool:
+    """Whether a larger value of the paper's or a registered metric is the better one."""
+    return PAPER_METRICS[name] if name in PAPER_METRICS else METRICS[name].higher_is_better
+
+
+def metric_columns(table: pd.DataFrame) -> list[str]:
+    """The metrics, the paper's and the registered ones, that are columns of ``table``, in the registry's order."""
+    return [name for name in (*PAPER_METRICS, *METRICS) if name in table.columns]
 
 
 def register_metric(name: str, function: Callable[[Scoring], np.ndarray | pd.Series], *, higher_is_better: bool,
@@ -92,6 +103,14 @@ def resolve_metrics(names) -> list[str]:
     return [n for n in names if n in METRICS]
 
 
+def score_all(scoring: Scoring, names: list[str]) -> pd.DataFrame:
+    """The paper's metrics and the named registered ones of one scoring, one row per perturbation."""
+    from ._paper import score
+
+    paper = score(scoring.predicted.to_numpy(), scoring.observed.to_numpy(), scoring.control)
+    return pd.concat([paper.set_index(scoring.observed.index), compute(scoring, names)], axis=1)
+
+
 def compute(scoring: Scoring, names: list[str]) -> pd.DataFrame:
     """The named metrics of one scoring, one row per perturbation (in ``scoring.observed``'s order)."""
     columns = {}
@@ -111,9 +130,9 @@ def scorecard(results: pd.DataFrame) -> pd.DataFrame:
     """One row per dataset, split and model; one column per metric (its mean over perturbations and seeds) and
     ``best_in``: the metrics where the model is best (lowest L2, MAE or MSE; highest for the others)."""
     keys = ["dataset", "split", "model"]
-    metrics = [m for m in (*PAPER_METRICS, *METRICS) if m in results.columns]
+    metrics = metric_columns(results)
     table = results.groupby(keys, sort=False)[metrics].mean().reset_index()
-    higher = {m: METRICS[m].higher_is_better if m in METRICS else m != "l2" for m in metrics}
+    higher = {m: higher_is_better(m) for m in metrics}
     best = {m: set() for m in metrics}
     for _, group in table.groupby(["dataset", "split"], sort=False):
         for m in metrics:

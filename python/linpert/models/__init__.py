@@ -39,6 +39,7 @@ __all__ = [
     "parse_model_spec",
     "pca_gene_scores",
     "resolve_models",
+    "spec_label",
     "split_model_specs",
 ]
 
@@ -92,9 +93,8 @@ def parse_model_spec(spec: str) -> tuple[str, PerturbationModel]:
     ('lm_random_p', 'random', 1)
     """
     text = spec.strip()
-    label, eq, rest = text.partition("=")
-    if not eq or "(" in label:
-        label, rest = None, text
+    label = spec_label(text)
+    rest = text.partition("=")[2] if label is not None else text
     name, paren, args = rest.partition("(")
     name = name.strip()
     if not name.isidentifier() or (label is not None and not label.strip()):
@@ -112,6 +112,16 @@ def parse_model_spec(spec: str) -> tuple[str, PerturbationModel]:
                 raise ValueError(f"Model spec {spec!r}: {item!r} is not param=value.")
             params[key.strip()] = _spec_value(value.strip())
     return (label or name).strip(), make_model(name, **params)
+
+
+def spec_label(spec: str) -> str | None:
+    """The label a ``label=name(...)`` spec gives its model, or None when the spec has none.
+
+    >>> spec_label("lm_go=linear(perturbation_embedding=go)"), spec_label("linear(ridge=1)")
+    ('lm_go', None)
+    """
+    label, eq, _ = spec.strip().partition("=")
+    return None if not eq or "(" in label else label
 
 
 def _guess_spec(text: str) -> str:

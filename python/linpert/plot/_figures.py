@@ -77,6 +77,8 @@ def beeswarm_l2(results: Source, *, metric: str = "l2", models: Sequence[str] | 
     >>> fig = beeswarm_l2("linpert-results/demo/double")  # doctest: +SKIP
     >>> fig.savefig("l2.png", dpi=150)  # doctest: +SKIP
     """
+    from ..metrics._registry import higher_is_better
+
     if published is None and not isinstance(results, pd.DataFrame):
         published = as_run(results).published_results
     results = _table(results, "results")
@@ -92,7 +94,7 @@ def beeswarm_l2(results: Source, *, metric: str = "l2", models: Sequence[str] | 
         models += [m + PUBLISHED_SUFFIX for m in extra]
         colours.update({m + PUBLISHED_SUFFIX: PUBLISHED_COLOUR for m in extra})
         results = pd.concat([results, marked[[c for c in results.columns if c in marked.columns]]], ignore_index=True)
-    higher_better = metric != "l2"
+    higher_better = higher_is_better(metric)
     fig, axes = new_figure(1.5 + 1.0 * len(models) * len(datasets), 4.2, ncols=len(datasets), sharey=True)
     finite = results[metric].to_numpy(np.float64)
     finite = finite[np.isfinite(finite)]
@@ -370,14 +372,14 @@ def scorecard_heatmap(table: Source, *, title: str | None = None):
 
     ``table`` is :func:`linpert.metrics.scorecard`'s output or a run folder. The best model per column is starred.
     """
-    from ..metrics._registry import METRICS, PAPER_METRICS
+    from ..metrics._registry import higher_is_better, metric_columns
 
     table = _table(table, "scorecard")
-    metrics = [m for m in (*PAPER_METRICS, *METRICS) if m in table.columns and table[m].notna().any()]
+    metrics = [m for m in metric_columns(table) if table[m].notna().any()]
     if not metrics:
         raise ValueError("The scorecard has no metric with a value to draw.")
     table = table.set_index("model").loc[model_order(table["model"])]
-    higher = np.array([METRICS[m].higher_is_better if m in METRICS else m != "l2" for m in metrics])
+    higher = np.array([higher_is_better(m) for m in metrics])
     values = table[metrics].to_numpy(np.float64)
     ranks = pd.DataFrame(np.where(higher, values, -values)).rank(pct=True, method="average").to_numpy()
     fig, axes = new_figure(1.8 + 0.95 * len(metrics), 1.2 + 0.45 * len(table))
