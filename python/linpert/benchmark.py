@@ -168,7 +168,7 @@ def run(
     grid = [(seed, label, model) for seed in seeds for label, model in labelled]
     plan = _Plan(data, split, splits, grid, readout, ctrl, dataset, n_genes)
     options = dict(common_only=common_only, progress=progress, interactions=interactions, scheduler=scheduler,
-                   locfdr_args=locfdr_args, metrics=resolve_metrics(metrics), cells=cells)
+                   locfdr_args=locfdr_args, metrics=resolve_metrics(metrics, cells=cells is not None), cells=cells)
     if out is None:
         return _run_grid(plan, None, **options)
     config = _run_config(data, split, dataset, n_genes, labelled)
@@ -240,7 +240,8 @@ def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, schedu
     results = pd.concat(tables, ignore_index=True)
     _check_something_predicted(results)
     predictions = {key: store.load_predictions(*key) if frame is None else frame for key, frame in predictions.items()}
-    results = _add_metrics(results, plan, predictions, metrics)
+    readout_cells = _readout_cells(cells, plan) if cells is not None else None
+    results = _add_metrics(results, plan, predictions, metrics, readout_cells)
     restriction = _restrict_to_common(results) if common_only else {}
     if common_only:
         results = results[results["common"]].drop(columns="common").reset_index(drop=True)
@@ -249,7 +250,7 @@ def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, schedu
     timing = pd.DataFrame(timings)
     summary = summarise(results, timing)
     card = scorecard(results)
-    calibrated = _calibrated(results, plan, cells, metrics)
+    calibrated = _calibrated(results, plan, readout_cells, metrics)
     forest = _forest(results)
     published, fidelity = _published(results, dataset, split)
     if store:
@@ -273,18 +274,21 @@ def _published(results: pd.DataFrame, dataset: str, split: str) -> tuple[pd.Data
     return published.summary(dataset), fidelity if len(fidelity) else None
 
 
-def _add_metrics(results: pd.DataFrame, plan: _Plan, predictions: dict, names: list[str]) -> pd.DataFrame:
-    """The registered metrics as columns beside the paper's, from each cell's predictions on the read-out genes."""
-    from .metrics._registry import Scoring, compute
+def _add_metrics(results: pd.DataFrame, plan: _Plan, predictions: dict, names: list[str], cells) -> pd.DataFrame:
+    """The registered metrics as columns beside the paper's, from each cell's predictions on the read-out genes (and
+    the observed cells' DE genes on them, where cells are given)."""
+    from .metrics import differential_expression
+    from .metrics._registry import METRICS, Scoring, compute
 
     if not names:
         return results
+    de = differential_expression(cells) if any(METRICS[n].needs_cells for n in names) else None
     observed = plan.observed
     parts = []
     for (seed, label), predicted in predictions.items():
         train = [c for c in plan.splits[seed].train if c != CONTROL]
         scoring = Scoring(predicted.loc[:, observed.columns], observed.loc[predicted.index], plan.ctrl[plan.readout],
-                          observed.loc[train].mean().to_numpy())
+                          observed.loc[train].mean().to_numpy(), de=de)
         parts.append(compute(scoring, names).assign(seed=seed, model=label).rename_axis("perturbation").reset_index())
     return results.merge(pd.concat(parts, ignore_index=True), on=["seed", "model", "perturbation"], how="left")
 
@@ -294,13 +298,14 @@ CALIBRATION_REFERENCE = {"simulation": "mean", "double": "additive"}
 
 
 def _calibrated(results: pd.DataFrame, plan: _Plan, cells: Any, metrics: list[str]) -> pd.DataFrame | None:
-    """Scaled scores against the replicate ceiling of the cells, when cells and the reference baseline are there."""
+    """Scaled scores against the replicate ceiling of the cells (on the read-out genes), when cells and the
+    reference baseline are there."""
     from .metrics import replicate_ceiling, scaled_scores
 
     reference = CALIBRATION_REFERENCE.get(plan.split)
     if cells is None or reference not in set(results["model"]):
         return None
-    ceiling = replicate_ceiling(_readout_cells(cells, plan), metrics=metrics)
+    ceiling = replicate_ceiling(cells, metrics=metrics)
     return scaled_scores(results, ceiling.drop(columns="reason"), reference=reference)
 
 

@@ -7,6 +7,10 @@ references computed from the observed cells: ``no_change`` (the control profile)
 the observed perturbations: the prediction that knows the average effect and nothing specific, which L2 and Pearson
 delta against control flatter and the discrimination scores expose).
 
+``de_overlap`` (cell-eval's overlap_at_N) takes the DE genes of the observed cells against their control cells; the
+predicted cells are tested the same way when they include control cells, as cell-eval requires, and otherwise their
+mean profile ranks the genes.
+
 Examples
 --------
 >>> from linpert.submission import score_submission
@@ -68,14 +72,14 @@ def score_submission(
         column per metric, for the submission and the references; over all genes, effects against the control.
     """
     from . import pseudobulk
-    from .metrics import replicate_ceiling
-    from .metrics._registry import Scoring, resolve_metrics, score_all
+    from .metrics import differential_expression, replicate_ceiling
+    from .metrics._registry import METRICS, Scoring, resolve_metrics, score_all
 
-    names = resolve_metrics(metrics)
+    names = resolve_metrics(metrics, cells=True)
     observed_cells = _relabelled(observed, perturbation_key, control, "observed")
+    predicted_cells = _relabelled(predicted, perturbation_key, control, "predicted", needs_control=False)
     real = pseudobulk(observed_cells, condition_key="condition", gene_key=None)
-    pred = pseudobulk(_relabelled(predicted, perturbation_key, control, "predicted", needs_control=False),
-                      condition_key="condition", gene_key=None)
+    pred = pseudobulk(predicted_cells, condition_key="condition", gene_key=None)
     perturbations = [c for c in real.obs_names if c != CONTROL]
     _check_coverage(pred, real, perturbations)
     genes = list(real.var_names)
@@ -87,9 +91,15 @@ def score_submission(
         "no_change": pd.DataFrame(np.tile(ctrl, (len(perturbations), 1)), index=perturbations, columns=genes),
         "observed_mean": pd.DataFrame(np.tile(reference, (len(perturbations), 1)), index=perturbations, columns=genes),
     }
+    de = predicted_de = None
+    if any(METRICS[n].needs_cells for n in names):
+        de = differential_expression(observed_cells).rows(perturbations)
+        if CONTROL in set(predicted_cells.obs["condition"]):  # tested like the observed cells, as cell-eval does
+            predicted_de = differential_expression(predicted_cells).rows(perturbations)
     parts = []
     for model, table in candidates.items():
-        scores = score_all(Scoring(table, observed_table, ctrl, reference), names)
+        cells_de = predicted_de if model == label else None  # the references are profiles
+        scores = score_all(Scoring(table, observed_table, ctrl, reference, de=de, predicted_de=cells_de), names)
         parts.append(scores.rename_axis("perturbation").reset_index().assign(model=model))
     if calibrate:
         ceiling = replicate_ceiling(observed_cells, metrics=names).drop(columns="reason")

@@ -110,7 +110,8 @@ def test_bad_input_to_the_field_metrics():
 def test_the_runner_adds_every_registered_metric_and_a_scorecard(tmp_path):
     result = benchmark.run(make_pseudobulk(), split="simulation", seeds=[1], models=["mean", "linear"],
                            out=tmp_path / "run", progress=False)
-    assert set(METRICS) <= set(result.results.columns)
+    from_pseudobulk = {name for name, metric in METRICS.items() if not metric.needs_cells}
+    assert from_pseudobulk <= set(result.results.columns) and "de_overlap" not in result.results
     card = pd.read_csv(tmp_path / "run" / "scorecard.csv")
     assert list(card["model"]) == ["mean", "linear"] and "best_in" in card
     mean = result.results[result.results["model"] == "mean"]
@@ -121,6 +122,8 @@ def test_the_runner_adds_every_registered_metric_and_a_scorecard(tmp_path):
     assert not set(METRICS) & set(plain.results.columns)
     with pytest.raises(ValueError, match=r"Unknown metric\(s\) \['nope'\]; known: l2, pearson_delta, r2, discr"):
         benchmark.run(make_pseudobulk(), split="simulation", seeds=[1], models=["mean"], metrics=["nope"])
+    with pytest.raises(ValueError, match="de_overlap needs cells .* only a pseudobulk was given: pass the cells"):
+        benchmark.run(make_pseudobulk(), split="simulation", seeds=[1], models=["mean"], metrics=["de_overlap"])
 
 
 def test_a_registered_metric_reaches_the_results_the_scorecard_and_the_cli(tmp_path, capsys):
@@ -168,4 +171,7 @@ def test_a_run_on_cells_reports_calibrated_scores(tmp_path):
     undefined = table[table["scaled"].isna()]
     assert (undefined["reason"].str.contains("does not beat the reference")).all()
     assert (tmp_path / "run" / "calibrated.csv").is_file()
+    # the DE-gene overlap is computed from the cells, and calibrated like the others
+    assert result.results["de_overlap"].dropna().between(0, 1).all() and result.results["de_overlap"].notna().any()
+    assert "de_overlap" in set(table["metric"])
     assert benchmark.run(bulk, split="simulation", seeds=[1], models=["mean"], progress=False).calibrated is None

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .._conditions import CONTROL
+from ._de import _means, grouped_de
 
 #: Fewest cells a condition needs for a half-split (two per half); with fewer its ceiling is NaN, with a reason.
 MIN_CELLS = 4
@@ -41,9 +42,9 @@ def replicate_ceiling(cells: Any, *, condition_key: str = "condition", metrics: 
     DataFrame
         One row per perturbation: a column per metric and ``reason`` (why a ceiling is NaN: too few cells).
     """
-    from ._registry import PAPER_METRICS, Scoring, resolve_metrics, score_all
+    from ._registry import METRICS, PAPER_METRICS, Scoring, resolve_metrics, score_all
 
-    names = resolve_metrics(metrics)
+    names = resolve_metrics(metrics, cells=True)
     labels = cells.obs[condition_key].astype(str).to_numpy()
     conditions = list(dict.fromkeys(labels))
     if CONTROL not in conditions:
@@ -53,14 +54,17 @@ def replicate_ceiling(cells: Any, *, condition_key: str = "condition", metrics: 
     splittable = [c for c in conditions if c != CONTROL and counts[c] >= MIN_CELLS]
     if counts[CONTROL] < MIN_CELLS:
         splittable = []
+    needs_de = any(METRICS[n].needs_cells for n in names)
     rng = np.random.default_rng(seed)
+    genes = cells.var_names.astype(str)
     rounds = []
     for _ in range(n_splits if splittable else 0):
-        half_a, half_b = _half_means(cells.X, labels, [CONTROL, *splittable], rng)
-        genes = cells.var_names.astype(str)
+        halves = _halves(labels, [CONTROL, *splittable], rng)
+        half_a, half_b = (_means(cells.X, codes, len(splittable) + 1) for codes in halves)
         pred = pd.DataFrame(half_a[1:], index=splittable, columns=genes)
         obs = pd.DataFrame(half_b[1:], index=splittable, columns=genes)
-        rounds.append(score_all(Scoring(pred, obs, half_b[0], obs.mean().to_numpy()), names))
+        de = grouped_de(cells.X, halves[1], splittable, genes) if needs_de else None
+        rounds.append(score_all(Scoring(pred, obs, half_b[0], obs.mean().to_numpy(), de=de), names))
     perturbations = [c for c in conditions if c != CONTROL]
     table = (sum(rounds) / len(rounds)).reindex(perturbations) if rounds else pd.DataFrame(
         index=pd.Index(perturbations), columns=[*PAPER_METRICS, *names], dtype=float)
@@ -70,23 +74,15 @@ def replicate_ceiling(cells: Any, *, condition_key: str = "condition", metrics: 
     return table.rename_axis("perturbation")
 
 
-def _half_means(X, labels: np.ndarray, conditions: list[str], rng: np.random.Generator):
-    """Mean expression of a random half of each condition's cells, and of the other half (conditions × genes)."""
-    from scipy import sparse
-
-    from .._pseudobulk import _indicator
-
-    halves = np.full((2, len(labels)), -1)  # per half, each cell's condition code; -1: not in that half
+def _halves(labels: np.ndarray, conditions: list[str], rng: np.random.Generator) -> np.ndarray:
+    """Two rows of condition codes per cell: a random half of each condition's cells, and the other half (-1: not
+    in that half)."""
+    halves = np.full((2, len(labels)), -1)
     for code, condition in enumerate(conditions):
         members = rng.permutation(np.flatnonzero(labels == condition))
         half = len(members) // 2  # equal halves: an odd cell out is left out
         halves[0, members[:half]] = halves[1, members[half: 2 * half]] = code
-    means = []
-    for codes in halves:
-        sums = _indicator(codes, len(conditions)) @ X
-        sums = sums.toarray() if sparse.issparse(sums) else np.asarray(sums)
-        means.append(sums.astype(np.float64) / np.bincount(codes[codes >= 0], minlength=len(conditions))[:, None])
-    return means
+    return halves
 
 
 def scaled_scores(results: pd.DataFrame, ceiling: pd.DataFrame, *, reference: str, n_boot: int = 1000,

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ._de import DifferentialExpression
+
 
 @dataclass(frozen=True)
 class Scoring:
@@ -29,6 +31,8 @@ class Scoring:
     observed: pd.DataFrame
     control: np.ndarray  # the ctrl profile on the read-out genes
     reference: np.ndarray  # the mean of the training perturbations on the read-out genes (Systema's reference)
+    de: DifferentialExpression | None = None  # the observed cells' DE genes, where cells were given
+    predicted_de: DifferentialExpression | None = None  # the predicted cells' DE genes, where the prediction is cells
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class Metric:
     function: Callable[[Scoring], np.ndarray | pd.Series]
     higher_is_better: bool
     description: str = ""
+    needs_cells: bool = False  # it reads Scoring.de: computed only where cells are given
 
 
 #: Metric name -> :class:`Metric`, in the order of the result columns. The paper's three come from
@@ -57,16 +62,20 @@ def metric_columns(table: pd.DataFrame) -> list[str]:
 
 
 def register_metric(name: str, function: Callable[[Scoring], np.ndarray | pd.Series], *, higher_is_better: bool,
-                    description: str = "") -> Metric:
-    """Add a per-perturbation metric that the runner, the scorecard, the report and the CLI pick up by ``name``."""
+                    description: str = "", needs_cells: bool = False) -> Metric:
+    """Add a per-perturbation metric that the runner, the scorecard, the report and the CLI pick up by ``name``.
+
+    ``needs_cells``: the metric reads the observed cells' differential expression (``Scoring.de``), so it is
+    computed only where cells are given (``run(cells=...)``, ``linpert score``)."""
     if not name.isidentifier() or name in PAPER_METRICS or name in ("dataset", "split", "seed", "model",
                                                                     "perturbation", "kind", "set", "reason"):
         raise ValueError(f"A metric needs a new identifier for a name (it becomes a column), got {name!r}.")
-    METRICS[name] = Metric(name, function, bool(higher_is_better), description)
+    METRICS[name] = Metric(name, function, bool(higher_is_better), description, bool(needs_cells))
     return METRICS[name]
 
 
 def _builtin() -> None:
+    from ._de import de_overlap
     from ._field import centroid_accuracy, discrimination_score, mae, mse, pearson_delta_perturbed
 
     for metric in ("l1", "l2", "cosine"):
@@ -86,20 +95,32 @@ def _builtin() -> None:
                     description="mean absolute error over the read-out genes")
     register_metric("mse", lambda s: mse(s.predicted, s.observed), higher_is_better=False,
                     description="mean squared error over the read-out genes")
+    register_metric("de_overlap",
+                    lambda s: de_overlap(s.predicted if s.predicted_de is None else s.predicted_de,
+                                         s.de.rows(s.observed.index), control=s.control),
+                    higher_is_better=True, needs_cells=True,
+                    description="cell-eval's overlap_at_N: share of the observed DE genes (Wilcoxon, BH 5 %) among "
+                    "the prediction's top genes")
 
 
 _builtin()
 
 
-def resolve_metrics(names) -> list[str]:
-    """The registered metrics to compute: all by default, or the names given (the paper's three always run)."""
+def resolve_metrics(names, *, cells: bool = False) -> list[str]:
+    """The registered metrics to compute: all by default (those that need cells only where ``cells``), or the
+    names given (the paper's three always run)."""
     if names is None:
-        return list(METRICS)
+        return [n for n, metric in METRICS.items() if cells or not metric.needs_cells]
     names = [names] if isinstance(names, str) else list(names)
     unknown = [n for n in names if n not in METRICS and n not in PAPER_METRICS]
     if unknown:
         raise ValueError(f"Unknown metric(s) {unknown}; known: {', '.join([*PAPER_METRICS, *METRICS])}. Register "
                          "one with linpert.metrics.register_metric.")
+    cellular = [n for n in names if n in METRICS and METRICS[n].needs_cells]
+    if cellular and not cells:
+        raise ValueError(f"{', '.join(cellular)} needs cells (differential expression is tested cell by cell), and "
+                         "only a pseudobulk was given: pass the cells (run(cells=...); on the command line, run on the "
+                         "cell-level .h5ad) or leave it out of the metrics.")
     return [n for n in names if n in METRICS]
 
 

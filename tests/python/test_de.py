@@ -1,0 +1,128 @@
+"""Differential expression from cells and the DE-gene overlap: the compiled kernel, its NumPy twin, and cell-eval."""
+
+from __future__ import annotations
+
+import subprocess
+
+import anndata
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import REPO
+from scipy import sparse
+
+from linpert import _compiled
+from linpert.metrics import de_overlap, differential_expression
+
+KEY, CONTROL = "target_gene", "non-targeting"
+
+
+def cells(seed=0, n_control=200, per=30, n_groups=12, n_genes=150, shared=8):
+    """log1p-normalised counts; group k raises or lowers 20 genes, the first ``shared`` of them fixed by k."""
+    rng = np.random.default_rng(seed)
+    labels = [CONTROL] * n_control + [f"G{k}" for k in range(n_groups) for _ in range(per)]
+    mu = np.tile(rng.gamma(0.6, 1.0, n_genes), (len(labels), 1))
+    for k in range(n_groups):
+        genes = np.random.default_rng(k).choice(n_genes, 20, replace=False)
+        genes[shared:] = rng.choice(n_genes, 20 - shared, replace=False)
+        mu[n_control + k * per: n_control + (k + 1) * per, genes] *= np.exp(rng.normal(0, 1.2, 20))
+    X = np.log1p(rng.poisson(mu).astype(float))
+    var = pd.DataFrame(index=[f"G{i}" if i < n_groups else f"g{i}" for i in range(n_genes)])
+    obs = pd.DataFrame({KEY: labels}, index=[f"c{i}" for i in range(len(labels))])
+    return anndata.AnnData(sparse.csr_matrix(X), obs=obs, var=var)
+
+
+def de(data, **kwargs):
+    return differential_expression(data, condition_key=KEY, control=CONTROL, **kwargs)
+
+
+@pytest.fixture
+def numpy_only(monkeypatch):
+    """The NumPy fallback, as on a machine without numba."""
+    monkeypatch.setenv("LINPERT_NUMBA", "0")
+    _compiled.numba.cache_clear()
+    yield
+    _compiled.numba.cache_clear()
+
+
+def awkward():
+    """Negative values, stored zeros, a gene where every value ties, an all-zero gene, a one-cell group, dense."""
+    data = cells(n_control=60, per=9, n_groups=5, n_genes=40)
+    X = data.X.toarray()
+    X[:, 3] *= -1
+    X[:, 4] = 0.5
+    X[:, 5] = 0.0
+    X[:, 6] = np.round(X[:, 6])  # many ties beyond zero
+    data.obs.loc[data.obs_names[-1], KEY] = "lonely"
+    stored_zeros = sparse.csr_matrix(X)
+    stored_zeros.data[::7] = 0.0  # explicit zeros: the same numbers, stored differently
+    return [anndata.AnnData(sparse.csr_matrix(X), obs=data.obs, var=data.var), anndata.AnnData(X, obs=data.obs, var=data.var),
+            anndata.AnnData(stored_zeros, obs=data.obs, var=data.var)]
+
+
+def test_the_compiled_kernel_and_the_numpy_fallback_give_the_same_tests(monkeypatch):
+    pytest.importorskip("numba", reason="the compiled kernel is what this compares; CI installs linpert[fast]")
+    compiled = [de(one) for one in awkward()]
+    monkeypatch.setenv("LINPERT_NUMBA", "0")
+    _compiled.numba.cache_clear()
+    try:
+        fallback = [de(one) for one in awkward()]
+    finally:
+        _compiled.numba.cache_clear()
+    for ours, theirs in zip(compiled, fallback):
+        for name in ("statistic", "p_value", "fdr", "log2_fold_change"):
+            pd.testing.assert_frame_equal(getattr(ours, name), getattr(theirs, name), rtol=0, atol=1e-12)
+    p = compiled[0].p_value
+    assert (p["G4"] == 1).all() and (p["g5"] == 1).all()  # every value tied: no evidence, p = 1 (as pdex)
+    assert (compiled[0].log2_fold_change["g5"] == 0).all()  # 0 / 0 is no change
+    assert compiled[0].significant().sum() > 10  # the test finds the planted changes
+
+
+@pytest.mark.slow
+def test_de_genes_and_their_overlap_equal_cell_evals_on_the_same_cells(tmp_path):
+    from linpert.adapters._environment import ensure_venv
+
+    real, pred = cells(seed=1), cells(seed=2)
+    real.write_h5ad(tmp_path / "real.h5ad")
+    pred.write_h5ad(tmp_path / "pred.h5ad")
+    python = ensure_venv(["cell-eval==0.8.2"], name="cell-eval") / "bin" / "python"
+    subprocess.run([str(python), str(REPO / "benchmarks" / "peers" / "cell_eval_de_peer.py"), str(tmp_path / "real.h5ad"),
+                    str(tmp_path / "pred.h5ad"), str(tmp_path / "out.npz")], check=True, capture_output=True)
+    theirs = np.load(tmp_path / "out.npz")
+    perturbations = list(theirs["perturbations"])
+    ours = de(real).rows(perturbations)
+    for name in ("statistic", "p_value", "fdr", "log2_fold_change"):
+        np.testing.assert_allclose(getattr(ours, name).to_numpy(), theirs[name], rtol=1e-12, atol=1e-12)
+    overlap = de_overlap(de(pred).rows(perturbations), ours).to_numpy()
+    np.testing.assert_allclose(overlap, theirs["overlap"], rtol=0, atol=1e-12)
+    assert 0 < overlap.mean() < 1 and len(set(overlap)) > 2  # a real spread, not all 0 or all 1
+
+
+def test_the_true_profile_recovers_nearly_every_de_gene_and_no_change_none():
+    data = cells()
+    observed = de(data)
+    labels = data.obs[KEY].to_numpy()
+    means = pd.DataFrame([np.asarray(data.X[labels == p].mean(axis=0)).ravel() for p in observed.fdr.index],
+                         index=observed.fdr.index, columns=data.var_names)
+    control = np.asarray(data.X[labels == CONTROL].mean(axis=0)).ravel()
+    true = de_overlap(means, observed, control=control)
+    shuffled = de_overlap(means.iloc[::-1].set_axis(means.index), observed, control=control)
+    assert true.min() > 0.7 and true.mean() > 0.9 and shuffled.mean() < 0.4
+    no_change = pd.DataFrame(np.tile(control, (len(means), 1)), means.index, means.columns)
+    assert (de_overlap(no_change, observed, control=control) == 0).all()
+    # the top 5 only (cell-eval's overlap_at_k); a perturbation without DE genes has no overlap to report
+    assert de_overlap(means, observed, control=control, k=5).between(0.4, 1).all()
+    quiet = observed.rows(observed.fdr.index)
+    quiet.fdr.iloc[0] = 1.0
+    assert np.isnan(de_overlap(means, quiet, control=control).iloc[0])
+
+
+def test_bad_input_gets_a_clear_error():
+    data = cells(n_groups=3)
+    observed = de(data)
+    with pytest.raises(ValueError, match="no control cells \\('ctrl' in obs\\['target_gene'\\]\\)"):
+        differential_expression(data, condition_key=KEY)
+    with pytest.raises(ValueError, match="needs control= \\(the control profile\\)"):
+        de_overlap(observed.log2_fold_change, observed)
+    with pytest.raises(ValueError, match="The predictions' perturbations differ .* misses 1"):
+        de_overlap(observed.log2_fold_change.iloc[1:], observed, control=np.zeros(data.n_vars))
