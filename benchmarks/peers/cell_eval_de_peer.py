@@ -1,12 +1,12 @@
 """Run cell-eval's differential expression (pdex, as cell-eval calls it) and its overlap_at_N on cells linpert also
 tests (run inside an environment that has cell-eval).
 
-    python cell_eval_de_peer.py REAL.h5ad PRED.h5ad OUTPUT.npz
+    python cell_eval_de_peer.py REAL.h5ad PRED.h5ad|- OUTPUT.npz
 
 Both files hold log1p-normalised cells with ``obs["target_gene"]`` (``non-targeting`` for control cells). OUTPUT
 gets, per observed perturbation (``perturbations``) and gene (``genes``), pdex's ``log2_fold_change``, ``statistic``,
 ``p_value`` and ``fdr`` on the real cells, cell-eval's ``overlap`` (overlap_at_N, the predicted cells' DE genes
-against the real ones'), and ``seconds``: the time pdex took on the real cells.
+against the real ones'; not with ``-`` for PRED), and ``seconds``: the time pdex took on the real cells.
 """
 
 from __future__ import annotations
@@ -29,13 +29,14 @@ def _de(cells):
 
 
 def main(real_path: str, pred_path: str, target: str) -> None:
-    real, pred = ad.read_h5ad(real_path), ad.read_h5ad(pred_path)
+    real = ad.read_h5ad(real_path)
     start = time.perf_counter()
     de_real = _de(real)
     seconds = time.perf_counter() - start
-    de_pred = _de(pred)
-    overlap = initialize_de_comparison(real=de_real, pred=de_pred).compute_overlap(k=None, metric="overlap",
-                                                                                 fdr_threshold=0.05)
+    overlap = {}
+    if pred_path != "-":
+        comparison = initialize_de_comparison(real=de_real, pred=_de(ad.read_h5ad(pred_path)))
+        overlap = comparison.compute_overlap(k=None, metric="overlap", fdr_threshold=0.05)
     table = de_real.to_pandas()
     perturbations = list(dict.fromkeys(table["target"].astype(str)))
     genes = list(real.var_names)

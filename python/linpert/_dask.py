@@ -322,36 +322,27 @@ class _Partial:
 
 
 def _block_sums(codes: np.ndarray, n_conditions: int, check: bool, *blocks) -> _Partial:
-    """Indicator × block (float64) over consecutive row blocks; runs on a worker, one block in memory at a time."""
-    from ._pseudobulk import _compact, _indicator, value_sample
+    """The sums of consecutive row blocks (linpert's one block reducer); runs on a worker, one block in memory at a
+    time."""
+    from ._pseudobulk import value_sample
+    from ._reduce import add_rows
 
     present = codes[codes >= 0]
     lo, hi = (int(present.min()), int(present.max()) + 1) if len(present) else (0, 0)
-    sums = None  # the first product's dense array, then added to in place
+    local = np.where(codes >= 0, codes - lo, -1)  # the task's sums hold only the conditions present
+    sums = None
     non_finite = np.zeros(n_conditions, dtype=np.int64)
     max_value, integers = None, True
     start = 0
     for block in blocks:
         block = _as_block(block)
-        block_codes = codes[start : start + block.shape[0]]
+        if sums is None:
+            sums = np.zeros((hi - lo, block.shape[1]))
+        block_codes = local[start : start + block.shape[0]]
         start += block.shape[0]
         if check and max_value is None:
             max_value, integers = value_sample(block)
-        if sparse.issparse(block):
-            values = block.data.astype(np.float64)
-            bad_rows = np.searchsorted(block.indptr, np.flatnonzero(~np.isfinite(values)), side="right") - 1
-            block = _compact(sparse.csr_matrix((values, block.indices, block.indptr), shape=block.shape))
-        else:
-            block = np.asarray(block, dtype=np.float64)
-            bad_rows = np.nonzero(~np.isfinite(block))[0]
-        bad = block_codes[bad_rows]
-        non_finite += np.bincount(bad[bad >= 0], minlength=n_conditions)
-        product = _indicator(np.where(block_codes >= 0, block_codes - lo, -1), hi - lo) @ block
-        product = product.toarray() if sparse.issparse(product) else np.asarray(product)
-        if sums is None:
-            sums = product
-        else:
-            sums += product
+        non_finite[lo:hi] += add_rows(block, block_codes, sums)
     return _Partial(lo, hi, sums, non_finite, max_value, integers)
 
 

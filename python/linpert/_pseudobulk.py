@@ -15,8 +15,8 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +24,10 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from ._compiled import numba
 from ._conditions import CONTROL, canonical_names, condition_table, require_control
 from ._io import describe_file, is_hdf5
+from ._reduce import _compact, add_rows, indicator
 
 if TYPE_CHECKING:  # pragma: no cover
     import anndata
@@ -37,7 +39,7 @@ _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
 # log1p-normalised values are almost never whole numbers (log1p(x) is one only for x = e^k - 1), so data whose
 # sampled values are all whole numbers, some above this, are raw counts, however shallow the sequencing.
 _RAW_COUNT_MAX = 1
-_COUNT_SAMPLE = 10_000_000
+_COUNT_SAMPLE = 1_000_000
 _MAX_THREADS = 4
 
 
@@ -407,15 +409,39 @@ def _accumulate(
         raise ValueError(f"{source.what} has {source.shape[0]} rows but obs has {len(codes)} cells.")
     sums = np.zeros((n_conditions, source.shape[1]))
     check = _Check(non_finite=np.zeros(n_conditions, dtype=np.int64))
+    if numba() is not None and source.matrix is not None and source.format != "csc":
+        # the kernel reads the matrix where it lies, in one pass: nothing to gather, convert or chunk
+        with tqdm(total=1, desc="pseudobulk", unit="matrix", disable=not progress) as bar:
+            _check_counts(_first_values(source.matrix), check)
+            check.non_finite += add_rows(source.matrix, codes, sums)
+            bar.update()
+        return sums, check
     n_threads = _n_threads()
     in_memory_rows = source.matrix is not None and source.format != "csc"
-    buffers = _Buffers()
-    reduce = _reduce_in_memory if in_memory_rows else partial(_reduce_read, buffers=buffers)
-    chunks, n_chunks = _chunks(source, codes, chunk_size, buffers)
+    reduce = _reduce_in_memory if in_memory_rows else partial(_reduce_read, buffers=_Buffers())
+    chunks, n_chunks = _chunks(source, codes, chunk_size, (_Buffers(), _Buffers()))
+    if source.matrix is None:
+        chunks = _read_ahead(chunks)
     with ThreadPoolExecutor(n_threads) as pool:
         for i, chunk in enumerate(tqdm(chunks, total=n_chunks, desc="pseudobulk", unit="chunk", disable=not progress)):
             check.non_finite += reduce(pool, n_threads, chunk, sums, check if i == 0 else None)
     return sums, check
+
+
+def _read_ahead(chunks: Iterator) -> Iterator:
+    """The chunks, each next one read in a thread while the caller reduces this one (h5py's reads and the reduction
+    both let the other thread run). The chunk reader alternates between two sets of buffers, so a read never
+    overwrites the chunk being reduced."""
+    with ThreadPoolExecutor(1) as reader:
+        pending = reader.submit(next, chunks, None)
+        while (chunk := pending.result()) is not None:
+            pending = reader.submit(next, chunks, None)
+            yield chunk
+
+
+def _first_values(matrix):
+    """The first rows of an in-memory matrix, as many values as the raw-counts check samples."""
+    return matrix[: max(1, _COUNT_SAMPLE // max(matrix.shape[1], 1))]
 
 
 class _Buffers:
@@ -432,7 +458,8 @@ class _Buffers:
         return array[:n]
 
 
-def _chunks(source: _Source, codes: np.ndarray, chunk_size: int, buffers: _Buffers) -> tuple[Iterator, int]:
+def _chunks(source: _Source, codes: np.ndarray, chunk_size: int, buffers: tuple[_Buffers, _Buffers]
+            ) -> tuple[Iterator, int]:
     """The chunks to reduce, and how many there are.
 
     An in-memory matrix is read in condition order, as (matrix, rows, their codes): gathering rows costs one copy of
@@ -445,8 +472,9 @@ def _chunks(source: _Source, codes: np.ndarray, chunk_size: int, buffers: _Buffe
         width = max(1, chunk_size * n_vars // max(n_obs, 1))  # as many values as a chunk of rows
         starts = range(0, n_vars, width)
         chunks = (
-            (_compact(_read_columns(source, a, min(a + width, n_vars), buffers).tocsr()), codes, slice(a, a + width))
-            for a in starts
+            (_compact(_read_columns(source, a, min(a + width, n_vars), buffers[i % 2]).tocsr()), codes,
+             slice(a, a + width))
+            for i, a in enumerate(starts)
         )
         return chunks, len(starts)
     if source.matrix is not None:
@@ -457,8 +485,8 @@ def _chunks(source: _Source, codes: np.ndarray, chunk_size: int, buffers: _Buffe
         return ((source.matrix, r, codes[r]) for r in rows), len(starts)
     starts = range(0, n_obs, chunk_size)
     chunks = (
-        (_read_rows(source, a, min(a + chunk_size, n_obs), buffers), codes[a : a + chunk_size], slice(None))
-        for a in starts
+        (_read_rows(source, a, min(a + chunk_size, n_obs), buffers[i % 2]), codes[a : a + chunk_size], slice(None))
+        for i, a in enumerate(starts)
     )
     return chunks, len(starts)
 
@@ -474,7 +502,7 @@ def _reduce_in_memory(pool, n_threads: int, chunk, sums: np.ndarray, check: _Che
 
     def reduce(part: tuple[int, int]) -> np.ndarray:
         a, b = part
-        return _reduce_block(_gather(matrix, rows[a:b]), codes[a:b], sums, slice(None))
+        return add_rows(_gather(matrix, rows[a:b]), codes[a:b], sums)
 
     return sum(pool.map(reduce, _condition_runs(codes, n_threads)), np.zeros(len(sums), dtype=np.int64))
 
@@ -498,21 +526,6 @@ def _gather(matrix, rows: np.ndarray):
     return _compact(block) if sparse.issparse(block) else block
 
 
-def _reduce_block(block, codes: np.ndarray, sums: np.ndarray, columns: slice) -> np.ndarray:
-    """Add a block's sums into ``sums`` (one thread); returns the non-finite values per condition."""
-    if sparse.issparse(block):
-        values = block.data.astype(np.float64)
-        bad_rows = np.searchsorted(block.indptr, np.flatnonzero(~np.isfinite(values)), side="right") - 1
-        block = sparse.csr_matrix((values, block.indices, block.indptr), shape=block.shape)
-    else:
-        bad_rows = np.nonzero(~np.isfinite(block))[0]
-    lo, hi = int(codes.min()), int(codes.max()) + 1
-    product = _indicator(codes - lo, hi - lo) @ block
-    sums[lo:hi, columns] += product.toarray() if sparse.issparse(product) else product
-    bad = codes[bad_rows]
-    return np.bincount(bad, minlength=len(sums))
-
-
 def _reduce_read(
     pool, n_threads: int, chunk, sums: np.ndarray, check: _Check | None, *, buffers: _Buffers
 ) -> np.ndarray:
@@ -524,6 +537,8 @@ def _reduce_read(
     block, codes, columns = chunk
     if check is not None:
         _check_counts(block, check)
+    if numba() is not None:  # the kernel shares the conditions out between the cores itself
+        return add_rows(block, codes, sums[:, columns])
     if sparse.issparse(block):
         block, bad_rows = _to_float64(pool, n_threads, block, buffers.get("float64", block.nnz, np.float64))
     else:
@@ -537,7 +552,7 @@ def _reduce_read(
         local = np.where(codes >= 0, codes - lo, -1)
         out = sums[lo:hi, columns]
         if sparse.issparse(block):
-            _add_products(pool, n_threads, _indicator(local, hi - lo), block, out)
+            _add_products(pool, n_threads, indicator(local, hi - lo), block, out)
         else:
             out += _dense_sums(pool, n_threads, local, block, hi - lo)
     return non_finite
@@ -589,7 +604,7 @@ def _dense_sums(pool, n_threads: int, codes: np.ndarray, block: np.ndarray, n_co
 
     def product(part: tuple[int, int]) -> np.ndarray:
         a, b = part
-        return _indicator(codes[a:b], n_conditions) @ block[a:b]
+        return indicator(codes[a:b], n_conditions) @ block[a:b]
 
     edges = np.linspace(0, len(codes), min(n_threads, max(len(codes), 1)) + 1).astype(int)
     total = np.zeros((n_conditions, block.shape[1]))
@@ -625,24 +640,6 @@ def _read_compressed(group, start: int, stop: int, kind, shape: tuple[int, int],
             group[name].read_direct(out, np.s_[lo:hi])
         arrays.append(out)
     return _compact(kind((*arrays, indptr - lo), shape=shape))
-
-
-def _compact(block):
-    """The block with int32 index arrays where they fit: scipy's sparse product is many times slower on int64."""
-    if block.indptr.dtype == np.int32 and block.indices.dtype == np.int32:
-        return block
-    if block.nnz >= 2**31 or max(block.shape) >= 2**31:
-        return block
-    indices, indptr = block.indices.astype(np.int32), block.indptr.astype(np.int32)
-    return block.__class__((block.data, indices, indptr), shape=block.shape)
-
-
-def _indicator(codes: np.ndarray, n_conditions: int) -> sparse.csr_matrix:
-    """Conditions × cells, 1.0 where the cell belongs to the condition; cells coded -1 belong to none."""
-    keep = np.flatnonzero(codes >= 0)
-    return sparse.csr_matrix(
-        (np.ones(len(keep)), (codes[keep], keep)), shape=(n_conditions, len(codes)), dtype=np.float64
-    )
 
 
 def _check_counts(block, check: _Check) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import subprocess
 import sys
 import warnings
@@ -310,3 +311,50 @@ def test_bad_arguments():
         pseudobulk(np.zeros((3, 3)))
     with pytest.raises(ValueError, match="chunk_size must be a positive"):
         pseudobulk(make_cells(), chunk_size=0)
+
+
+@pytest.mark.parametrize("layout", ["csr float32", "csr int64 indptr", "dense float64", "csr float64 with nan"])
+def test_the_compiled_reducer_and_its_numpy_twin_add_the_same_sums(layout, monkeypatch):
+    """Every pseudobulk path (in memory, from a file, on Dask) adds blocks with linpert._reduce.add_rows."""
+    pytest.importorskip("numba", reason="the compiled kernel is what this compares; CI installs linpert[fast]")
+    from linpert import _compiled
+    from linpert._reduce import add_rows
+
+    rng = np.random.default_rng(3)
+    dense = np.where(rng.random((500, 40)) < 0.3, rng.gamma(1.5, 1.0, (500, 40)), 0.0)
+    if "nan" in layout:
+        dense[[4, 9, 9], [1, 2, 3]] = [np.nan, np.inf, np.nan]
+    block = dense if layout.startswith("dense") else sparse.csr_matrix(dense.astype(np.float32 if "32" in layout else
+                                                                                    np.float64))
+    if "int64" in layout:
+        block.indptr, block.indices = block.indptr.astype(np.int64), block.indices.astype(np.int64)
+    codes = rng.integers(-1, 7, 500)  # -1: a cell outside the view
+    compiled = np.zeros((7, 40))
+    bad_compiled = add_rows(block, codes, compiled)
+    monkeypatch.setenv("LINPERT_NUMBA", "0")
+    _compiled.numba.cache_clear()
+    try:
+        twin = np.zeros((7, 40))
+        bad_twin = add_rows(block, codes, twin)
+    finally:
+        _compiled.numba.cache_clear()
+    np.testing.assert_array_equal(bad_compiled, bad_twin)
+    np.testing.assert_allclose(compiled, twin, rtol=1e-13, atol=0, equal_nan=True)
+    expected = np.zeros((7, 40))
+    np.add.at(expected, codes[codes >= 0], np.asarray(block.todense() if sparse.issparse(block) else block,
+                                                         dtype=np.float64)[codes >= 0])
+    np.testing.assert_allclose(compiled, expected, rtol=1e-13, atol=0, equal_nan=True)
+    assert bad_compiled.sum() == ("nan" in layout) * np.isin(codes[[4, 9]], np.arange(7)).dot([1, 2])
+
+
+@pytest.mark.slow
+def test_every_pseudobulk_path_also_runs_without_numba():
+    """The NumPy twins (a machine without linpert[fast]) pass the same tests: in memory, files, views and Dask."""
+    from conftest import REPO
+
+    env = {**os.environ, "LINPERT_NUMBA": "0"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "not twin and not without_numba",
+                           str(REPO / "tests/python/test_pseudobulk.py"), str(REPO / "tests/python/test_dask.py")],
+                          env=env, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout

@@ -236,9 +236,9 @@ def _means(X, codes: np.ndarray, n_codes: int) -> np.ndarray:
     """Mean expression of each code's cells (codes × genes)."""
     from scipy import sparse
 
-    from .._pseudobulk import _indicator
+    from .._reduce import indicator
 
-    sums = _indicator(codes, n_codes) @ X
+    sums = indicator(codes, n_codes) @ X
     sums = sums.toarray() if sparse.issparse(sums) else np.asarray(sums)
     return sums.astype(np.float64) / np.bincount(codes[codes >= 0], minlength=n_codes)[:, None]
 

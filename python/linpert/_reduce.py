@@ -1,0 +1,139 @@
+"""The block reducer every pseudobulk path shares: add a block's cells into per-condition float64 sums.
+
+:func:`add_rows` is used in memory, chunk by chunk from a file, and by each Dask task, so the three cannot drift
+apart. With numba (``pip install 'linpert[fast]'``) a compiled kernel reads each stored value once, straight from the
+block's own arrays (float32 stays float32 until it is added), and the cores share the conditions out, so they write
+disjoint rows; without it, a sparse indicator product in float64 gives the same sums.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from scipy import sparse
+
+from ._compiled import numba
+
+__all__ = ["add_rows", "indicator"]
+
+
+def add_rows(block, codes: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """``sums[codes[i]] += block[i]`` for every row ``i`` with a code ≥ 0; the non-finite values per condition.
+
+    ``block`` is a CSR matrix or a 2-d ndarray; ``sums`` (conditions × the block's columns, float64) may be a view.
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    if numba() is not None and (sparse.issparse(block) and block.format == "csr" or isinstance(block, np.ndarray)):
+        return _add_compiled(block, codes, sums)
+    return _add_product(block, codes, sums)
+
+
+def indicator(codes: np.ndarray, n_conditions: int) -> sparse.csr_matrix:
+    """Conditions × cells, 1.0 where the cell belongs to the condition; cells coded -1 belong to none."""
+    keep = np.flatnonzero(codes >= 0)
+    return sparse.csr_matrix(
+        (np.ones(len(keep)), (codes[keep], keep)), shape=(n_conditions, len(codes)), dtype=np.float64
+    )
+
+
+def _add_product(block, codes: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """The NumPy path: values to float64 (finding the non-finite ones), then indicator × block."""
+    if sparse.issparse(block):
+        block = block.tocsr()
+        values = block.data.astype(np.float64)
+        bad_rows = np.searchsorted(block.indptr, np.flatnonzero(~np.isfinite(values)), side="right") - 1
+        block = _compact(sparse.csr_matrix((values, block.indices, block.indptr), shape=block.shape))
+    else:
+        block = np.asarray(block, dtype=np.float64)
+        bad_rows = np.nonzero(~np.isfinite(block))[0]
+    bad = codes[bad_rows]
+    present = codes[codes >= 0]
+    if len(present):
+        lo, hi = int(present.min()), int(present.max()) + 1  # only the conditions present get indicator rows
+        product = indicator(np.where(codes >= 0, codes - lo, -1), hi - lo) @ block
+        sums[lo:hi] += product.toarray() if sparse.issparse(product) else product
+    return np.bincount(bad[bad >= 0], minlength=len(sums))
+
+
+def _compact(block):
+    """The block with int32 index arrays where they fit: scipy's sparse product is many times slower on int64."""
+    if block.indptr.dtype == np.int32 and block.indices.dtype == np.int32:
+        return block
+    if block.nnz >= 2**31 or max(block.shape) >= 2**31:
+        return block
+    indices, indptr = block.indices.astype(np.int32), block.indptr.astype(np.int32)
+    return block.__class__((block.data, indices, indptr), shape=block.shape)
+
+
+def _add_compiled(block, codes: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """The compiled path: each core takes a run of conditions holding about its share of the values."""
+    if sparse.issparse(block):
+        weights = np.diff(block.indptr)
+    else:
+        weights = np.full(len(codes), block.shape[1])
+    per_condition = np.bincount(codes[codes >= 0], weights=weights[codes >= 0], minlength=len(sums))
+    bounds = _balanced_bounds(per_condition, numba().get_num_threads())
+    bad = np.zeros(len(sums), dtype=np.int64)
+    with _ONE_AT_A_TIME:  # each call uses every core; numba's workqueue layer cannot run two at once
+        if sparse.issparse(block):
+            _kernels()["csr"](block.indptr, block.indices, block.data, codes, bounds, sums, bad)
+        else:
+            _kernels()["dense"](np.ascontiguousarray(block), codes, bounds, sums, bad)
+    return bad
+
+
+def _balanced_bounds(weights: np.ndarray, n_parts: int) -> np.ndarray:
+    """Edges of up to ``n_parts`` runs of conditions of about equal total weight (the first 0, the last all)."""
+    total = np.cumsum(weights)
+    if not len(total) or total[-1] == 0:
+        return np.array([0, len(weights)], dtype=np.int64)
+    cuts = np.searchsorted(total, total[-1] * np.arange(1, n_parts) / n_parts, side="right")
+    return np.unique(np.concatenate([[0], cuts, [len(weights)]])).astype(np.int64)
+
+
+_KERNELS: dict = {}
+_ONE_AT_A_TIME = threading.Lock()
+prange = range  # numba's prange once the kernels are compiled
+
+
+def _kernels() -> dict:
+    """Compile (once) the CSR and dense kernels."""
+    if not _KERNELS:
+        global prange
+        prange = numba().prange
+        jit = numba().njit(parallel=True, cache=True, nogil=True)
+        _KERNELS.update(csr=jit(_csr_sums), dense=jit(_dense_sums))
+    return _KERNELS
+
+
+def _csr_sums(indptr, indices, data, codes, bounds, sums, bad):  # pragma: no cover - compiled by numba
+    """Part ``p`` adds the rows of conditions ``bounds[p]:bounds[p + 1]``; NaN and inf are counted, and added."""
+    for part in prange(len(bounds) - 1):
+        lo, hi = bounds[part], bounds[part + 1]
+        for row in range(len(codes)):
+            code = codes[row]
+            if code < lo or code >= hi:
+                continue
+            target = sums[code]
+            for k in range(indptr[row], indptr[row + 1]):
+                value = np.float64(data[k])
+                if not np.isfinite(value):
+                    bad[code] += 1
+                target[indices[k]] += value
+
+
+def _dense_sums(block, codes, bounds, sums, bad):  # pragma: no cover - compiled by numba
+    for part in prange(len(bounds) - 1):
+        lo, hi = bounds[part], bounds[part + 1]
+        for row in range(len(codes)):
+            code = codes[row]
+            if code < lo or code >= hi:
+                continue
+            target = sums[code]
+            values = block[row]
+            for gene in range(values.shape[0]):
+                value = np.float64(values[gene])
+                if not np.isfinite(value):
+                    bad[code] += 1
+                target[gene] += value
