@@ -9,13 +9,15 @@ from __future__ import annotations
 import os
 from functools import cache
 
+from ._config import ENV_NUMBA
+
 __all__ = ["numba"]
 
 
 @cache
 def numba():
     """The numba module, or None where it is missing or ``LINPERT_NUMBA=0`` turns it off."""
-    if os.environ.get("LINPERT_NUMBA", "1").strip() == "0":
+    if os.environ.get(ENV_NUMBA, "1").strip() == "0":
         return None
     try:
         import numba as module

@@ -8,6 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from ._config import ENV_SCHEDULER
 from ._errors import StackInstallError, WorkerError
 from .datasets._download import DownloadError
 
@@ -72,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="locfdr options for the interaction calls, e.g. 'bre=60,pct=0.01' (bre, df, pct, pct0, "
                      "nulltype; default: the paper's, with documented fallbacks when its fit fails)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
-    run.add_argument("--scheduler", default=os.environ.get("LINPERT_SCHEDULER") or None,
+    run.add_argument("--scheduler", default=os.environ.get(ENV_SCHEDULER) or None,
                      help="optional: address of a Dask scheduler (tcp://host:8786) that fits the grid's cells on its "
                      "workers; --out must be a folder they can reach (default: $LINPERT_SCHEDULER, else this machine)")
     run.set_defaults(func=_run)
@@ -93,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     pb.add_argument("output", help="pseudobulk .h5ad to write (must not exist)")
     pb.add_argument("--condition-key", default="condition")
     pb.add_argument("--layer", default=None, help="layer to average instead of X")
-    pb.add_argument("--scheduler", default=os.environ.get("LINPERT_SCHEDULER") or None,
+    pb.add_argument("--scheduler", default=os.environ.get(ENV_SCHEDULER) or None,
                     help="optional: address of a Dask scheduler whose workers read and sum the blocks "
                     "(default: $LINPERT_SCHEDULER, else this machine)")
     pb.set_defaults(func=_pseudobulk)

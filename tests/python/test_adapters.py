@@ -508,3 +508,13 @@ def test_a_killed_worker_costs_its_cell_not_the_grid(cells, bulk, tmp_path):
     with pytest.raises(WorkerError, match="Every cell of the grid failed"), pytest.warns(RuntimeWarning):
         linpert.benchmark.run(bulk, split="double", seeds=[1], models=[("killed", model)], progress=False,
                               interactions=False)
+
+
+def test_the_adapters_are_found_by_name_through_the_entry_points():
+    """linpert.models never imports linpert.adapters: it finds them under the ``linpert.models`` entry points."""
+    from importlib.metadata import entry_points
+
+    from linpert.models import ENTRY_POINTS, make_model
+
+    assert {point.name: point.load() for point in entry_points(group=ENTRY_POINTS)} == ADAPTERS
+    assert isinstance(make_model("scbert"), ADAPTERS["scbert"])

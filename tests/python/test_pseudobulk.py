@@ -72,13 +72,13 @@ def test_in_memory_matches_groupby_mean(fmt, chunk_size):
 
 @pytest.mark.parametrize("fmt", ["dense", "csr", "csc"])
 def test_thread_count_does_not_change_the_result(tmp_path, monkeypatch, fmt):
-    from linpert import _pseudobulk
+    from linpert._pseudobulk import _local
 
     cells = make_cells(n_cells=200, fmt=fmt)
     path = write(cells, tmp_path / "cells.h5ad")
     results = []
     for threads in (1, 3):
-        monkeypatch.setattr(_pseudobulk, "_n_threads", lambda threads=threads: threads)
+        monkeypatch.setattr(_local, "_n_threads", lambda threads=threads: threads)
         results.append([pseudobulk(cells, chunk_size=50).X, pseudobulk(path, chunk_size=50).X])
     assert_matches(pseudobulk(cells, chunk_size=50), cells)
     for one, three in zip(*results):  # each condition is summed by one thread, in the same order
@@ -318,7 +318,7 @@ def test_the_compiled_reducer_and_its_numpy_twin_add_the_same_sums(layout, monke
     """Every pseudobulk path (in memory, from a file, on Dask) adds blocks with linpert._reduce.add_rows."""
     pytest.importorskip("numba", reason="the compiled kernel is what this compares; CI installs linpert[fast]")
     from linpert import _compiled
-    from linpert._reduce import add_rows
+    from linpert._pseudobulk._reduce import add_rows
 
     rng = np.random.default_rng(3)
     dense = np.where(rng.random((500, 40)) < 0.3, rng.gamma(1.5, 1.0, (500, 40)), 0.0)

@@ -358,7 +358,7 @@ def venv_path(
     >>> str(a.parent), a.name.startswith("demo-"), len(a.name)
     ('/tmp/c/envs', True, 17)
     """
-    from ..datasets import data_dir
+    from .._config import data_dir
 
     stack = _as_stack(stack)
     key = {"python": python or _base_python(), "requirements": list(stack.requirements),

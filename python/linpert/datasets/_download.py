@@ -38,13 +38,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from .._config import ENV_MIRROR, data_dir
 from .._io import atomic_write
 from ._readers import describe_file, is_hdf5, is_zip
 
 __all__ = ["DownloadError", "data_dir", "download", "extract_member", "file_sha256"]
 
-ENV_DATA_DIR = "LINPERT_DATA_DIR"
-ENV_MIRROR = "LINPERT_MIRROR"
 CHUNK = 1 << 20
 TIMEOUT = 60.0
 
@@ -66,20 +65,6 @@ class _Interrupted(Exception):
     def __init__(self, received: int, total: int | None, cause: BaseException | None) -> None:
         super().__init__(received, total, cause)
         self.received, self.total, self.cause = received, total, cause
-
-
-def data_dir(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The cache folder: ``cache_dir`` if given, else ``$LINPERT_DATA_DIR``, else ``~/.cache/linpert``.
-
-    Examples
-    --------
-    >>> import os
-    >>> str(data_dir("/tmp/linpert-data"))
-    '/tmp/linpert-data'
-    """
-    if cache_dir is None:
-        cache_dir = os.environ.get(ENV_DATA_DIR) or Path.home() / ".cache" / "linpert"
-    return Path(cache_dir).expanduser()
 
 
 def file_sha256(path: str | os.PathLike) -> str:

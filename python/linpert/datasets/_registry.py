@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from ._download import ENV_MIRROR, DownloadError, data_dir, download, verify_cached, write_manifest
+from .._config import ENV_MIRROR
+from ._download import DownloadError, data_dir, download, verify_cached, write_manifest
 from ._readers import (
     GEARS_FILE,
     SCFOUNDATION_NORMAN_FILE,

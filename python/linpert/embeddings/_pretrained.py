@@ -22,13 +22,9 @@ SCFOUNDATION_KEY = "model.pos_emb.weight"
 
 
 def _torch():
-    try:
-        import torch
-    except ImportError as err:
-        raise ImportError(
-            "Reading a model checkpoint needs torch: install it with `pip install 'linpert[torch]'`."
-        ) from err
-    return torch
+    from .._config import optional
+
+    return optional("torch", extra="torch", needed_for="Reading a model checkpoint")
 
 
 def _load_checkpoint(path: Path, *, weights_only: bool) -> Any:

@@ -236,7 +236,7 @@ def _means(X, codes: np.ndarray, n_codes: int) -> np.ndarray:
     """Mean expression of each code's cells (codes × genes)."""
     from scipy import sparse
 
-    from .._reduce import indicator
+    from .._pseudobulk._reduce import indicator
 
     sums = indicator(codes, n_codes) @ X
     sums = sums.toarray() if sparse.issparse(sums) else np.asarray(sums)

@@ -162,3 +162,22 @@ def scorecard(results: pd.DataFrame) -> pd.DataFrame:
                 best[m].add(column.idxmax() if higher[m] else column.idxmin())
     table["best_in"] = [", ".join(m for m in metrics if i in best[m]) for i in table.index]
     return table
+
+
+def summarise(results: pd.DataFrame, timings: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Mean and median L2 and mean Pearson delta per dataset, split and model (and mean fit time when given)."""
+    keys = ["dataset", "split", "model"]
+    summary = (
+        results.groupby(keys, sort=False)
+        .agg(
+            n=("l2", "size"),
+            l2_mean=("l2", "mean"),
+            l2_median=("l2", "median"),
+            pearson_delta_mean=("pearson_delta", "mean"),
+        )
+        .reset_index()
+    )
+    if timings is not None and len(timings):
+        t = timings.groupby(keys, sort=False)[["fit_seconds", "predict_seconds", "peak_mib"]].mean().reset_index()
+        summary = summary.merge(t, on=keys, how="left")
+    return summary

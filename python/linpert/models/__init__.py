@@ -63,18 +63,27 @@ def make_model(name: str, **params: Any) -> PerturbationModel:
     """
     registry = _registry()
     if name not in registry:
-        raise ValueError(f"Unknown model {name!r}. Known models: {', '.join(sorted(registry))}.")
+        hint = "" if len(registry) > len(MODELS) else (
+            " (the deep-learning adapters are found through the package's entry points: install linpert, e.g. "
+            "pip install -e .)")
+        raise ValueError(f"Unknown model {name!r}. Known models: {', '.join(sorted(registry))}{hint}.")
     try:
         return registry[name](**params)
     except TypeError as err:
         raise TypeError(f"Bad hyperparameters for model {name!r}: {err}") from None
 
 
-def _registry() -> dict[str, type[PerturbationModel]]:
-    """The baselines plus the deep-learning adapters (light to import: they run their models in worker processes)."""
-    from ..adapters import ADAPTERS
+#: The entry-point group through which other packages' models (linpert's own adapters among them) are found by name.
+ENTRY_POINTS = "linpert.models"
 
-    return {**MODELS, **ADAPTERS}
+
+def _registry() -> dict[str, type[PerturbationModel]]:
+    """The baselines plus every model registered under the ``linpert.models`` entry points: the deep-learning
+    adapters (light to load: they run their models in worker processes) and any a package of yours declares."""
+    from importlib.metadata import entry_points
+
+    plugins = {point.name: point for point in entry_points(group=ENTRY_POINTS) if point.name not in MODELS}
+    return {**MODELS, **{name: point.load() for name, point in plugins.items()}}
 
 
 def parse_model_spec(spec: str) -> tuple[str, PerturbationModel]:

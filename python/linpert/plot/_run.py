@@ -72,7 +72,7 @@ class RunFolder:
         path = self.root / "summary.csv"
         if path.is_file():
             return pd.read_csv(path)
-        from ..benchmark import summarise
+        from ..metrics._registry import summarise
 
         return summarise(self.results, self.timings)
 

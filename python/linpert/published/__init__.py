@@ -59,7 +59,7 @@ def results(dataset: str | None = None) -> pd.DataFrame:
 def summary(dataset: str) -> pd.DataFrame:
     """The published results of one dataset summarised like a run's ``summary.csv`` (mean and median L2, Pearson
     delta), one row per model, with ``source = "published"``."""
-    from ..benchmark import summarise
+    from ..metrics._registry import summarise
 
     return summarise(results(dataset)).assign(source="published")
 

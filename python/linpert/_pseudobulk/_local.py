@@ -1,11 +1,5 @@
-"""Pseudobulk: the mean log-normalised expression of every perturbation condition.
-
-The paper compares models on pseudobulk profiles: for each condition, the mean of the log-normalised ``X`` over that
-condition's cells (spec §1; a mean, not a sum, and no re-normalisation). Cell-level files are large (Replogle:
-160,000 cells × 5,000 genes), so :func:`pseudobulk` reads a backed ``.h5ad`` in chunks of cells and keeps only
-conditions × genes sums in memory. Each chunk is reduced with a sparse indicator matrix (conditions × cells) times
-the chunk, in float64, split over a few threads (scipy's sparse product releases the GIL).
-"""
+"""linpert.pseudobulk on this machine: the sources (an in-memory matrix, a backed ``.h5ad`` read chunk by chunk),
+the checks of labels and values, and the result's assembly; the cells are added with :mod:`._reduce`."""
 
 from __future__ import annotations
 
@@ -24,9 +18,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from ._compiled import numba
-from ._conditions import CONTROL, canonical_names, condition_table, require_control
-from ._io import describe_file, is_hdf5
+from .._compiled import numba
+from .._conditions import CONTROL, canonical_names, condition_table, require_control
+from .._io import describe_file, is_hdf5
 from ._reduce import _compact, add_rows, indicator
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,69 +37,9 @@ _COUNT_SAMPLE = 1_000_000
 _MAX_THREADS = 4
 
 
-def pseudobulk(
-    adata: anndata.AnnData | str | os.PathLike,
-    *,
-    condition_key: str = "condition",
-    layer: str | None = None,
-    gene_key: str | None = "gene_name",
-    chunk_size: int = 20_000,
-    progress: bool = False,
-    scheduler: Any = None,
-) -> anndata.AnnData:
-    """Average the cells of every condition into one pseudobulk profile.
-
-    Parameters
-    ----------
-    adata
-        Cell-level data holding log-normalised expression: an in-memory AnnData (dense, CSR or CSC), a backed AnnData
-        (``anndata.read_h5ad(path, backed="r")``) or the path of an ``.h5ad`` file. Backed data and files are read
-        ``chunk_size`` cells at a time, so memory stays near conditions × genes plus one chunk.
-    condition_key
-        The ``obs`` column naming each cell's condition (``ctrl``, ``A+ctrl``, ``A+B``). Names that differ only in
-        gene order (``B+A`` and ``A+B``, ``ctrl+A`` and ``A+ctrl``) are merged, see :func:`linpert.canonical_names`.
-    layer
-        Average ``layers[layer]`` instead of ``X``.
-    gene_key
-        The ``var`` column of gene symbols; the original ``var_names`` are kept in ``var['gene_id']``. When the
-        column is absent the ``var_names`` are used, unless they are Ensembl IDs. ``None`` keeps the ``var_names``.
-    chunk_size
-        Cells per chunk (genes per chunk for CSC data are scaled to hold as many values).
-    progress
-        Show a tqdm progress bar over the chunks.
-    scheduler
-        Run on Dask (``pip install 'linpert[dask]'``): the address of a ``distributed`` scheduler
-        (``"tcp://host:8786"``) or a ``distributed.Client``. Dask is also used, on the active scheduler, when ``X``
-        is a ``dask.array`` (``anndata.experimental.read_lazy``) or ``adata`` is the path of a zarr store.
-
-    Returns
-    -------
-    AnnData
-        Conditions × genes, ``X`` a dense float64 mean; ``obs_names`` the canonical conditions (``ctrl`` first, the
-        rest sorted), ``obs`` columns ``genes``, ``kind`` and ``n_cells``; provenance in ``uns['linpert']``.
-
-    Examples
-    --------
-    >>> import anndata, numpy as np, pandas as pd
-    >>> cells = anndata.AnnData(
-    ...     np.array([[1.0, 0.0], [3.0, 2.0], [2.0, 2.0], [4.0, 0.0]]),
-    ...     obs=pd.DataFrame({"condition": ["ctrl", "ctrl", "ctrl+KLF1", "KLF1+ctrl"]}, index=list("abcd")),
-    ...     var=pd.DataFrame(index=["GATA1", "KLF1"]),
-    ... )
-    >>> pb = pseudobulk(cells)
-    >>> pb.obs_names.tolist(), pb.obs["n_cells"].tolist()
-    (['ctrl', 'KLF1+ctrl'], [2, 2])
-    >>> pb.X
-    array([[2., 1.],
-           [3., 1.]])
-    """
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive number of cells, got {chunk_size!r}.")
-    from . import _dask  # imports Dask only when it is used
-
-    if _dask.wants_dask(adata, layer=layer, scheduler=scheduler):
-        options = dict(condition_key=condition_key, layer=layer, gene_key=gene_key, chunk_size=int(chunk_size))
-        return _dask.pseudobulk(adata, **options, progress=progress, scheduler=scheduler)
+def local(adata, *, condition_key: str, layer: str | None, gene_key: str | None, chunk_size: int,
+          progress: bool) -> anndata.AnnData:
+    """:func:`linpert.pseudobulk` on this machine: in memory, or chunk by chunk from a file."""
     with _open(adata, layer=layer) as source:
         codes, conditions = _cell_conditions(source.obs, condition_key)
         var = _gene_table(source.var, gene_key)

@@ -13,7 +13,7 @@ import threading
 import numpy as np
 from scipy import sparse
 
-from ._compiled import numba
+from .._compiled import numba
 
 __all__ = ["add_rows", "indicator"]
 

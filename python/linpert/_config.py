@@ -1,0 +1,59 @@
+"""What linpert reads from its surroundings: the cache folder, the environment variables, the optional extras.
+
+Every module asks here, so no layer imports another only to learn where the cache is or how to name an extra.
+
+Environment variables
+---------------------
+``LINPERT_DATA_DIR``
+    The cache folder for downloads and adapters' environments (default ``~/.cache/linpert``).
+``LINPERT_MIRROR``
+    Fetch every download from this address instead of the publisher's.
+``LINPERT_NUMBA``
+    ``0`` turns the compiled kernels off (their NumPy twins give the same numbers).
+``LINPERT_SCHEDULER``
+    The Dask scheduler the command line uses when ``--scheduler`` is not given.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from types import ModuleType
+
+__all__ = ["ENV_DATA_DIR", "ENV_MIRROR", "ENV_NUMBA", "ENV_SCHEDULER", "data_dir", "optional"]
+
+ENV_DATA_DIR = "LINPERT_DATA_DIR"
+ENV_MIRROR = "LINPERT_MIRROR"
+ENV_NUMBA = "LINPERT_NUMBA"
+ENV_SCHEDULER = "LINPERT_SCHEDULER"
+
+
+def data_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache folder: ``cache_dir`` if given, else ``$LINPERT_DATA_DIR``, else ``~/.cache/linpert``.
+
+    Examples
+    --------
+    >>> str(data_dir("/tmp/linpert-data"))
+    '/tmp/linpert-data'
+    """
+    if cache_dir is None:
+        cache_dir = os.environ.get(ENV_DATA_DIR) or Path.home() / ".cache" / "linpert"
+    return Path(cache_dir).expanduser()
+
+
+def optional(module: str, *, extra: str, needed_for: str) -> ModuleType:
+    """Import an optional dependency, or say which of linpert's extras installs it.
+
+    Examples
+    --------
+    >>> optional("no_such_module", extra="dask", needed_for="Running on a cluster")
+    Traceback (most recent call last):
+    ...
+    ImportError: Running on a cluster needs no_such_module, which is not installed: pip install 'linpert[dask]'
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(f"{needed_for} needs {module.split('.')[0]}, which is not installed: "
+                          f"pip install 'linpert[{extra}]'") from err

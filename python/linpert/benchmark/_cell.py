@@ -1,0 +1,109 @@
+"""One cell of the grid: fit one model on one split, predict the scored conditions, score them, and measure it."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+
+
+def _run_cell(data, split, label, model, readout, ctrl, dataset, score) -> dict:
+    """Fit one model on one split, predict the scored conditions and score them."""
+    train = data[list(split.train)].copy()
+    scored = list(split.scored)
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    model.fit(train)
+    t1 = time.perf_counter()
+    prediction = model.predict(scored)
+    t2 = time.perf_counter()
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    # adapters train in a worker process that tracemalloc cannot see; they report its peak themselves
+    peak = max(peak, getattr(model, "peak_memory_mib_", None) or 0.0)
+
+    values, reasons = _aligned(prediction, scored, data.var_names, label)
+    pred = values[:, readout]
+    obs = np.asarray(data[scored].X, dtype=np.float64)[:, readout]
+    table = score(pred, obs, ctrl[readout])
+    assignment = split.assignment()
+    kinds = data.obs["kind"].reindex(scored).to_numpy()
+    results = pd.DataFrame(
+        {
+            "dataset": dataset,
+            "split": split.kind,
+            "seed": split.seed,
+            "model": label,
+            "perturbation": scored,
+            "kind": kinds,
+            "set": assignment.reindex(scored).to_numpy(),
+            "l2": table["l2"].to_numpy(),
+            "pearson_delta": table["pearson_delta"].to_numpy(),
+            "r2": table["r2"].to_numpy(),
+            "reason": reasons,
+        }
+    )
+    results["common"] = np.isfinite(results["l2"].to_numpy())
+    timing = {
+        "dataset": dataset,
+        "split": split.kind,
+        "seed": split.seed,
+        "model": label,
+        "fit_seconds": t1 - t0,
+        "predict_seconds": t2 - t1,
+        "peak_mib": peak,
+        "n_train": len(split.train),
+        "n_scored": len(scored),
+        "environment": _environment(model),
+    }
+    predictions = pd.DataFrame(pred, index=scored, columns=data.var_names[readout])
+    return {"results": results, "timing": timing, "predictions": predictions}
+
+
+def _aligned(prediction, conditions: list[str], genes: pd.Index, label: str) -> tuple[np.ndarray, np.ndarray]:
+    """A model's prediction as conditions × genes in the requested order, matched by name, and each row's reason.
+
+    Rows and columns are matched by ``obs_names`` and ``var_names``, never by position: a model may return them in
+    any order. Missing, extra or repeated names are refused, since scoring them would give a wrong number.
+    """
+    from anndata import AnnData
+
+    contract = ("predict(conditions) must return an AnnData with one row per requested condition (obs_names) and "
+                "the training genes as var_names (README: 'Your own model').")
+    if not isinstance(prediction, AnnData):
+        raise TypeError(f"Model {label!r} returned {type(prediction).__name__} from predict(); {contract}")
+    for axis, names, wanted in (("conditions", prediction.obs_names, conditions), ("genes", prediction.var_names,
+                                                                                     genes)):
+        names, wanted = pd.Index(np.asarray(names, dtype=str)), pd.Index(np.asarray(wanted, dtype=str))
+        problems = {
+            "misses": list(wanted.difference(names)),
+            "has extra": list(names.difference(wanted)),
+            "repeats": sorted(set(names[names.duplicated()])),
+        }
+        said = [f"{what} {len(items)} {axis} (e.g. {', '.join(items[:3])})"
+                for what, items in problems.items() if items]
+        if said:
+            raise ValueError(f"Model {label!r}'s prediction {'; '.join(said)}. {contract}")
+    X = prediction.X.toarray() if hasattr(prediction.X, "toarray") else prediction.X
+    rows = pd.Index(np.asarray(prediction.obs_names, dtype=str)).get_indexer(conditions)
+    columns = pd.Index(np.asarray(prediction.var_names, dtype=str)).get_indexer(np.asarray(genes, dtype=str))
+    values = np.asarray(X, dtype=np.float64)[rows][:, columns]
+    infinite = np.isinf(values).any(axis=1)
+    if infinite.any():
+        shown = ", ".join(np.asarray(conditions)[infinite][:3])
+        raise ValueError(f"Model {label!r} predicted infinite values for {int(infinite.sum())} conditions (e.g. "
+                         f"{shown}). Predict NaN, with obs['reason'], where the model cannot predict.")
+    given = prediction.obs["reason"] if "reason" in prediction.obs else pd.Series("", index=prediction.obs_names)
+    reasons = given.fillna("").astype(str).to_numpy()[rows]
+    unexplained = ~np.isfinite(values).all(axis=1) & (reasons == "")
+    reasons[unexplained] = f"{label} gave no prediction (no reason given)"
+    return values, reasons
+
+
+def _environment(model) -> str:
+    """What a worker model ran with (``"python 3.11.7, torch 2.0.0, cpa-tools 0.8.8, ..."``); "" in process."""
+    versions = getattr(model, "versions_", None) or {}
+    return ", ".join(f"{name} {version}" for name, version in versions.items())
+
