@@ -19,6 +19,8 @@ fi
 export R_LIBS="$rlib${R_LIBS:+:$R_LIBS}"
 
 status=0
+# The layering contract (pyproject: [tool.importlinter]): no unit imports one above or beside it.
+"$venv/bin/lint-imports" || status=1
 "$venv/bin/python" -m pytest "$@" || status=$?
 [[ $status -eq 5 ]] && { echo "pytest collected no tests" >&2; status=1; }
 

@@ -21,6 +21,8 @@ import os
 from pathlib import Path
 from types import ModuleType
 
+__version__ = "0.1.0"
+
 __all__ = ["ENV_DATA_DIR", "ENV_MIRROR", "ENV_NUMBA", "ENV_SCHEDULER", "data_dir", "optional"]
 
 ENV_DATA_DIR = "LINPERT_DATA_DIR"

@@ -12,7 +12,8 @@ from typing import Any
 def atomic_write(path: str | os.PathLike, content: Any, *, kind: str = "text") -> Path:
     """Write ``content`` to ``path`` through a temporary file in the same folder and ``os.replace``.
 
-    ``kind`` is ``"text"`` (a str), ``"bytes"``, ``"parquet"`` or ``"csv"`` (a DataFrame), or ``"h5ad"`` (an AnnData).
+    ``kind`` is ``"text"`` (a str), ``"bytes"``, ``"parquet"`` or ``"csv"`` (a DataFrame), ``"matrix"`` (a numeric
+    DataFrame, see :func:`write_matrix`), or ``"h5ad"`` (an AnnData).
     An interrupted write leaves the previous file (or none) in place, never a truncated one. A file whose content
     would not change is left as it is, so its modification time keeps saying when it last changed (figures and the
     report are redrawn only when what they show is newer).
@@ -31,10 +32,12 @@ def atomic_write(path: str | os.PathLike, content: Any, *, kind: str = "text") -
             content.to_parquet(tmp)
         elif kind == "csv":
             content.to_csv(tmp, index=False)
+        elif kind == "matrix":
+            write_matrix(tmp, content)
         elif kind == "h5ad":
             content.write_h5ad(tmp)
         else:
-            raise ValueError(f"Unknown kind {kind!r}; use text, bytes, parquet, csv or h5ad.")
+            raise ValueError(f"Unknown kind {kind!r}; use text, bytes, parquet, csv, matrix or h5ad.")
         if path.is_file() and filecmp.cmp(tmp, path, shallow=False):
             os.remove(tmp)
         else:
@@ -43,6 +46,47 @@ def atomic_write(path: str | os.PathLike, content: Any, *, kind: str = "text") -
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_matrix(path: str | os.PathLike, frame) -> None:
+    """A numeric DataFrame (conditions × genes) as a tidy parquet table: ``perturbation``, ``gene``, ``value``.
+
+    Parquet keeps metadata per column: a table 1,000 genes wide takes about 0.1 s to write and to read, the same
+    values in three columns 0.03 s and 0.01 s. The rows go condition by condition, genes in the frame's order.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n, g = frame.shape
+    axis = lambda codes, names: pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()),
+                                                                pa.array([str(name) for name in names]))
+    pq.write_table(pa.table({
+        "perturbation": axis(np.repeat(np.arange(n, dtype=np.int32), g), frame.index),
+        "gene": axis(np.tile(np.arange(g, dtype=np.int32), n), frame.columns),
+        "value": np.ascontiguousarray(frame.to_numpy(np.float64)).ravel(),
+    }), path)
+
+
+def read_matrix(path: str | os.PathLike):
+    """A DataFrame (conditions × genes) from :func:`write_matrix`'s tidy table, or from a wide table (linpert < 0.2)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    if table.column_names != ["perturbation", "gene", "value"]:
+        return pd.read_parquet(path)
+    if not len(table):
+        return pd.DataFrame(dtype=np.float64)
+    rows, genes = (table.column(name).combine_chunks() for name in ("perturbation", "gene"))
+    n, g = len(rows.dictionary), len(genes.dictionary)
+    in_order = (len(table) == n * g and np.array_equal(rows.indices.to_numpy(), np.repeat(np.arange(n), g))
+                and np.array_equal(genes.indices.to_numpy(), np.tile(np.arange(g), n)))
+    if not in_order:  # rearranged elsewhere: take it as the tidy table it is
+        return table.to_pandas().pivot(index="perturbation", columns="gene", values="value")
+    return pd.DataFrame(table.column("value").to_numpy().reshape(n, g), index=rows.dictionary.to_pylist(),
+                        columns=genes.dictionary.to_pylist())
 
 
 def newest_change(paths: list[Path]) -> int:

@@ -195,7 +195,7 @@ def _score(args) -> int:
 
 
 def _pseudobulk(args) -> int:
-    from . import pseudobulk
+    from ._pseudobulk import pseudobulk
     from ._io import atomic_write
 
     output = Path(args.output)
@@ -211,7 +211,8 @@ def _pseudobulk(args) -> int:
 
 def _load(source: str, *, condition_key: str, progress: bool, scheduler=None):
     """A pseudobulk, its label, and the cell-level file it came from (None when not from one)."""
-    from . import datasets, pseudobulk
+    from . import datasets
+    from ._pseudobulk import pseudobulk
 
     if source in PUBLISHED:
         return getattr(datasets, source)(progress=progress), source, None
@@ -245,7 +246,7 @@ def _read_pseudobulk(path: Path):
 
 
 def _simulated_pseudobulk(preset: str, seed: int, *, progress: bool):
-    from . import pseudobulk
+    from ._pseudobulk import pseudobulk
     from .datasets import simulate
 
     data = pseudobulk(simulate(preset, seed=seed), progress=progress)

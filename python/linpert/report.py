@@ -203,7 +203,7 @@ def _settings(run) -> str:
 
 
 def _environment() -> str:
-    from . import __version__
+    from ._config import __version__
 
     versions = {"python": platform.python_version(), "linpert": __version__}
     for package in ("numpy", "pandas", "anndata", "scipy", "matplotlib"):

@@ -71,7 +71,7 @@ def score_submission(
         Like :func:`linpert.benchmark.run`'s results: ``dataset``, ``split``, ``model``, ``perturbation`` and a
         column per metric, for the submission and the references; over all genes, effects against the control.
     """
-    from . import pseudobulk
+    from ._pseudobulk import pseudobulk
     from .metrics import differential_expression, replicate_ceiling
     from .metrics._registry import METRICS, Scoring, resolve_metrics, score_all
 

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from linpert import benchmark
+from linpert._io import read_matrix
 from linpert.metrics import top_expressed_genes
 from linpert.models import Additive, NoChange
 from linpert.splits import double_split
@@ -187,7 +188,9 @@ def test_single_run_writes_forest_and_observed(pseudobulk, tmp_path):
     expected = forest_table(result.results, reference="mean")
     pd.testing.assert_frame_equal(result.forest, expected)
     pd.testing.assert_frame_equal(pd.read_csv(out / "forest.csv"), expected, check_dtype=False)
-    observed = pd.read_parquet(out / "observed.parquet")
+    observed = read_matrix(out / "observed.parquet")
+    tidy = pd.read_parquet(out / "observed.parquet")  # plain to any reader: one row per condition and gene
+    assert list(tidy.columns) == ["perturbation", "gene", "value"] and len(tidy) == observed.size
     assert observed.shape == (singles.n_obs, 50)
     np.testing.assert_array_equal(observed.loc["ctrl"].to_numpy(), singles["ctrl"].X.ravel()[top_expressed_genes(
         singles["ctrl"].X.ravel(), n=50)])

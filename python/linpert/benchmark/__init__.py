@@ -237,7 +237,8 @@ def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, schedu
     _check_something_predicted(results)
     predictions = {key: store.load_predictions(*key) if frame is None else frame for key, frame in predictions.items()}
     readout_cells = _readout_cells(cells, plan) if cells is not None else None
-    results = _add_metrics(results, plan, predictions, metrics, readout_cells)
+    sorted_values = _sorted_values(readout_cells, metrics)
+    results = _add_metrics(results, plan, predictions, metrics, readout_cells, sorted_values)
     restriction = _restrict_to_common(results) if common_only else {}
     if common_only:
         results = results[results["common"]].drop(columns="common").reset_index(drop=True)
@@ -246,7 +247,7 @@ def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, schedu
     timing = pd.DataFrame(timings)
     summary = summarise(results, timing)
     card = scorecard(results)
-    calibrated = _calibrated(results, plan, readout_cells, metrics)
+    calibrated = _calibrated(results, plan, readout_cells, metrics, sorted_values)
     forest = _forest(results)
     published, fidelity = _published(results, dataset, split)
     if store:
@@ -270,7 +271,16 @@ def _published(results: pd.DataFrame, dataset: str, split: str) -> tuple[pd.Data
     return published.summary(dataset), fidelity if len(fidelity) else None
 
 
-def _add_metrics(results: pd.DataFrame, plan: _Plan, predictions: dict, names: list[str], cells) -> pd.DataFrame:
+def _sorted_values(cells, names: list[str]):
+    """The read-out cells' values sorted gene by gene, once for the DE tests of the metrics and of the ceiling."""
+    from ..metrics._de import by_gene
+    from ..metrics._registry import METRICS
+
+    return by_gene(cells.X) if cells is not None and any(METRICS[n].needs_cells for n in names) else None
+
+
+def _add_metrics(results: pd.DataFrame, plan: _Plan, predictions: dict, names: list[str], cells,
+                 sorted_values=None) -> pd.DataFrame:
     """The registered metrics as columns beside the paper's, from each cell's predictions on the read-out genes (and
     the observed cells' DE genes on them, where cells are given)."""
     from ..metrics import differential_expression
@@ -278,7 +288,8 @@ def _add_metrics(results: pd.DataFrame, plan: _Plan, predictions: dict, names: l
 
     if not names:
         return results
-    de = differential_expression(cells) if any(METRICS[n].needs_cells for n in names) else None
+    needs_de = any(METRICS[n].needs_cells for n in names)
+    de = differential_expression(cells, sorted_values=sorted_values) if needs_de else None
     observed = plan.observed
     parts = []
     for (seed, label), predicted in predictions.items():
@@ -293,7 +304,8 @@ def _add_metrics(results: pd.DataFrame, plan: _Plan, predictions: dict, names: l
 CALIBRATION_REFERENCE = {"simulation": "mean", "double": "additive"}
 
 
-def _calibrated(results: pd.DataFrame, plan: _Plan, cells: Any, metrics: list[str]) -> pd.DataFrame | None:
+def _calibrated(results: pd.DataFrame, plan: _Plan, cells: Any, metrics: list[str], sorted_values=None
+                ) -> pd.DataFrame | None:
     """Scaled scores against the replicate ceiling of the cells (on the read-out genes), when cells and the
     reference baseline are there."""
     from ..metrics import replicate_ceiling, scaled_scores
@@ -301,7 +313,7 @@ def _calibrated(results: pd.DataFrame, plan: _Plan, cells: Any, metrics: list[st
     reference = CALIBRATION_REFERENCE.get(plan.split)
     if cells is None or reference not in set(results["model"]):
         return None
-    ceiling = replicate_ceiling(cells, metrics=metrics)
+    ceiling = replicate_ceiling(cells, metrics=metrics, sorted_values=sorted_values)
     return scaled_scores(results, ceiling.drop(columns="reason"), reference=reference)
 
 

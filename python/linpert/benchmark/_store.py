@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._io import atomic_write
+from .._io import atomic_write, read_matrix
 
 
 FORMAT_VERSION = 1
@@ -188,7 +188,7 @@ class _Store:
 
     def save(self, seed: int, label: str, cell: dict) -> None:
         name = self._name(seed, label)
-        atomic_write(self.predictions_path(name), cell["predictions"], kind="parquet")
+        atomic_write(self.predictions_path(name), cell["predictions"], kind="matrix")
         timing = {**cell["timing"], "run": self._record(label)}
         atomic_write(self.cells / f"{name}.timing.json", json.dumps(timing, indent=2))
         # the results file is written last: its presence marks the cell as finished
@@ -197,7 +197,7 @@ class _Store:
     def load_predictions(self, seed: int, label: str) -> pd.DataFrame:
         path = self.predictions_path(self._name(seed, label))
         try:
-            return pd.read_parquet(path)
+            return read_matrix(path)
         except Exception as err:
             raise ValueError(_damaged(path, err, "its cell must then be fitted again: move its cells/ files "
                                       "aside too")) from None
@@ -224,7 +224,7 @@ class _Store:
 
     def save_observed(self, observed: pd.DataFrame) -> None:
         """The observed pseudobulk on the read-out genes (every condition), for figures that need the truth."""
-        atomic_write(self.root / "observed.parquet", observed, kind="parquet")
+        atomic_write(self.root / "observed.parquet", observed, kind="matrix")
 
     def save_interaction_note(self, note: str | None) -> None:
         """``interactions/note.txt`` says why the analysis did not run or ran on fallback settings; gone otherwise."""

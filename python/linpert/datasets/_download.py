@@ -49,7 +49,7 @@ TIMEOUT = 60.0
 
 
 def _user_agent() -> str:
-    from .. import __version__
+    from .._config import __version__
 
     # Dataverse refuses some default client names (it answers 403 with an HTML page); name ourselves plainly
     return f"linpert/{__version__} Python-urllib/{sys.version_info.major}.{sys.version_info.minor}"

@@ -233,7 +233,7 @@ def fetch(
     >>> path.name  # doctest: +SKIP
     'gene2go_all.pkl'
     """
-    from .. import __version__
+    from .._config import __version__
 
     resource = _resource(name)
     target = data_dir(cache_dir) / resource.path

@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 
 from .._conditions import CONTROL
-from ._de import _means, grouped_de
+from ._de import _means, by_gene, grouped_de
 
 #: Fewest cells a condition needs for a half-split (two per half); with fewer its ceiling is NaN, with a reason.
 MIN_CELLS = 4
 
 
 def replicate_ceiling(cells: Any, *, condition_key: str = "condition", metrics: list[str] | None = None,
-                      n_splits: int = 10, seed: int = 0) -> pd.DataFrame:
+                      n_splits: int = 10, seed: int = 0, sorted_values=None) -> pd.DataFrame:
     """Per condition and metric, how well one half of the condition's cells predicts the other half.
 
     Each of ``n_splits`` rounds splits every condition's cells (control included) at random into two halves, averages
@@ -36,6 +36,8 @@ def replicate_ceiling(cells: Any, *, condition_key: str = "condition", metrics: 
         Cells × genes AnnData with ``obs[condition_key]`` in linpert's names (``ctrl``, ``A+ctrl``, ``A+B``).
     metrics
         Registered metrics beside the paper's (default: all).
+    sorted_values
+        :func:`linpert.metrics._de.by_gene` of ``cells.X`` where the caller has it (the DE-gene overlap's tests).
 
     Returns
     -------
@@ -55,6 +57,8 @@ def replicate_ceiling(cells: Any, *, condition_key: str = "condition", metrics: 
     if counts[CONTROL] < MIN_CELLS:
         splittable = []
     needs_de = any(METRICS[n].needs_cells for n in names)
+    if needs_de and sorted_values is None:
+        sorted_values = by_gene(cells.X)  # sorted once for every round's test
     rng = np.random.default_rng(seed)
     genes = cells.var_names.astype(str)
     rounds = []
@@ -63,7 +67,7 @@ def replicate_ceiling(cells: Any, *, condition_key: str = "condition", metrics: 
         half_a, half_b = (_means(cells.X, codes, len(splittable) + 1) for codes in halves)
         pred = pd.DataFrame(half_a[1:], index=splittable, columns=genes)
         obs = pd.DataFrame(half_b[1:], index=splittable, columns=genes)
-        de = grouped_de(cells.X, halves[1], splittable, genes) if needs_de else None
+        de = grouped_de(cells.X, halves[1], splittable, genes, by_gene=sorted_values) if needs_de else None
         rounds.append(score_all(Scoring(pred, obs, half_b[0], obs.mean().to_numpy(), de=de), names))
     perturbations = [c for c in conditions if c != CONTROL]
     table = (sum(rounds) / len(rounds)).reindex(perturbations) if rounds else pd.DataFrame(

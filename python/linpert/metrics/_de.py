@@ -32,6 +32,18 @@ FDR = 0.05
 
 
 @dataclass(frozen=True)
+class ByGene:
+    """The cells' non-zero values gene by gene, each gene's sorted by value: what the compiled kernel walks.
+
+    Sorting is the costly part of a rank test; done once, it serves every test of the same cells with other groups
+    (the replicate ceiling's rounds)."""
+
+    indptr: np.ndarray
+    rows: np.ndarray
+    values: np.ndarray
+
+
+@dataclass(frozen=True)
 class DifferentialExpression:
     """Per perturbation (rows) and gene (columns): the test of its cells against the control cells."""
 
@@ -58,8 +70,8 @@ class DifferentialExpression:
         return (self.fdr < fdr).sum(axis=1).rename("n_de")
 
 
-def differential_expression(cells: Any, *, condition_key: str = "condition", control: str = CONTROL
-                            ) -> DifferentialExpression:
+def differential_expression(cells: Any, *, condition_key: str = "condition", control: str = CONTROL,
+                            sorted_values: ByGene | None = None) -> DifferentialExpression:
     """Test each condition's cells against the control cells, every gene (see the module's description).
 
     Parameters
@@ -68,6 +80,8 @@ def differential_expression(cells: Any, *, condition_key: str = "condition", con
         Cells × genes AnnData, log1p-normalised (dense or sparse), with ``obs[condition_key]``.
     control
         The control cells' label; every other label is a perturbation.
+    sorted_values
+        :func:`by_gene` of ``cells.X``, where the caller tests the same cells again (sorting is the costly part).
 
     Examples
     --------
@@ -77,7 +91,7 @@ def differential_expression(cells: Any, *, condition_key: str = "condition", con
     ...                                             index=[str(i) for i in range(6)]))
     >>> de = differential_expression(cells)
     >>> de.p_value.round(3).to_numpy().tolist()
-    [[0.072, 1.0]]
+    [[0.064, 1.0]]
     """
     labels = cells.obs[condition_key].astype(str).to_numpy()
     if control not in set(labels):
@@ -87,32 +101,43 @@ def differential_expression(cells: Any, *, condition_key: str = "condition", con
     for code, condition in enumerate([control, *conditions]):
         codes[labels == condition] = code
     X = cells.X.to_memory() if hasattr(cells.X, "to_memory") else cells.X
-    return grouped_de(X, codes, conditions, cells.var_names.astype(str))
+    return grouped_de(X, codes, conditions, cells.var_names.astype(str), by_gene=sorted_values)
 
 
-def grouped_de(X, codes: np.ndarray, conditions: list[str], genes: pd.Index) -> DifferentialExpression:
+def grouped_de(X, codes: np.ndarray, conditions: list[str], genes: pd.Index, *, by_gene=None
+               ) -> DifferentialExpression:
     """:func:`differential_expression` of the cells (rows of ``X``) with ``codes``: 0 control, ``1 + i`` for
-    ``conditions[i]``, -1 left out."""
+    ``conditions[i]``, -1 left out. ``by_gene``: :func:`by_gene` of ``X``, for a caller that tests the same cells
+    again with other codes."""
     sizes = np.bincount(codes[codes >= 0], minlength=len(conditions) + 1)
-    U, p = _mann_whitney(X, codes, sizes)
+    U, p = _mann_whitney(X, codes, sizes, by_gene)
     lfc = _log2_fold_change(X, codes, len(conditions) + 1)
     frame = lambda values: pd.DataFrame(values, index=pd.Index(conditions, name="perturbation"), columns=genes)
     return DifferentialExpression(frame(lfc), frame(U), frame(p), frame(_benjamini_hochberg(p)))
 
 
-def _mann_whitney(X, codes: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """U of each group's cells (codes 1..K) against the control's (code 0), and two-sided p, groups × genes."""
+def by_gene(X) -> ByGene | None:
+    """The cells' values gene by gene, sorted, as the compiled kernel reads them (None without numba)."""
+    from scipy import sparse
+
     from .._compiled import numba
 
     if numba() is None:
-        return _mann_whitney_scipy(X, codes, sizes)
-    from scipy import sparse
-
+        return None
     csc = sparse.csc_matrix(X, dtype=np.float64, copy=True)
     csc.eliminate_zeros()  # the kernel counts zeros from the sizes; a stored zero would count twice
-    csc.sort_indices()
-    U, ties = _rank_sum_kernel()(csc.indptr.astype(np.int64), csc.indices.astype(np.int64), csc.data, codes,
-                                 sizes.astype(np.int64))
+    sorted_ = ByGene(csc.indptr.astype(np.int64), csc.indices.astype(np.int64), csc.data)
+    _kernels()["sort"](sorted_.indptr, sorted_.rows, sorted_.values)
+    return sorted_
+
+
+def _mann_whitney(X, codes: np.ndarray, sizes: np.ndarray, sorted_values: ByGene | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """U of each group's cells (codes 1..K) against the control's (code 0), and two-sided p, groups × genes."""
+    genes = by_gene(X) if sorted_values is None else sorted_values
+    if genes is None:
+        return _mann_whitney_scipy(X, codes, sizes)
+    U, ties = _kernels()["rank sums"](genes.indptr, genes.rows, genes.values, codes, sizes.astype(np.int64))
     return U, _p_two_sided(U, ties, sizes[1:, None].astype(np.float64), float(sizes[0]))
 
 
@@ -143,24 +168,33 @@ def _mann_whitney_scipy(X, codes: np.ndarray, sizes: np.ndarray) -> tuple[np.nda
     return U, p
 
 
-_KERNEL = None
-prange = range  # numba's prange once the kernel is compiled
+_KERNELS: dict = {}
+prange = range  # numba's prange once the kernels are compiled
 
 
-def _rank_sum_kernel():
-    """Compile (once) the kernel that gives every group's U and tie term against the control, gene by gene."""
-    global _KERNEL
-    if _KERNEL is None:
+def _kernels() -> dict:
+    """Compile (once) the kernels: sorting each gene's values, and every group's U and tie term against control."""
+    if not _KERNELS:
         from .._compiled import numba
 
         global prange
         prange = numba().prange
-        _KERNEL = numba().njit(parallel=True, cache=True)(_rank_sums)
-    return _KERNEL
+        jit = numba().njit(parallel=True, cache=True)
+        _KERNELS.update({"sort": jit(_sort_genes), "rank sums": jit(_rank_sums)})
+    return _KERNELS
 
 
-def _rank_sums(indptr, indices, data, codes, sizes):  # pragma: no cover - compiled by numba
-    """Per gene (in parallel): sort its non-zero values once and walk them, run of ties by run of ties, adding up
+def _sort_genes(indptr, rows, values):  # pragma: no cover - compiled by numba
+    """Sort each gene's values (and their rows with them), genes in parallel."""
+    for gene in prange(indptr.shape[0] - 1):
+        start, end = indptr[gene], indptr[gene + 1]
+        order = np.argsort(values[start:end])
+        values[start:end] = values[start:end][order]
+        rows[start:end] = rows[start:end][order]
+
+
+def _rank_sums(indptr, rows, data, codes, sizes):  # pragma: no cover - compiled by numba
+    """Per gene (in parallel): walk its sorted non-zero values, run of ties by run of ties, adding up
     for each group ``U = Σ (#control below + ½ #control tied)`` over its cells and the tie term ``Σ (t³ − t)`` of its
     two-sample pool. Zeros, not stored, form one run of their own between the negative and the positive values."""
     n_groups = sizes.shape[0] - 1
@@ -170,8 +204,7 @@ def _rank_sums(indptr, indices, data, codes, sizes):  # pragma: no cover - compi
     for gene in prange(n_genes):
         start, end = indptr[gene], indptr[gene + 1]
         values = data[start:end]
-        groups = codes[indices[start:end]]
-        order = np.argsort(values)
+        groups = codes[rows[start:end]]
         stored = np.zeros(n_groups + 1, dtype=np.int64)
         for i in range(end - start):
             if groups[i] >= 0:
@@ -184,7 +217,7 @@ def _rank_sums(indptr, indices, data, codes, sizes):  # pragma: no cover - compi
         i = 0
         m = end - start
         while i <= m:
-            if not zeros_done and (i == m or values[order[i]] > 0):
+            if not zeros_done and (i == m or values[i] > 0):
                 c = float(sizes[0] - stored[0])
                 for g in range(1, n_groups + 1):
                     z = float(sizes[g] - stored[g])
@@ -198,9 +231,9 @@ def _rank_sums(indptr, indices, data, codes, sizes):  # pragma: no cover - compi
                 break
             j = i
             n_touched = 0
-            value = values[order[i]]
-            while j < m and values[order[j]] == value:
-                g = groups[order[j]]
+            value = values[i]
+            while j < m and values[j] == value:
+                g = groups[j]
                 if g >= 0:
                     if in_run[g] == 0:
                         touched[n_touched] = g
@@ -236,11 +269,12 @@ def _means(X, codes: np.ndarray, n_codes: int) -> np.ndarray:
     """Mean expression of each code's cells (codes × genes)."""
     from scipy import sparse
 
-    from .._pseudobulk._reduce import indicator
+    from .._pseudobulk._reduce import add_rows
 
-    sums = indicator(codes, n_codes) @ X
-    sums = sums.toarray() if sparse.issparse(sums) else np.asarray(sums)
-    return sums.astype(np.float64) / np.bincount(codes[codes >= 0], minlength=n_codes)[:, None]
+    sums = np.zeros((n_codes, X.shape[1]))
+    add_rows(X if isinstance(X, np.ndarray) else sparse.csr_matrix(X), codes, sums)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / np.bincount(codes[codes >= 0], minlength=n_codes)[:, None]
 
 
 def _benjamini_hochberg(p: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .._conditions import CONTROL
+from .._io import read_matrix
 
 _PREDICTION_FILE = re.compile(r"^seed(-?\d+)__(.+)\.parquet$")
 
@@ -124,7 +125,7 @@ class RunFolder:
     @cached_property
     def predictions(self) -> dict[tuple[int, str], pd.DataFrame]:
         """``(seed, model) → DataFrame`` (scored perturbations × read-out genes) of predicted expression."""
-        return {key: pd.read_parquet(path) for key, path in self.prediction_files.items()}
+        return {key: read_matrix(path) for key, path in self.prediction_files.items()}
 
     # ------------------------------------------------------------------------------------------- observed values
     @cached_property
@@ -137,7 +138,7 @@ class RunFolder:
         """
         path = self.root / "observed.parquet"
         if path.is_file():
-            table = pd.read_parquet(path)
+            table = read_matrix(path)
             if CONTROL not in table.index:
                 raise ValueError(f"{path} has no '{CONTROL}' row; it should hold the control profile as well.")
             return table
