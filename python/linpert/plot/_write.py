@@ -122,7 +122,8 @@ def figures_current(run_folder: RunFolder | str | os.PathLike, *, formats: tuple
 
 
 def write_figures(
-    run_folder: RunFolder | str | os.PathLike, *, formats: tuple[str, ...] = ("png", "svg"), dpi: int = 150
+    run_folder: RunFolder | str | os.PathLike, *, formats: tuple[str, ...] = ("png", "svg"), dpi: int = 150,
+    workers: int | None = None,
 ) -> list[Path]:
     """Write every figure that applies to a run to ``<run_folder>/figures/<name>.<format>``, atomically.
 
@@ -136,6 +137,9 @@ def write_figures(
         A finished run folder (``out=`` of :func:`linpert.benchmark.run`).
     formats
         File formats; PNG at ``dpi`` and SVG by default.
+    workers
+        Processes that draw at once (default: one per core, at most 4). Drawing is CPU-bound Python, so the figures
+        are shared out between forked processes; where ``fork`` is unavailable they are drawn one by one.
 
     Returns
     -------
@@ -147,13 +151,66 @@ def write_figures(
     >>> from linpert.plot import write_figures
     >>> paths = write_figures("linpert-results/demo/double")  # doctest: +SKIP
     """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _FORKED
     run = as_run(run_folder)
     unknown = [f for f in formats if f not in ("png", "svg", "pdf")]
     if unknown:
         raise ValueError(f"Unknown figure format(s) {unknown}; use 'png', 'svg' or 'pdf'.")
+    names = figure_names(run)
+    groups = _shares(names, workers or min(_cores(), 4))
+    if len(groups) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return _write(run, names, formats, dpi)
+    _FORKED = run  # the children start as copies of this process, with the tables read so far
+    try:
+        with ProcessPoolExecutor(len(groups) - 1, mp_context=multiprocessing.get_context("fork")) as pool:
+            children = [pool.submit(_write_forked, group, formats, dpi) for group in groups[1:]]
+            written = _write(run, groups[0], formats, dpi)
+            for child in children:
+                paths, said = child.result()
+                written += paths
+                for message, category in said:
+                    warnings.warn(message, category, stacklevel=2)
+    finally:
+        _FORKED = None
+    order = {name: i for i, name in enumerate(names)}
+    return sorted(written, key=lambda path: (order.get(path.stem, len(order)), path.suffix))
+
+
+#: Roughly how long each figure takes to draw and write, relative to the others (measured on a Norman-sized run),
+#: to share them out evenly between processes.
+_COST = {"observed_vs_predicted": 3, "precision_recall_roc": 3, "deviation_scatter": 3, "l2_by_n": 2,
+         "l2_beeswarm": 2, "prediction_spread": 1.5}
+_FORKED: RunFolder | None = None
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _shares(names: list[str], n: int) -> list[list[str]]:
+    """The figures in up to ``n`` groups of about equal cost (the costliest first, each to the lightest group)."""
+    groups: list[list[str]] = [[] for _ in range(max(1, min(n, len(names))))]
+    load = [0.0] * len(groups)
+    for name in sorted(names, key=lambda name: -_COST.get(name, 1.0)):
+        lightest = load.index(min(load))
+        groups[lightest].append(name)
+        load[lightest] += _COST.get(name, 1.0)
+    return [group for group in groups if group]
+
+
+def _write(run: RunFolder, names: list[str], formats, dpi: int) -> list[Path]:
+    """Draw and write the named figures; the files written."""
     folder = run.root / "figures"
-    written = []
-    for name, fig in figures(run):
-        for fmt in formats:
-            written.append(atomic_write(folder / f"{name}.{fmt}", figure_bytes(fig, fmt, dpi=dpi), kind="bytes"))
-    return written
+    return [atomic_write(folder / f"{name}.{fmt}", figure_bytes(fig, fmt, dpi=dpi), kind="bytes")
+            for name, fig in figures(run, names=names) for fmt in formats]
+
+
+def _write_forked(names: list[str], formats, dpi: int) -> tuple[list[Path], list[tuple[str, type]]]:
+    """:func:`_write` in a child process, with the warnings it raised, for the parent to raise again."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        written = _write(_FORKED, names, formats, dpi)
+    return written, [(str(w.message), w.category) for w in caught]
