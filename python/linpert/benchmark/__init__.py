@@ -322,11 +322,12 @@ def _readout_cells(cells: Any, plan: _Plan):
     from .._conditions import canonical_names
     from ..datasets._readers import _open
 
-    source = _open(cells, backed=True) if isinstance(cells, (str, os.PathLike)) else cells
     var = plan.data.var
     columns = (var["gene_id"] if "gene_id" in var else pd.Series(plan.data.var_names, index=var.index)).to_numpy()
+    names = list(columns[plan.readout])
     key = (plan.data.uns.get("linpert", {}) or {}).get("condition_key", "condition")
-    subset = source[:, list(columns[plan.readout])]
+    source = _open(cells, backed=True) if isinstance(cells, (str, os.PathLike)) else cells
+    subset = source[:, names]
     subset = subset.to_memory() if getattr(source, "isbacked", False) else subset.copy()
     if getattr(source, "isbacked", False):
         source.file.close()

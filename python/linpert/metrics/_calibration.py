@@ -81,11 +81,18 @@ def replicate_ceiling(cells: Any, *, condition_key: str = "condition", metrics: 
 def _halves(labels: np.ndarray, conditions: list[str], rng: np.random.Generator) -> np.ndarray:
     """Two rows of condition codes per cell: a random half of each condition's cells, and the other half (-1: not
     in that half)."""
+    codes = pd.Categorical(labels, categories=conditions).codes.astype(np.int64)  # -1: a condition not split
+    order = rng.permutation(len(labels))
+    order = order[np.argsort(codes[order], kind="stable")]  # each condition's cells together, in random order
+    order = order[codes[order] >= 0]
+    sizes = np.bincount(codes[order], minlength=len(conditions))
+    starts = np.repeat(np.cumsum(sizes) - sizes, sizes)
+    rank = np.arange(len(order)) - starts  # each cell's place in its condition's random order
+    half = np.repeat(sizes // 2, sizes)  # equal halves: an odd cell out is left out
     halves = np.full((2, len(labels)), -1)
-    for code, condition in enumerate(conditions):
-        members = rng.permutation(np.flatnonzero(labels == condition))
-        half = len(members) // 2  # equal halves: an odd cell out is left out
-        halves[0, members[:half]] = halves[1, members[half: 2 * half]] = code
+    halves[0, order[rank < half]] = codes[order[rank < half]]
+    second = (rank >= half) & (rank < 2 * half)
+    halves[1, order[second]] = codes[order[second]]
     return halves
 
 
