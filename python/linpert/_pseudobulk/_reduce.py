@@ -67,29 +67,25 @@ def _compact(block):
 
 
 def _add_compiled(block, codes: np.ndarray, sums: np.ndarray) -> np.ndarray:
-    """The compiled path: each core takes a run of conditions holding about its share of the values."""
-    if sparse.issparse(block):
-        weights = np.diff(block.indptr)
-    else:
-        weights = np.full(len(codes), block.shape[1])
-    per_condition = np.bincount(codes[codes >= 0], weights=weights[codes >= 0], minlength=len(sums))
-    bounds = _balanced_bounds(per_condition, numba().get_num_threads())
+    """The compiled path: the cells are walked condition by condition (so a condition's row of sums stays in the
+    cache), each core taking a run of conditions holding about its share of the values."""
+    weights = np.diff(block.indptr) if sparse.issparse(block) else np.full(len(codes), block.shape[1])
+    rows = np.argsort(codes, kind="stable")
+    rows = rows[codes[rows] >= 0]
+    cumulative = np.concatenate([[0], np.cumsum(weights[rows])])
+    parts = numba().get_num_threads()
+    cuts = np.searchsorted(cumulative, cumulative[-1] * np.arange(1, parts) / parts)
+    # cut only where the condition changes, so the cores write disjoint rows of the sums
+    changes = np.flatnonzero(np.diff(codes[rows])) + 1
+    cuts = changes[np.clip(np.searchsorted(changes, cuts), 0, max(len(changes) - 1, 0))] if len(changes) else []
+    starts = np.unique(np.concatenate([[0], cuts, [len(rows)]])).astype(np.int64)
     bad = np.zeros(len(sums), dtype=np.int64)
     with _ONE_AT_A_TIME:  # each call uses every core; numba's workqueue layer cannot run two at once
         if sparse.issparse(block):
-            _kernels()["csr"](block.indptr, block.indices, block.data, codes, bounds, sums, bad)
+            _kernels()["csr"](block.indptr, block.indices, block.data, rows, codes, starts, sums, bad)
         else:
-            _kernels()["dense"](np.ascontiguousarray(block), codes, bounds, sums, bad)
+            _kernels()["dense"](np.ascontiguousarray(block), rows, codes, starts, sums, bad)
     return bad
-
-
-def _balanced_bounds(weights: np.ndarray, n_parts: int) -> np.ndarray:
-    """Edges of up to ``n_parts`` runs of conditions of about equal total weight (the first 0, the last all)."""
-    total = np.cumsum(weights)
-    if not len(total) or total[-1] == 0:
-        return np.array([0, len(weights)], dtype=np.int64)
-    cuts = np.searchsorted(total, total[-1] * np.arange(1, n_parts) / n_parts, side="right")
-    return np.unique(np.concatenate([[0], cuts, [len(weights)]])).astype(np.int64)
 
 
 _KERNELS: dict = {}
@@ -107,14 +103,11 @@ def _kernels() -> dict:
     return _KERNELS
 
 
-def _csr_sums(indptr, indices, data, codes, bounds, sums, bad):  # pragma: no cover - compiled by numba
-    """Part ``p`` adds the rows of conditions ``bounds[p]:bounds[p + 1]``; NaN and inf are counted, and added."""
-    for part in prange(len(bounds) - 1):
-        lo, hi = bounds[part], bounds[part + 1]
-        for row in range(len(codes)):
+def _csr_sums(indptr, indices, data, rows, codes, starts, sums, bad):  # pragma: no cover - compiled by numba
+    """Part ``p`` adds the cells ``rows[starts[p]:starts[p + 1]]`` (whole conditions); NaN and inf are counted."""
+    for part in prange(len(starts) - 1):
+        for row in rows[starts[part]:starts[part + 1]]:
             code = codes[row]
-            if code < lo or code >= hi:
-                continue
             target = sums[code]
             for k in range(indptr[row], indptr[row + 1]):
                 value = np.float64(data[k])
@@ -123,13 +116,10 @@ def _csr_sums(indptr, indices, data, codes, bounds, sums, bad):  # pragma: no co
                 target[indices[k]] += value
 
 
-def _dense_sums(block, codes, bounds, sums, bad):  # pragma: no cover - compiled by numba
-    for part in prange(len(bounds) - 1):
-        lo, hi = bounds[part], bounds[part + 1]
-        for row in range(len(codes)):
+def _dense_sums(block, rows, codes, starts, sums, bad):  # pragma: no cover - compiled by numba
+    for part in prange(len(starts) - 1):
+        for row in rows[starts[part]:starts[part + 1]]:
             code = codes[row]
-            if code < lo or code >= hi:
-                continue
             target = sums[code]
             values = block[row]
             for gene in range(values.shape[0]):
