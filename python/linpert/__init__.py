@@ -19,12 +19,14 @@ _EXPORTS = {
     "condition_table": "linpert._conditions",
     "pseudobulk": "linpert._pseudobulk",
 }
-_SUBMODULES = ("datasets", "splits", "models", "metrics", "interactions", "benchmark", "published", "submission")
+_SUBMODULES = ("datasets", "splits", "models", "metrics", "interactions", "benchmark", "published", "submission",
+               "plot", "report", "adapters", "embeddings", "convert")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import benchmark, datasets, interactions, metrics, models, published, splits, submission
+    from . import (adapters, benchmark, convert, datasets, embeddings, interactions, metrics, models, plot, published,
+                   report, splits, submission)
     from ._conditions import Condition, canonical_names, condition_table, parse_condition
     from ._pseudobulk import pseudobulk
 

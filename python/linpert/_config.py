@@ -23,7 +23,7 @@ from types import ModuleType
 
 __version__ = "0.1.0"
 
-__all__ = ["ENV_DATA_DIR", "ENV_MIRROR", "ENV_NUMBA", "ENV_SCHEDULER", "data_dir", "optional"]
+__all__ = ["__version__", "ENV_DATA_DIR", "ENV_MIRROR", "ENV_NUMBA", "ENV_SCHEDULER", "data_dir", "optional"]
 
 ENV_DATA_DIR = "LINPERT_DATA_DIR"
 ENV_MIRROR = "LINPERT_MIRROR"

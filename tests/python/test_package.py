@@ -26,3 +26,16 @@ def test_unknown_attribute():
 
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         linpert.nope
+
+
+def test_the_public_namespaces_are_attributes_and_export_no_internals():
+    import importlib
+
+    for name in ("plot", "report", "adapters", "embeddings", "convert", "benchmark", "metrics", "submission"):
+        assert getattr(linpert, name) is importlib.import_module(f"linpert.{name}")
+    importlib.import_module("linpert._pseudobulk._dask")
+    assert callable(linpert.pseudobulk)  # the package behind it is private, so it never shadows the function
+    internals = {"Launcher", "ensure_venv", "ridge_fit", "venv_path", "PROTOCOL", "rank_value_encoding"}
+    assert not internals & set(linpert.adapters.__all__)
+    for module in (linpert.adapters, linpert.embeddings, linpert.metrics, linpert.plot, linpert.datasets):
+        assert all(not name.startswith("_") and hasattr(module, name) for name in module.__all__)

@@ -48,9 +48,11 @@ ADAPTERS: dict[str, type[PerturbationModel]] = {
     "scbert": ScBertDecoder,
 }
 
+#: The public names: the adapters, how they run, and the writers of small models in each model's own format (for
+#: tests and for trying an adapter without downloading weights). The building blocks (environments, encodings, the
+#: worker protocol) stay importable from here but are not part of the API.
 __all__ = [
     "ADAPTERS",
-    "PROTOCOL",
     "CpaModel",
     "EmbeddingDecoder",
     "GearsModel",
@@ -59,25 +61,11 @@ __all__ = [
     "ScBertDecoder",
     "ScFoundationModel",
     "ScGptModel",
-    "StackInstallError",
     "Stack",
+    "StackInstallError",
     "UceDecoder",
     "WorkerError",
     "WorkerModel",
-    "condition_embedding",
-    "container_command",
-    "de_keys",
-    "ensure_venv",
-    "gears_cells",
-    "geneformer_embedding",
-    "overwrite_targets",
-    "perturb_rank_encoding",
-    "rank_value_encoding",
-    "reconstruct_counts",
-    "uce_embedding",
-    "ridge_fit",
-    "validation_conditions",
-    "venv_path",
     "write_geneformer_model",
     "write_go_files",
     "write_scgpt_checkpoint",
