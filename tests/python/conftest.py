@@ -125,3 +125,21 @@ def check_model_contract(model, train, request: list[str], *, predicts_unseen: b
         model.predict([canonical[4].replace("+ctrl", "+no gene")])
 
 
+
+
+def pytest_collection_modifyitems(config, items):
+    """Doctests of linpert's modules run with the tests (pyproject: ``--doctest-modules``). A docstring whose every
+    example is marked ``+SKIP`` (it needs a downloaded dataset or a finished run folder) is documentation, not a
+    test: it is deselected rather than reported as a skipped test."""
+    import doctest
+
+    from _pytest.doctest import DoctestItem
+
+    def documentation_only(item) -> bool:
+        examples = item.dtest.examples if isinstance(item, DoctestItem) else []
+        return bool(examples) and all(example.options.get(doctest.SKIP) for example in examples)
+
+    dropped = [item for item in items if documentation_only(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not documentation_only(item)]

@@ -67,7 +67,7 @@ def replicate_ceiling(cells: Any, *, condition_key: str = "condition", metrics: 
         half_a, half_b = (_means(cells.X, codes, len(splittable) + 1) for codes in halves)
         pred = pd.DataFrame(half_a[1:], index=splittable, columns=genes)
         obs = pd.DataFrame(half_b[1:], index=splittable, columns=genes)
-        de = grouped_de(cells.X, halves[1], splittable, genes, by_gene=sorted_values) if needs_de else None
+        de = grouped_de(cells.X, halves[1], splittable, genes, sorted_values=sorted_values) if needs_de else None
         rounds.append(score_all(Scoring(pred, obs, half_b[0], obs.mean().to_numpy(), de=de), names))
     perturbations = [c for c in conditions if c != CONTROL]
     table = (sum(rounds) / len(rounds)).reindex(perturbations) if rounds else pd.DataFrame(

@@ -97,20 +97,18 @@ def differential_expression(cells: Any, *, condition_key: str = "condition", con
     if control not in set(labels):
         raise ValueError(f"The cells have no control cells ({control!r} in obs[{condition_key!r}]) to test against.")
     conditions = [c for c in dict.fromkeys(labels) if c != control]
-    codes = np.full(len(labels), -1, dtype=np.int64)
-    for code, condition in enumerate([control, *conditions]):
-        codes[labels == condition] = code
+    codes = pd.Categorical(labels, categories=[control, *conditions]).codes.astype(np.int64)
     X = cells.X.to_memory() if hasattr(cells.X, "to_memory") else cells.X
-    return grouped_de(X, codes, conditions, cells.var_names.astype(str), by_gene=sorted_values)
+    return grouped_de(X, codes, conditions, cells.var_names.astype(str), sorted_values=sorted_values)
 
 
-def grouped_de(X, codes: np.ndarray, conditions: list[str], genes: pd.Index, *, by_gene=None
-               ) -> DifferentialExpression:
+def grouped_de(X, codes: np.ndarray, conditions: list[str], genes: pd.Index, *,
+               sorted_values: ByGene | None = None) -> DifferentialExpression:
     """:func:`differential_expression` of the cells (rows of ``X``) with ``codes``: 0 control, ``1 + i`` for
-    ``conditions[i]``, -1 left out. ``by_gene``: :func:`by_gene` of ``X``, for a caller that tests the same cells
-    again with other codes."""
+    ``conditions[i]``, -1 left out. ``sorted_values``: :func:`by_gene` of ``X``, for a caller that tests the same
+    cells again with other codes."""
     sizes = np.bincount(codes[codes >= 0], minlength=len(conditions) + 1)
-    U, p = _mann_whitney(X, codes, sizes, by_gene)
+    U, p = _mann_whitney(X, codes, sizes, sorted_values)
     lfc = _log2_fold_change(X, codes, len(conditions) + 1)
     frame = lambda values: pd.DataFrame(values, index=pd.Index(conditions, name="perturbation"), columns=genes)
     return DifferentialExpression(frame(lfc), frame(U), frame(p), frame(_benjamini_hochberg(p)))
