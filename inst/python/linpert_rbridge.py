@@ -599,37 +599,18 @@ def locfdr_python(z: bytearray, options: dict[str, Any]) -> dict[str, Any]:
 def interaction_calls(
     table: dict[str, Any], fdr: bytearray, center: float, level: float, rule: str
 ) -> dict[str, Any]:
-    """Thresholds and classes from an fdr computed in R (or by :func:`locfdr_python`), exactly as
-    :func:`linpert.interactions.call_interactions` derives them."""
-    import pandas as pd
+    """Thresholds and classes from an fdr computed in R (or by :func:`locfdr_python`):
+    :func:`linpert.interactions.classify_deviations`, the step :func:`~linpert.interactions.call_interactions` takes."""
+    from linpert.interactions import classify_deviations
 
-    from linpert.interactions import OBSERVED_CLASSES, classify_observed, thresholds
-
-    df = frame_from_r(**table)
-    z = df["deviation"].to_numpy(dtype=np.float64)
     fit = _FdrOnly(numbers(fdr).copy(), float(center))
-    lower, upper = thresholds(fit, z, level=float(level), rule=rule)
-    lower = -np.inf if lower is None else float(lower)
-    upper = np.inf if upper is None else float(upper)
-    if rule == "tail":
-        lower, upper = float(np.nextafter(lower, np.inf)), float(np.nextafter(upper, -np.inf))
-    df["fdr"] = fit.fdr
-    df["interaction"] = (z > upper) | (z < lower)
-    df["class"] = classify_observed(
-        df["ctrl"].to_numpy(), df["single_a"].to_numpy(), df["single_b"].to_numpy(), df["observed"].to_numpy(),
-        lower=lower, upper=upper,
-    )
-    counts = pd.Series(df["class"]).value_counts().reindex(OBSERVED_CLASSES, fill_value=0)
-    return {
-        "table": frame_to_r(df),
-        "lower": lower,
-        "upper": upper,
-        "counts": {str(k): int(v) for k, v in counts.items()},
-    }
+    df, lower, upper, counts = classify_deviations(frame_from_r(**table), fit, level=float(level), rule=rule)
+    return {"table": frame_to_r(df), "lower": lower, "upper": upper,
+            "counts": {str(k): int(v) for k, v in counts.items()}}
 
 
 class _FdrOnly:
-    """What :func:`linpert.interactions.thresholds` reads of a locfdr result: ``fdr`` and ``center``."""
+    """What :func:`linpert.interactions.classify_deviations` reads of a locfdr fit: ``fdr`` and ``center``."""
 
     def __init__(self, fdr: np.ndarray, center: float) -> None:
         self.fdr = fdr

@@ -1,7 +1,8 @@
 """Genetic interactions of double perturbations: calling them, classifying them, and scoring models that predict them.
 
 * :func:`locfdr`, :func:`thresholds`: Efron's local false discovery rate (R's ``locfdr`` 1.1-8, ported).
-* :func:`additive_deviation`, :func:`call_interactions`: the observed interactions (spec §4.1–4.4).
+* :func:`additive_deviation`, :func:`call_interactions`: the observed interactions (spec §4.1–4.4);
+  :func:`classify_deviations`: the same calls from a locfdr fit made elsewhere (R's, through the R package).
 * :func:`classify_prediction`, :func:`tpr_fdp_curve`, :func:`auprc`, :func:`roc_auc`, :func:`evaluate_interactions`:
   how well a model's predictions find them (spec §4.5–4.8, paper Fig. 1c–f and Extended Data Figs 3–5).
 """
@@ -15,6 +16,7 @@ from ._calling import (
     InteractionCalls,
     additive_deviation,
     call_interactions,
+    classify_deviations,
     classify_observed,
     classify_prediction,
 )
@@ -46,6 +48,7 @@ __all__ = [
     "auprc",
     "average_curves",
     "call_interactions",
+    "classify_deviations",
     "classify_observed",
     "classify_prediction",
     "evaluate_interactions",

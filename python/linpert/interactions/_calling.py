@@ -220,8 +220,6 @@ def call_interactions(
     """
     from anndata import AnnData
 
-    from ._locfdr import thresholds
-
     if not isinstance(data, AnnData):
         raise TypeError(
             f"call_interactions() takes a pseudobulk AnnData (ctrl, singles and doubles as obs_names), got "
@@ -237,6 +235,21 @@ def call_interactions(
             "Some deviations are NaN or infinite; locfdr needs finite values. Check the pseudobulk for NaN expression."
         )
     fit, settings, fallback = _fit_null(z, backend, locfdr_args, fallback)
+    table, lower, upper, counts = classify_deviations(table, fit, level=level, rule=rule)
+    return InteractionCalls(table, lower, upper, fit, counts, missing, level, rule, settings, fallback)
+
+
+def classify_deviations(table: pd.DataFrame, fit, *, level: float = 0.05, rule: str = "paper"
+                        ) -> tuple[pd.DataFrame, float, float, pd.Series]:
+    """The calls of :func:`call_interactions` from a locfdr fit of ``table["deviation"]``: the thresholds at
+    ``level``, each pair's ``fdr``, ``interaction`` and ``class``, and the counts per class.
+
+    ``fit`` needs only ``fdr`` and ``center``: R's ``locfdr`` fit serves as well as the port's (the R package fits in
+    R and classifies here). Returns ``(table, lower, upper, counts)``; a side without a threshold is ±inf.
+    """
+    from ._locfdr import thresholds
+
+    z = table["deviation"].to_numpy(dtype=np.float64)
     lower, upper = thresholds(fit, z, level=level, rule=rule)
     # a side without a threshold has no interactions
     lower = -np.inf if lower is None else float(lower)
@@ -244,7 +257,7 @@ def call_interactions(
     if rule == "tail":
         # the tail rule's thresholds are themselves below the level, so they are calls: widen by one ulp
         lower, upper = float(np.nextafter(lower, np.inf)), float(np.nextafter(upper, -np.inf))
-
+    table = table.copy()
     table["fdr"] = np.asarray(fit.fdr, dtype=np.float64)
     table["interaction"] = (z > upper) | (z < lower)
     table["class"] = classify_observed(
@@ -256,7 +269,7 @@ def call_interactions(
         upper=upper,
     )
     counts = table["class"].value_counts().reindex(OBSERVED_CLASSES, fill_value=0).astype(np.int64)
-    return InteractionCalls(table, lower, upper, fit, counts, missing, level, rule, settings, fallback)
+    return table, lower, upper, counts
 
 
 #: What :func:`call_interactions` tries, in order, when locfdr with R's defaults (the paper's settings) stops on the
