@@ -23,7 +23,7 @@ from types import ModuleType
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "ENV_DATA_DIR", "ENV_MIRROR", "ENV_NUMBA", "ENV_SCHEDULER", "data_dir", "optional"]
+__all__ = ["__version__", "ENV_DATA_DIR", "ENV_MIRROR", "ENV_NUMBA", "ENV_SCHEDULER", "cores", "data_dir", "optional"]
 
 ENV_DATA_DIR = "LINPERT_DATA_DIR"
 ENV_MIRROR = "LINPERT_MIRROR"
@@ -42,6 +42,11 @@ def data_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     if cache_dir is None:
         cache_dir = os.environ.get(ENV_DATA_DIR) or Path.home() / ".cache" / "linpert"
     return Path(cache_dir).expanduser()
+
+
+def cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system says, else every core)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def optional(module: str, *, extra: str, needed_for: str) -> ModuleType:

@@ -73,7 +73,8 @@ def score_submission(
     """
     from ._pseudobulk import pseudobulk
     from .metrics import differential_expression, replicate_ceiling
-    from .metrics._registry import METRICS, Scoring, resolve_metrics, score_all
+    from .metrics._de import by_gene
+    from .metrics._registry import Scoring, needs_cells, resolve_metrics, score_all
 
     names = resolve_metrics(metrics, cells=True)
     observed_cells = _relabelled(observed, perturbation_key, control, "observed")
@@ -91,9 +92,10 @@ def score_submission(
         "no_change": pd.DataFrame(np.tile(ctrl, (len(perturbations), 1)), index=perturbations, columns=genes),
         "observed_mean": pd.DataFrame(np.tile(reference, (len(perturbations), 1)), index=perturbations, columns=genes),
     }
-    de = predicted_de = None
-    if any(METRICS[n].needs_cells for n in names):
-        de = differential_expression(observed_cells).rows(perturbations)
+    de = predicted_de = sorted_values = None
+    if needs_cells(names):
+        sorted_values = by_gene(observed_cells.X)  # sorted once, for this test and the ceiling's
+        de = differential_expression(observed_cells, sorted_values=sorted_values).rows(perturbations)
         if CONTROL in set(predicted_cells.obs["condition"]):  # tested like the observed cells, as cell-eval does
             predicted_de = differential_expression(predicted_cells).rows(perturbations)
     parts = []
@@ -102,7 +104,7 @@ def score_submission(
         scores = score_all(Scoring(table, observed_table, ctrl, reference, de=de, predicted_de=cells_de), names)
         parts.append(scores.rename_axis("perturbation").reset_index().assign(model=model))
     if calibrate:
-        ceiling = replicate_ceiling(observed_cells, metrics=names).drop(columns="reason")
+        ceiling = replicate_ceiling(observed_cells, metrics=names, sorted_values=sorted_values).drop(columns="reason")
         parts.append(ceiling.reset_index().assign(model=CEILING))
     results = pd.concat(parts, ignore_index=True).assign(dataset="submission", split="all")
     first = ["dataset", "split", "model", "perturbation"]

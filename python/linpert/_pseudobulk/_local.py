@@ -19,9 +19,10 @@ import pandas as pd
 from scipy import sparse
 
 from .._compiled import numba
+from .._config import cores
 from .._conditions import CONTROL, canonical_names, condition_table, require_control
 from .._io import describe_file, is_hdf5
-from ._reduce import _compact, add_rows, indicator
+from ._reduce import _compact, add_rows, condition_runs, indicator
 
 if TYPE_CHECKING:  # pragma: no cover
     import anndata
@@ -346,7 +347,7 @@ def _accumulate(
     if numba() is not None and source.matrix is not None and source.format != "csc":
         # the kernel reads the matrix where it lies, in one pass: nothing to gather, convert or chunk
         with tqdm(total=1, desc="pseudobulk", unit="matrix", disable=not progress) as bar:
-            _check_counts(_first_values(source.matrix), check)
+            _check_counts(source.matrix[: _sample_rows(source.matrix)], check)
             check.non_finite += add_rows(source.matrix, codes, sums)
             bar.update()
         return sums, check
@@ -373,9 +374,9 @@ def _read_ahead(chunks: Iterator) -> Iterator:
             yield chunk
 
 
-def _first_values(matrix):
-    """The first rows of an in-memory matrix, as many values as the raw-counts check samples."""
-    return matrix[: max(1, _COUNT_SAMPLE // max(matrix.shape[1], 1))]
+def _sample_rows(matrix) -> int:
+    """How many rows of a matrix hold about as many values as the raw-counts check samples."""
+    return max(1, _COUNT_SAMPLE // max(matrix.shape[1], 1))
 
 
 class _Buffers:
@@ -432,27 +433,13 @@ def _reduce_in_memory(pool, n_threads: int, chunk, sums: np.ndarray, check: _Che
     """
     matrix, rows, codes = chunk
     if check is not None:
-        _check_counts(_gather(matrix, rows[: max(1, _COUNT_SAMPLE // max(matrix.shape[1], 1))]), check)
+        _check_counts(_gather(matrix, rows[: _sample_rows(matrix)]), check)
 
     def reduce(part: tuple[int, int]) -> np.ndarray:
         a, b = part
         return add_rows(_gather(matrix, rows[a:b]), codes[a:b], sums)
 
-    return sum(pool.map(reduce, _condition_runs(codes, n_threads)), np.zeros(len(sums), dtype=np.int64))
-
-
-def _condition_runs(codes: np.ndarray, n_parts: int) -> list[tuple[int, int]]:
-    """Cut sorted ``codes`` into up to ``n_parts`` runs of about equal length, only where the condition changes.
-
-    Threads given different runs then write disjoint rows of the sums.
-    """
-    changes = np.flatnonzero(np.diff(codes)) + 1
-    if not len(changes):
-        return [(0, len(codes))]
-    targets = np.linspace(0, len(codes), n_parts + 1)[1:-1]
-    cuts = changes[np.abs(changes[:, None] - targets[None, :]).argmin(axis=0)]
-    edges = np.unique([0, *cuts.tolist(), len(codes)])
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+    return sum(pool.map(reduce, condition_runs(codes, n_threads)), np.zeros(len(sums), dtype=np.int64))
 
 
 def _gather(matrix, rows: np.ndarray):
@@ -493,8 +480,7 @@ def _reduce_read(
 
 
 def _n_threads() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(_MAX_THREADS, cores))
+    return max(1, min(_MAX_THREADS, cores()))
 
 
 def _splits(weights_cumsum: np.ndarray, n_parts: int) -> list[tuple[int, int]]:

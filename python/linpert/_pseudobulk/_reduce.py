@@ -15,7 +15,7 @@ from scipy import sparse
 
 from .._compiled import numba
 
-__all__ = ["add_rows", "indicator"]
+__all__ = ["add_rows", "condition_runs", "indicator"]
 
 
 def add_rows(block, codes: np.ndarray, sums: np.ndarray) -> np.ndarray:
@@ -56,6 +56,19 @@ def _add_product(block, codes: np.ndarray, sums: np.ndarray) -> np.ndarray:
     return np.bincount(bad[bad >= 0], minlength=len(sums))
 
 
+def condition_runs(codes: np.ndarray, n_parts: int, *, weights: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """Cut sorted ``codes`` into up to ``n_parts`` runs of about equal weight (default: one per cell), only where the
+    condition changes, so that threads given different runs write disjoint rows of the sums."""
+    changes = np.flatnonzero(np.diff(codes)) + 1
+    if not len(changes):
+        return [(0, len(codes))]
+    cumulative = np.arange(len(codes) + 1) if weights is None else np.concatenate([[0], np.cumsum(weights)])
+    targets = np.linspace(0, cumulative[-1], n_parts + 1)[1:-1]
+    cuts = changes[np.abs(cumulative[changes][:, None] - targets[None, :]).argmin(axis=0)]
+    edges = np.unique([0, *cuts.tolist(), len(codes)])
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
 def _compact(block):
     """The block with int32 index arrays where they fit: scipy's sparse product is many times slower on int64."""
     if block.indptr.dtype == np.int32 and block.indices.dtype == np.int32:
@@ -72,13 +85,8 @@ def _add_compiled(block, codes: np.ndarray, sums: np.ndarray) -> np.ndarray:
     weights = np.diff(block.indptr) if sparse.issparse(block) else np.full(len(codes), block.shape[1])
     rows = np.argsort(codes, kind="stable")
     rows = rows[codes[rows] >= 0]
-    cumulative = np.concatenate([[0], np.cumsum(weights[rows])])
-    parts = numba().get_num_threads()
-    cuts = np.searchsorted(cumulative, cumulative[-1] * np.arange(1, parts) / parts)
-    # cut only where the condition changes, so the cores write disjoint rows of the sums
-    changes = np.flatnonzero(np.diff(codes[rows])) + 1
-    cuts = changes[np.clip(np.searchsorted(changes, cuts), 0, max(len(changes) - 1, 0))] if len(changes) else []
-    starts = np.unique(np.concatenate([[0], cuts, [len(rows)]])).astype(np.int64)
+    runs = condition_runs(codes[rows], numba().get_num_threads(), weights=weights[rows])
+    starts = np.array([a for a, _ in runs] + [len(rows)], dtype=np.int64)
     bad = np.zeros(len(sums), dtype=np.int64)
     with _ONE_AT_A_TIME:  # each call uses every core; numba's workqueue layer cannot run two at once
         if sparse.issparse(block):

@@ -236,9 +236,8 @@ def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, schedu
     results = pd.concat(tables, ignore_index=True)
     _check_something_predicted(results)
     predictions = {key: store.load_predictions(*key) if frame is None else frame for key, frame in predictions.items()}
-    readout_cells = _readout_cells(cells, plan) if cells is not None else None
-    sorted_values = _sorted_values(readout_cells, metrics)
-    results = _add_metrics(results, plan, predictions, metrics, readout_cells, sorted_values)
+    readout_cells, sorted_values, de = _from_cells(cells, plan, metrics, set(results["model"]))
+    results = _add_metrics(results, plan, predictions, metrics, de)
     restriction = _restrict_to_common(results) if common_only else {}
     if common_only:
         results = results[results["common"]].drop(columns="common").reset_index(drop=True)
@@ -271,25 +270,30 @@ def _published(results: pd.DataFrame, dataset: str, split: str) -> tuple[pd.Data
     return published.summary(dataset), fidelity if len(fidelity) else None
 
 
-def _sorted_values(cells, names: list[str]):
-    """The read-out cells' values sorted gene by gene, once for the DE tests of the metrics and of the ceiling."""
+def _from_cells(cells, plan: _Plan, names: list[str], models: set[str]):
+    """What the cells give a run, read only where it is used: the read-out genes' cells (for the DE tests and the
+    replicate ceiling), their values sorted once for every DE test, and the observed DE genes."""
+    from ..metrics import differential_expression
     from ..metrics._de import by_gene
-    from ..metrics._registry import METRICS
+    from ..metrics._registry import needs_cells
 
-    return by_gene(cells.X) if cells is not None and any(METRICS[n].needs_cells for n in names) else None
+    needs_de = cells is not None and needs_cells(names)
+    calibrates = cells is not None and CALIBRATION_REFERENCE.get(plan.split) in models
+    if not (needs_de or calibrates):
+        return None, None, None
+    readout_cells = _readout_cells(cells, plan)
+    sorted_values = by_gene(readout_cells.X) if needs_de else None
+    de = differential_expression(readout_cells, sorted_values=sorted_values) if needs_de else None
+    return readout_cells, sorted_values, de
 
 
-def _add_metrics(results: pd.DataFrame, plan: _Plan, predictions: dict, names: list[str], cells,
-                 sorted_values=None) -> pd.DataFrame:
+def _add_metrics(results: pd.DataFrame, plan: _Plan, predictions: dict, names: list[str], de=None) -> pd.DataFrame:
     """The registered metrics as columns beside the paper's, from each cell's predictions on the read-out genes (and
     the observed cells' DE genes on them, where cells are given)."""
-    from ..metrics import differential_expression
-    from ..metrics._registry import METRICS, Scoring, compute
+    from ..metrics._registry import Scoring, compute
 
     if not names:
         return results
-    needs_de = any(METRICS[n].needs_cells for n in names)
-    de = differential_expression(cells, sorted_values=sorted_values) if needs_de else None
     observed = plan.observed
     parts = []
     for (seed, label), predicted in predictions.items():

@@ -44,7 +44,7 @@ def replicate_ceiling(cells: Any, *, condition_key: str = "condition", metrics: 
     DataFrame
         One row per perturbation: a column per metric and ``reason`` (why a ceiling is NaN: too few cells).
     """
-    from ._registry import METRICS, PAPER_METRICS, Scoring, resolve_metrics, score_all
+    from ._registry import PAPER_METRICS, Scoring, needs_cells, resolve_metrics, score_all
 
     names = resolve_metrics(metrics, cells=True)
     labels = cells.obs[condition_key].astype(str).to_numpy()
@@ -56,7 +56,7 @@ def replicate_ceiling(cells: Any, *, condition_key: str = "condition", metrics: 
     splittable = [c for c in conditions if c != CONTROL and counts[c] >= MIN_CELLS]
     if counts[CONTROL] < MIN_CELLS:
         splittable = []
-    needs_de = any(METRICS[n].needs_cells for n in names)
+    needs_de = needs_cells(names)
     if needs_de and sorted_values is None:
         sorted_values = by_gene(cells.X)  # sorted once for every round's test
     rng = np.random.default_rng(seed)
@@ -67,7 +67,8 @@ def replicate_ceiling(cells: Any, *, condition_key: str = "condition", metrics: 
         half_a, half_b = (_means(cells.X, codes, len(splittable) + 1) for codes in halves)
         pred = pd.DataFrame(half_a[1:], index=splittable, columns=genes)
         obs = pd.DataFrame(half_b[1:], index=splittable, columns=genes)
-        de = grouped_de(cells.X, halves[1], splittable, genes, sorted_values=sorted_values) if needs_de else None
+        de = (grouped_de(cells.X, halves[1], splittable, genes, sorted_values=sorted_values, means=half_b)
+              if needs_de else None)
         rounds.append(score_all(Scoring(pred, obs, half_b[0], obs.mean().to_numpy(), de=de), names))
     perturbations = [c for c in conditions if c != CONTROL]
     table = (sum(rounds) / len(rounds)).reindex(perturbations) if rounds else pd.DataFrame(

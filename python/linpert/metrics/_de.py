@@ -103,13 +103,13 @@ def differential_expression(cells: Any, *, condition_key: str = "condition", con
 
 
 def grouped_de(X, codes: np.ndarray, conditions: list[str], genes: pd.Index, *,
-               sorted_values: ByGene | None = None) -> DifferentialExpression:
+               sorted_values: ByGene | None = None, means: np.ndarray | None = None) -> DifferentialExpression:
     """:func:`differential_expression` of the cells (rows of ``X``) with ``codes``: 0 control, ``1 + i`` for
     ``conditions[i]``, -1 left out. ``sorted_values``: :func:`by_gene` of ``X``, for a caller that tests the same
-    cells again with other codes."""
+    cells again with other codes; ``means``: the codes' mean expression (codes × genes), where the caller has it."""
     sizes = np.bincount(codes[codes >= 0], minlength=len(conditions) + 1)
     U, p = _mann_whitney(X, codes, sizes, sorted_values)
-    lfc = _log2_fold_change(X, codes, len(conditions) + 1)
+    lfc = _log2_fold_change(_means(X, codes, len(conditions) + 1) if means is None else means)
     frame = lambda values: pd.DataFrame(values, index=pd.Index(conditions, name="perturbation"), columns=genes)
     return DifferentialExpression(frame(lfc), frame(U), frame(p), frame(_benjamini_hochberg(p)))
 
@@ -280,10 +280,11 @@ def _rank_sums(indptr, rows, data, codes, sizes):  # pragma: no cover - compiled
     return U.T.copy(), ties.T.copy()
 
 
-def _log2_fold_change(X, codes: np.ndarray, n_codes: int) -> np.ndarray:
-    """``log2(expm1(mean_group) / expm1(mean_control))`` per group × gene; 0 where both means are 0."""
+def _log2_fold_change(means: np.ndarray) -> np.ndarray:
+    """``log2(expm1(mean_group) / expm1(mean_control))`` per group × gene (control first in ``means``); 0 where
+    both means are 0."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.expm1(_means(X, codes, n_codes))
+        means = np.expm1(means)
     with np.errstate(invalid="ignore", divide="ignore"):
         lfc = np.log2(means[1:] / means[0])
     return np.where(np.isnan(lfc), 0.0, lfc)

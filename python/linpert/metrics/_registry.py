@@ -124,6 +124,11 @@ def resolve_metrics(names, *, cells: bool = False) -> list[str]:
     return [n for n in names if n in METRICS]
 
 
+def needs_cells(names: list[str]) -> bool:
+    """Whether any of the named metrics reads the observed cells' DE genes (``Scoring.de``)."""
+    return any(METRICS[name].needs_cells for name in names if name in METRICS)
+
+
 def score_all(scoring: Scoring, names: list[str]) -> pd.DataFrame:
     """The paper's metrics and the named registered ones of one scoring, one row per perturbation."""
     from ._paper import score

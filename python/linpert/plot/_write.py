@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from .._config import cores
 from .._io import atomic_write, newest_change
 from ..metrics._registry import beyond_the_paper
 from ._figures import (
@@ -160,7 +161,7 @@ def write_figures(
     if unknown:
         raise ValueError(f"Unknown figure format(s) {unknown}; use 'png', 'svg' or 'pdf'.")
     names = figure_names(run)
-    groups = _shares(names, workers or min(_cores(), 4))
+    groups = _shares(names, workers or min(cores(), 4))
     if len(groups) < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return _write(run, names, formats, dpi)
     _FORKED = run  # the children start as copies of this process, with the tables read so far
@@ -184,10 +185,6 @@ def write_figures(
 _COST = {"observed_vs_predicted": 3, "precision_recall_roc": 3, "deviation_scatter": 3, "l2_by_n": 2,
          "l2_beeswarm": 2, "prediction_spread": 1.5}
 _FORKED: RunFolder | None = None
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _shares(names: list[str], n: int) -> list[list[str]]:
