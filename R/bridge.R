@@ -100,18 +100,11 @@
   invisible(se)
 }
 
-# Provenance as JSON for Python, without an extra dependency: only scalars and character vectors are kept.
+# Metadata as JSON for Python: what jsonlite can write (numbers, strings, logicals, lists of them) is kept.
 .to_json <- function(x) {
-  if (is.null(x) || length(x) == 0) return("{}")
-  keep <- Filter(function(v) is.atomic(v) && length(v) == 1 && !is.na(v), x)
+  keep <- Filter(function(v) is.atomic(v) || is.list(v), as.list(x))
   if (length(keep) == 0 || is.null(names(keep))) return("{}")
-  quote <- function(s) paste0("\"", gsub("([\"\\\\])", "\\\\\\1", s), "\"")
-  items <- vapply(names(keep), function(k) {
-    v <- keep[[k]]
-    value <- if (is.character(v)) quote(v) else if (is.logical(v)) tolower(as.character(v)) else format(v, digits = 17)
-    paste0(quote(k), ": ", value)
-  }, character(1))
-  paste0("{", paste(items, collapse = ", "), "}")
+  as.character(jsonlite::toJSON(keep, auto_unbox = TRUE, digits = NA, null = "null", na = "null"))
 }
 
 # Python's anndata_to_r() -> a SingleCellExperiment, genes x cells, X as assay `x_assay`.

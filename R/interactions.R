@@ -54,7 +54,6 @@ call_interactions <- function(se, n_genes = 1000, level = 0.05, rule = c("paper"
   options$nulltype <- NULL
   bridge <- .linpert_bridge()
   deviations <- reticulate::py_to_r(bridge$additive_deviation(.pseudobulk_to_python(se), n_genes))
-  for (w in unlist(deviations$warnings)) warning(w, call. = FALSE)
   table <- .frame_from_python(deviations$table)
   z <- table$deviation
   if (any(!is.finite(z))) {
@@ -103,7 +102,6 @@ call_interactions <- function(se, n_genes = 1000, level = 0.05, rule = c("paper"
     ))
   }
   res <- reticulate::py_to_r(.linpert_bridge()$locfdr_python(.raw_double(z), c(list(nulltype = 1L), options)))
-  for (w in unlist(res$warnings)) warning(w, call. = FALSE)
   fp0 <- .frame_from_python(res$fp0)
   list(
     fdr = .read_doubles(res$fdr, length(z)), center = res$center,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -246,32 +247,13 @@ def pseudobulk_from_r(
     gene_id: Sequence[str] | None = None,
     provenance: str = "{}",
 ) -> Any:
-    """The pseudobulk AnnData (the shared contract) of R's genes × conditions matrix; genes/kind follow the names."""
-    import anndata as ad
-    import pandas as pd
-
-    from linpert import condition_table
+    """R's genes × conditions matrix as the pseudobulk AnnData (:func:`linpert.as_pseudobulk`)."""
+    from linpert import as_pseudobulk
 
     obs_names, var_names = _strings(obs_names), _strings(var_names)
-    X = numbers(x).reshape(len(obs_names), len(var_names)).copy()
-    table = condition_table(obs_names)
-    if list(table.index) != obs_names:
-        raise ValueError(
-            "The conditions are not canonical (e.g. 'ctrl+A' instead of 'A+ctrl'). Build the pseudobulk with "
-            "pseudobulk() or load_dataset(), which name the conditions canonically."
-        )
-    obs = pd.DataFrame(
-        {
-            "genes": ["+".join(g) for g in table["genes"]],
-            "kind": table["kind"].astype(str).to_numpy(),
-            "n_cells": np.asarray(_listed(n_cells) if n_cells is not None else [0] * len(obs_names), dtype=np.int64),
-        },
-        index=pd.Index(obs_names, name="condition"),
-    )
-    var = pd.DataFrame(index=pd.Index(var_names))
-    if gene_id is not None:
-        var["gene_id"] = _strings(gene_id)
-    return ad.AnnData(X=X, obs=obs, var=var, uns={"linpert": json.loads(provenance)})
+    X = numbers(x).reshape(len(obs_names), len(var_names))
+    return as_pseudobulk(X, obs_names, var_names, n_cells=None if n_cells is None else _listed(n_cells),
+                         gene_ids=None if gene_id is None else _strings(gene_id), provenance=json.loads(provenance))
 
 
 # ------------------------------------------------------------------------------------ cell-level data for R
@@ -439,47 +421,14 @@ def make_model(name: str, params: dict[str, Any]) -> Any:
 
 
 def custom_model(label: str, fit: Any, predict: Any) -> Any:
-    """A model whose fit and predict are R functions (see R's ``custom_model()``)."""
-    return _RModel(label, fit, predict)
+    """R's ``custom_model()`` as a :class:`linpert.models.FunctionModel`: ``fit`` receives the training pseudobulk
+    as :func:`to_r` gives it (R keeps the state), ``predict(conditions)`` returns a raw buffer, genes × conditions."""
+    from linpert.models import FunctionModel
 
+    def predict_buffer(_state: Any, names: list[str]) -> np.ndarray:
+        return numbers(predict(names)).reshape(len(names), -1)
 
-class _RModel:
-    """linpert's model contract around two R callbacks: ``fit(train dict)`` and ``predict(conditions) -> raw``.
-
-    The R side keeps the model's state; Python only moves numbers (as buffers) both ways.
-    """
-
-    def __init__(self, label: str, fit: Any, predict: Any) -> None:
-        self.name = str(label)
-        self._fit = fit
-        self._predict = predict
-
-    def __repr__(self) -> str:
-        return f"RModel({self.name!r})"
-
-    def fit(self, train: Any) -> _RModel:
-        self.genes_ = [str(g) for g in train.var_names]
-        self._fit(to_r(train))
-        return self
-
-    def predict(self, conditions: Sequence[str]) -> Any:
-        import anndata as ad
-        import pandas as pd
-
-        from linpert import parse_condition
-
-        names = [parse_condition(c).name for c in _strings(conditions)]
-        raw = self._predict(names)
-        values = numbers(raw).copy()
-        if values.size != len(names) * len(self.genes_):
-            raise ValueError(
-                f"The R predict function returned {values.size} values for {len(names)} conditions x "
-                f"{len(self.genes_)} genes; return a genes x conditions matrix with the training genes as rows."
-            )
-        X = values.reshape(len(names), len(self.genes_))
-        reason = ["" if np.isfinite(row).any() else "the R model returned NA" for row in X]
-        obs = pd.DataFrame({"reason": reason}, index=pd.Index(names, name="condition"))
-        return ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index(self.genes_)))
+    return FunctionModel(fit=lambda train: fit(to_r(train)), predict=predict_buffer, name=str(label))
 
 
 def fit_model(model: Any, pb: Any) -> Any:
@@ -565,35 +514,21 @@ def _calls_to_r(calls: Any, backend: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- interactions
 def additive_deviation(pb: Any, n_genes: int) -> dict[str, Any]:
-    import warnings
-
     from linpert.interactions import additive_deviation as _deviation
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        table = _deviation(pb, n_genes=int(n_genes))
+    table = _deviation(pb, n_genes=int(n_genes))
     return {
         "table": frame_to_r(table),
         "missing_singles": {k: list(v) for k, v in table.attrs.get("missing_singles", {}).items()},
-        "warnings": [str(w.message) for w in caught],
     }
 
 
 def locfdr_python(z: bytearray, options: dict[str, Any]) -> dict[str, Any]:
     """The Python port of ``locfdr::locfdr`` on R's deviations: the fdr, the null's centre and its estimates."""
-    import warnings
-
     from linpert.interactions import locfdr
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        fit = locfdr(numbers(z), backend="python", **{k: _whole(v) for k, v in (options or {}).items()})
-    return {
-        "fdr": _buffer(fit.fdr),
-        "center": float(fit.center),
-        "fp0": frame_to_r(fit.fp0, index=True),
-        "warnings": [str(w.message) for w in caught],
-    }
+    fit = locfdr(numbers(z), backend="python", **{k: _whole(v) for k, v in (options or {}).items()})
+    return {"fdr": _buffer(fit.fdr), "center": float(fit.center), "fp0": frame_to_r(fit.fp0, index=True)}
 
 
 def interaction_calls(
@@ -603,18 +538,10 @@ def interaction_calls(
     :func:`linpert.interactions.classify_deviations`, the step :func:`~linpert.interactions.call_interactions` takes."""
     from linpert.interactions import classify_deviations
 
-    fit = _FdrOnly(numbers(fdr).copy(), float(center))
+    fit = SimpleNamespace(fdr=numbers(fdr).copy(), center=float(center))  # all classify_deviations reads of a fit
     df, lower, upper, counts = classify_deviations(frame_from_r(**table), fit, level=float(level), rule=rule)
     return {"table": frame_to_r(df), "lower": lower, "upper": upper,
             "counts": {str(k): int(v) for k, v in counts.items()}}
-
-
-class _FdrOnly:
-    """What :func:`linpert.interactions.classify_deviations` reads of a locfdr fit: ``fdr`` and ``center``."""
-
-    def __init__(self, fdr: np.ndarray, center: float) -> None:
-        self.fdr = fdr
-        self.center = center
 
 
 # ------------------------------------------------------------------------------------------------- embeddings

@@ -18,6 +18,7 @@ _EXPORTS = {
     "canonical_names": "linpert._conditions",
     "condition_table": "linpert._conditions",
     "pseudobulk": "linpert._pseudobulk",
+    "as_pseudobulk": "linpert._pseudobulk",
 }
 _SUBMODULES = ("datasets", "splits", "models", "metrics", "interactions", "benchmark", "published", "submission",
                "plot", "report", "adapters", "embeddings", "convert")
@@ -28,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from . import (adapters, benchmark, convert, datasets, embeddings, interactions, metrics, models, plot, published,
                    report, splits, submission)
     from ._conditions import Condition, canonical_names, condition_table, parse_condition
-    from ._pseudobulk import pseudobulk
+    from ._pseudobulk import as_pseudobulk, pseudobulk
 
 
 def __getattr__(name: str) -> Any:

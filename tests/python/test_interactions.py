@@ -222,29 +222,3 @@ def test_call_interactions_checks_its_input():
         call_interactions(tiny_pseudobulk(), level=5)
     with pytest.raises(ValueError, match="no 'ctrl' row"):
         additive_deviation(tiny_pseudobulk()[1:])
-
-
-@pytest.mark.parametrize("rule", ["paper", "tail"])
-def test_the_r_bridge_classifies_with_the_same_code_as_call_interactions(simulated, rule):
-    """The R package fits locfdr in R and sends the fdr over the bridge, which only carries it to
-    classify_deviations: the calls must equal call_interactions' on the same fit."""
-    import importlib.util
-
-    from conftest import REPO
-
-    spec = importlib.util.spec_from_file_location("linpert_rbridge", REPO / "inst" / "python" / "linpert_rbridge.py")
-    bridge = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bridge)
-    _, pb = simulated
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # locfdr's misfit warning on this small histogram
-        calls = call_interactions(pb, n_genes=200, backend="python", rule=rule)
-    deviations = bridge.frame_to_r(linpert.interactions.additive_deviation(pb, n_genes=200))
-    deviations["names"] = list(deviations["columns"])
-    sent = {key: deviations[key] for key in ("columns", "types", "names")}
-    answer = bridge.interaction_calls(sent, bridge._buffer(calls.locfdr.fdr), calls.locfdr.center, 0.05, rule)
-    table = answer["table"]
-    table = bridge.frame_from_r(table["columns"], table["types"], list(table["columns"]))
-    assert (answer["lower"], answer["upper"]) == (calls.lower, calls.upper)
-    assert answer["counts"] == {k: int(v) for k, v in calls.counts.items()}
-    assert list(table["class"]) == list(calls.table["class"]) and calls.n_interactions > 0

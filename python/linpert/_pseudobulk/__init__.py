@@ -9,7 +9,8 @@ condition's cells (spec §1; a mean, not a sum, and no re-normalisation). The la
   this one is reduced), the checks of values and labels, and the result's assembly;
 * :mod:`._dask`: the reducer as Dask tasks over lazily read data, added in a tree.
 
-:func:`pseudobulk` chooses between the last two.
+:func:`pseudobulk` chooses between the last two; :func:`as_pseudobulk` gives means computed elsewhere the same
+shape.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._local import PSEUDOBULK_VERSION, check_values, looks_like_counts, value_sample
+from ._local import PSEUDOBULK_VERSION, as_pseudobulk, check_values, looks_like_counts, value_sample
 
 if TYPE_CHECKING:  # pragma: no cover
     import anndata
 
-__all__ = ["PSEUDOBULK_VERSION", "check_values", "looks_like_counts", "pseudobulk", "value_sample"]
+__all__ = ["PSEUDOBULK_VERSION", "as_pseudobulk", "check_values", "looks_like_counts", "pseudobulk", "value_sample"]
 
 
 def pseudobulk(

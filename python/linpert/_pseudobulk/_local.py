@@ -606,17 +606,6 @@ def _assemble(
     layer: str | None,
     gene_key: str | None,
 ) -> anndata.AnnData:
-    import anndata
-
-    table = condition_table(conditions)
-    obs = pd.DataFrame(
-        {
-            "genes": ["+".join(genes) for genes in table["genes"]],
-            "kind": table["kind"].to_numpy(dtype=object),
-            "n_cells": n_cells,
-        },
-        index=pd.Index(conditions, name="condition", dtype=object),
-    )
     provenance = {
         "source": source.label,
         "condition_key": condition_key,
@@ -624,5 +613,73 @@ def _assemble(
         "gene_key": gene_key,
         "n_cells": int(n_cells.sum()),
     }
-    X = np.ascontiguousarray(means, dtype=np.float64)
-    return anndata.AnnData(X=X, obs=obs, var=var, uns={"linpert": provenance})
+    gene_ids = var["gene_id"] if "gene_id" in var.columns else None
+    return as_pseudobulk(means, conditions, var.index, n_cells=n_cells, gene_ids=gene_ids, provenance=provenance)
+
+
+def as_pseudobulk(
+    means,
+    conditions,
+    genes,
+    *,
+    n_cells=None,
+    gene_ids=None,
+    provenance: dict[str, Any] | None = None,
+) -> anndata.AnnData:
+    """The pseudobulk AnnData of a matrix of condition means computed elsewhere (in R, or a published table).
+
+    This is the shape :func:`linpert.pseudobulk` returns and every model, split and metric reads.
+
+    Parameters
+    ----------
+    means
+        Conditions × genes, the mean log-normalised expression of each condition's cells.
+    conditions
+        The rows' condition names, canonical (``A+ctrl``, ``A+B``) and ``ctrl`` among them.
+    genes
+        The columns' gene symbols.
+    n_cells
+        Cells behind each row; 0 where unknown (the default).
+    gene_ids
+        The genes' original IDs, kept as ``var['gene_id']``.
+    provenance
+        Where the numbers came from, kept as ``uns['linpert']``.
+
+    Examples
+    --------
+    >>> pb = as_pseudobulk(np.array([[1.0, 2.0], [3.0, 0.0]]), ["ctrl", "A+ctrl"], ["A", "B"])
+    >>> pb.obs[["genes", "kind"]].to_dict("list")
+    {'genes': ['', 'A'], 'kind': ['control', 'single']}
+    """
+    import anndata
+
+    conditions = [str(c) for c in conditions]
+    table = condition_table(conditions)
+    if list(table.index) != conditions:
+        given, canonical = next((c, n) for c, n in zip(conditions, table.index) if c != n)
+        raise ValueError(
+            f"Condition names are not canonical (e.g. {given!r} instead of {canonical!r}). Build the pseudobulk with "
+            "pseudobulk() or load_dataset(), which name the conditions canonically."
+        )
+    if table.index.has_duplicates:
+        raise ValueError(f"Conditions occur more than once: {sorted(set(table.index[table.index.duplicated()]))}. "
+                         "A pseudobulk has one row per condition.")
+    require_control(conditions, what="the pseudobulk")
+    genes = pd.Index([str(g) for g in genes], dtype=object)
+    X = np.array(means, dtype=np.float64, order="C")
+    if X.shape != (len(conditions), len(genes)):
+        raise ValueError(f"The means are {X.shape[0]} × {X.shape[1]}, but there are {len(conditions)} conditions "
+                         f"and {len(genes)} genes; pass a conditions × genes matrix.")
+    n_cells = np.zeros(len(conditions), dtype=np.int64) if n_cells is None else np.asarray(n_cells, dtype=np.int64)
+    obs = pd.DataFrame(
+        {
+            "genes": ["+".join(g) for g in table["genes"]],
+            "kind": table["kind"].to_numpy(dtype=object),
+            "n_cells": n_cells,
+        },
+        index=pd.Index(conditions, name="condition", dtype=object),
+    )
+    var = pd.DataFrame(index=genes)
+    if gene_ids is not None:
+        var["gene_id"] = pd.Index([str(g) for g in gene_ids], dtype=object)
+    return anndata.AnnData(X=X, obs=obs, var=var, uns={"linpert": dict(provenance or {})})

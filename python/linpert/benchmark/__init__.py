@@ -26,7 +26,7 @@ from .._conditions import CONTROL
 from .._errors import WorkerError
 from ..metrics._registry import summarise
 from ._cell import _run_cell
-from ._store import _run_config, _Store
+from ._store import _run_config, _Store, inspectable
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -480,6 +480,6 @@ def _vouched_labels(models) -> set[str]:
 
 
 def _unverifiable(labelled, vouched: set[str]) -> set[str]:
-    """Models whose identity linpert cannot check (no ``get_params``) and that the user did not label."""
-    return {label for label, model in labelled if not hasattr(model, "get_params") and label not in vouched}
+    """Models whose identity linpert cannot check (see :func:`._store.inspectable`) and that the user did not label."""
+    return {label for label, model in labelled if not inspectable(model) and label not in vouched}
 

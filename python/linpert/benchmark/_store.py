@@ -44,12 +44,28 @@ def _run_config(data, split, dataset, n_genes, labelled) -> dict:
 
 
 def _model_identity(model) -> str:
-    """Class and parameters: ``get_params()``, or for a model without it, its public attributes."""
+    """Class and parameters; a function among them by its qualified name (its code is out of linpert's sight)."""
+    params = _model_params(model)
+    return f"{type(model).__module__}.{type(model).__qualname__}({json.dumps(params, sort_keys=True, default=_describe)})"
+
+
+def _model_params(model) -> dict[str, Any]:
+    """``get_params()``, or for a model without it, its public attributes."""
     if hasattr(model, "get_params"):
-        params = model.get_params()
-    else:  # sklearn's convention: public, not fitted (trailing underscore) attributes are the parameters
-        params = {k: v for k, v in vars(model).items() if not k.startswith("_") and not k.endswith("_")}
-    return f"{type(model).__module__}.{type(model).__qualname__}({json.dumps(params, sort_keys=True, default=repr)})"
+        return model.get_params()
+    # sklearn's convention: public, not fitted (trailing underscore) attributes are the parameters
+    return {k: v for k, v in vars(model).items() if not k.startswith("_") and not k.endswith("_")}
+
+
+def inspectable(model) -> bool:
+    """Whether a model's identity shows every change: it has ``get_params()`` and no function among them."""
+    return hasattr(model, "get_params") and not any(callable(v) for v in model.get_params().values())
+
+
+def _describe(value) -> str:
+    if callable(value):
+        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', type(value).__qualname__)}"
+    return repr(value)
 
 
 def _null_summary(calls) -> dict[str, Any]:
@@ -134,8 +150,9 @@ class _Store:
         unchecked = sorted({label for _, label in stored} & unverifiable)
         if unchecked:
             raise FileExistsError(
-                f"{self.root} holds results of {', '.join(unchecked)}, a model without get_params(), so linpert "
-                f"cannot tell whether it changed since. If it did not, pass it as ('{unchecked[0]}', model) to reuse "
+                f"{self.root} holds results of {', '.join(unchecked)}, a model linpert cannot inspect (no "
+                "get_params(), or a function among its parameters), so linpert cannot tell whether it changed since. "
+                f"If it did not, pass it as ('{unchecked[0]}', model) to reuse "
                 "those results; if it did, give it a new label or choose another output folder."
             )
         left_out = sorted(set(stored) - grid)

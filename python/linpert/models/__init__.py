@@ -18,6 +18,7 @@ from typing import Any
 
 from ._base import PerturbationModel
 from ._baselines import Additive, Mean, NoChange
+from ._function import FunctionModel
 from ._linear import LinearModel, pca_gene_scores
 
 #: Model name -> class. The names are the ones the benchmark tables use.
@@ -31,6 +32,7 @@ MODELS: dict[str, type[PerturbationModel]] = {
 __all__ = [
     "MODELS",
     "Additive",
+    "FunctionModel",
     "LinearModel",
     "Mean",
     "NoChange",
