@@ -1,4 +1,5 @@
-"""What linpert reads from its surroundings: the cache folder, the environment variables, the optional extras.
+"""What linpert reads from its surroundings (the cache folder, the environment variables, the optional extras), and
+the old spellings of renamed arguments.
 
 Every module asks here, so no layer imports another only to learn where the cache is or how to name an extra.
 
@@ -16,14 +17,17 @@ Environment variables
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
+import warnings
 from pathlib import Path
 from types import ModuleType
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "ENV_DATA_DIR", "ENV_MIRROR", "ENV_NUMBA", "ENV_SCHEDULER", "cores", "data_dir", "optional"]
+__all__ = ["__version__", "ENV_DATA_DIR", "ENV_MIRROR", "ENV_NUMBA", "ENV_SCHEDULER", "cores", "data_dir", "optional",
+           "renamed"]
 
 ENV_DATA_DIR = "LINPERT_DATA_DIR"
 ENV_MIRROR = "LINPERT_MIRROR"
@@ -64,3 +68,35 @@ def optional(module: str, *, extra: str, needed_for: str) -> ModuleType:
     except ImportError as err:
         raise ImportError(f"{needed_for} needs {module.split('.')[0]}, which is not installed: "
                           f"pip install 'linpert[{extra}]'") from err
+
+
+def renamed(**old_to_new: str):
+    """Accept the old keyword spelling of renamed arguments, with a FutureWarning, until linpert 0.3.
+
+    linpert uses one name for one idea (``predicted``/``observed``/``control``, ``pb``, ``n_genes``, ``ridge``); code
+    written against 0.1's other spellings keeps working meanwhile.
+
+    Examples
+    --------
+    >>> @renamed(ctrl="control")
+    ... def shift(x, control):
+    ...     return x - control
+    >>> shift(3, control=1)  # shift(3, ctrl=1) gives the same, with a FutureWarning
+    2
+    """
+
+    def wrap(function):
+        @functools.wraps(function)
+        def call(*args, **kwargs):
+            for old, new in old_to_new.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f"{function.__qualname__}() got both {old}= and {new}=; pass only {new}=.")
+                    warnings.warn(f"{function.__qualname__}({old}=...) is now {new}=...; the old name goes in 0.3.",
+                                  FutureWarning, stacklevel=2)
+                    kwargs[new] = kwargs.pop(old)
+            return function(*args, **kwargs)
+
+        return call
+
+    return wrap

@@ -331,7 +331,7 @@ def test_ridge_fit_matches_sklearn_and_the_normal_equations():
     rng = np.random.default_rng(0)
     for n, p in ((30, 5), (8, 20)):  # primal and dual forms
         X, Y = rng.normal(size=(n, p)), rng.normal(size=(n, 7))
-        W, b = ridge_fit(X, Y, alpha=1.0)
+        W, b = ridge_fit(X, Y, ridge=1.0)
         from sklearn.linear_model import Ridge
 
         ref = Ridge(alpha=1.0, fit_intercept=True).fit(X, Y)

@@ -19,7 +19,7 @@ def test_double_benchmark_numbers_match_a_direct_computation(pseudobulk):
     assert set(res["set"]) == {"test", "val"}
 
     ctrl = pseudobulk["ctrl"].X.ravel()
-    top = top_expressed_genes(ctrl, n=100)
+    top = top_expressed_genes(ctrl, n_genes=100)
     row = res[(res["model"] == "additive") & (res["seed"] == 2)].iloc[0]
     a, b = row["perturbation"].split("+")
     additive = pseudobulk[f"{a}+ctrl"].X.ravel() + pseudobulk[f"{b}+ctrl"].X.ravel() - ctrl
@@ -193,7 +193,7 @@ def test_single_run_writes_forest_and_observed(pseudobulk, tmp_path):
     assert list(tidy.columns) == ["perturbation", "gene", "value"] and len(tidy) == observed.size
     assert observed.shape == (singles.n_obs, 50)
     np.testing.assert_array_equal(observed.loc["ctrl"].to_numpy(), singles["ctrl"].X.ravel()[top_expressed_genes(
-        singles["ctrl"].X.ravel(), n=50)])
+        singles["ctrl"].X.ravel(), n_genes=50)])
     no_mean = benchmark.run(singles, split="simulation", seeds=[1], models=["linear(n_components=3)"], n_genes=50,
                             progress=False)
     assert no_mean.forest is None

@@ -53,7 +53,7 @@ def test_scores_per_model(pb, expected, model):
     want = expected["scores"][model]
     split = double_split(pb.obs_names, seed=1)
     ctrl = pb[pb.obs_names == "ctrl"].X.ravel()
-    readout = top_expressed_genes(ctrl, n=len(expected["readout_genes"]))
+    readout = top_expressed_genes(ctrl, n_genes=len(expected["readout_genes"]))
     assert list(pb.var_names[readout]) == expected["readout_genes"]
     scored = list(split.test + split.val)
     assert scored == want["perturbation"]

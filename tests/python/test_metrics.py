@@ -32,16 +32,16 @@ def data():
 # ------------------------------------------------------------------------------------------------ top genes
 def test_top_expressed_genes_sorts_by_control_mean_with_ties_by_first_occurrence():
     ctrl = np.array([0.5, 2.0, 1.0, 2.0, 3.0, 1.0, np.nan])
-    np.testing.assert_array_equal(top_expressed_genes(ctrl, n=5), [4, 1, 3, 2, 5])
-    np.testing.assert_array_equal(top_expressed_genes(ctrl, n=100), [4, 1, 3, 2, 5, 0, 6])  # NaN last
-    assert top_expressed_genes(ctrl, n=0).size == 0
-    assert top_expressed_genes(ctrl, n=2).dtype.kind == "i"
+    np.testing.assert_array_equal(top_expressed_genes(ctrl, n_genes=5), [4, 1, 3, 2, 5])
+    np.testing.assert_array_equal(top_expressed_genes(ctrl, n_genes=100), [4, 1, 3, 2, 5, 0, 6])  # NaN last
+    assert top_expressed_genes(ctrl, n_genes=0).size == 0
+    assert top_expressed_genes(ctrl, n_genes=2).dtype.kind == "i"
     # agrees with R's rank(desc(x), ties = "first") <= n
     x = np.random.default_rng(1).integers(0, 5, size=50).astype(float)
     rank = stats.rankdata(-x, method="ordinal")  # ordinal = ties by first occurrence
-    np.testing.assert_array_equal(np.sort(top_expressed_genes(x, n=20)), np.flatnonzero(rank <= 20))
-    with pytest.raises(ValueError, match="n must be non-negative"):
-        top_expressed_genes(ctrl, n=-1)
+    np.testing.assert_array_equal(np.sort(top_expressed_genes(x, n_genes=20)), np.flatnonzero(rank <= 20))
+    with pytest.raises(ValueError, match="n_genes must be non-negative"):
+        top_expressed_genes(ctrl, n_genes=-1)
 
 
 # ------------------------------------------------------------------------------------- per-perturbation scores
@@ -125,7 +125,7 @@ def test_l2_by_n_orders_by_expression_or_by_change():
     table = l2_by_n(pred, obs, ctrl)
     grid = l2_grid(1234)
     assert list(table.columns) == ["perturbation", "n", "l2"] and len(table) == 3 * len(grid)
-    order = top_expressed_genes(ctrl, n=1234)
+    order = top_expressed_genes(ctrl, n_genes=1234)
     for i in range(3):
         got = table[table["perturbation"] == i].set_index("n")["l2"]
         # at n genes it is the L2 distance over the n most expressed genes

@@ -109,7 +109,7 @@ def test_observed_values_are_the_pseudobulk_on_the_readout_genes(runs):
     data = runs["data"]
     observed = runs["double"].observed
     ctrl = np.asarray(data["ctrl"].X).ravel()
-    genes = data.var_names[top_expressed_genes(ctrl, n=N_GENES)]
+    genes = data.var_names[top_expressed_genes(ctrl, n_genes=N_GENES)]
     assert list(observed.columns) == list(genes)
     rows = list(observed.index)
     np.testing.assert_allclose(observed.loc[rows].to_numpy(), np.asarray(data[rows].X)[:, data.var_names.get_indexer(genes)])
@@ -148,7 +148,7 @@ def test_observed_vs_predicted_titles_carry_the_scores(runs):
     titles = [ax.get_title() for ax in fig.axes]
     assert any(t.startswith("Additive") and f"L2 = {row['l2']:.2f}" in t and f"{row['pearson_delta']:.2f}" in t
                for t in titles)
-    with pytest.raises(ValueError, match="observed= and ctrl="):
+    with pytest.raises(ValueError, match="observed= and control="):
         plot.observed_vs_predicted({"additive": pd.Series([1.0], index=["g"])})
 
 

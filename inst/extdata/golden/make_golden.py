@@ -42,7 +42,7 @@ def read_pseudobulk(path: Path = HERE / "pseudobulk.csv") -> ad.AnnData:
 def golden(pb: ad.AnnData) -> dict:
     split = double_split(pb.obs_names, seed=1)
     ctrl = pb[pb.obs_names == "ctrl"].X.ravel()
-    readout = top_expressed_genes(ctrl, n=N_READOUT)
+    readout = top_expressed_genes(ctrl, n_genes=N_READOUT)
     scored = list(split.test + split.val)
     observed = pb[scored].X[:, readout]
     scores = {}

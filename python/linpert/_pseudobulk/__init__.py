@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._config import renamed
 from ._local import PSEUDOBULK_VERSION, as_pseudobulk, check_values, looks_like_counts, value_sample
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,8 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["PSEUDOBULK_VERSION", "as_pseudobulk", "check_values", "looks_like_counts", "pseudobulk", "value_sample"]
 
 
+@renamed(adata="cells")
 def pseudobulk(
-    adata: anndata.AnnData | str | os.PathLike,
+    cells: anndata.AnnData | str | os.PathLike,
     *,
     condition_key: str = "condition",
     layer: str | None = None,
@@ -42,7 +44,7 @@ def pseudobulk(
 
     Parameters
     ----------
-    adata
+    cells
         Cell-level data holding log-normalised expression: an in-memory AnnData (dense, CSR or CSC), a backed AnnData
         (``anndata.read_h5ad(path, backed="r")``) or the path of an ``.h5ad`` file. Backed data and files are read
         ``chunk_size`` cells at a time, so memory stays near conditions × genes plus one chunk.
@@ -61,7 +63,7 @@ def pseudobulk(
     scheduler
         Run on Dask (``pip install 'linpert[dask]'``): the address of a ``distributed`` scheduler
         (``"tcp://host:8786"``) or a ``distributed.Client``. Dask is also used, on the active scheduler, when ``X``
-        is a ``dask.array`` (``anndata.experimental.read_lazy``) or ``adata`` is the path of a zarr store.
+        is a ``dask.array`` (``anndata.experimental.read_lazy``) or ``cells`` is the path of a zarr store.
 
     Returns
     -------
@@ -92,8 +94,8 @@ def pseudobulk(
 
     options = dict(condition_key=condition_key, layer=layer, gene_key=gene_key, chunk_size=int(chunk_size),
                    progress=progress)
-    if _dask.wants_dask(adata, layer=layer, scheduler=scheduler):
+    if _dask.wants_dask(cells, layer=layer, scheduler=scheduler):
         from ._dask import pseudobulk as on_dask
 
-        return on_dask(adata, **options, scheduler=scheduler)
-    return local(adata, **options)
+        return on_dask(cells, **options, scheduler=scheduler)
+    return local(cells, **options)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .._conditions import Condition
+from .._config import renamed
 from ..models._base import PerturbationModel, check_training
 from ._cells import per_cell_conditions
 
@@ -26,31 +27,32 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["EmbeddingDecoder", "GeneformerDecoder", "ScBertDecoder", "UceDecoder", "condition_embedding", "ridge_fit"]
 
 
-def ridge_fit(X: np.ndarray, Y: np.ndarray, *, alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+@renamed(alpha="ridge")
+def ridge_fit(X: np.ndarray, Y: np.ndarray, *, ridge: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Ridge regression with an unpenalised intercept, in closed form: ``Y ≈ X W + b``.
 
     ``W = (XcᵀXc + αI)⁻¹ XcᵀYc`` with column-centred ``Xc``, ``Yc`` and ``b = ȳ − x̄ W``: the solution of
-    sklearn's ``Ridge(alpha, fit_intercept=True)``. With more features than samples the equivalent dual form
+    sklearn's ``Ridge(alpha=ridge, fit_intercept=True)``. With more features than samples the equivalent dual form
     ``W = Xcᵀ (XcXcᵀ + αI)⁻¹ Yc`` is solved instead.
 
     Examples
     --------
     >>> X = np.array([[0.0], [1.0], [2.0]]); Y = np.array([[1.0], [3.0], [5.0]])
-    >>> W, b = ridge_fit(X, Y, alpha=0.0)
+    >>> W, b = ridge_fit(X, Y, ridge=0.0)
     >>> np.round(W, 6).tolist(), np.round(b, 6).tolist()
     ([[2.0]], [1.0])
     """
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
-    if alpha < 0:
-        raise ValueError(f"alpha must be >= 0, got {alpha}.")
+    if ridge < 0:
+        raise ValueError(f"ridge must be >= 0, got {ridge}.")
     x_mean, y_mean = X.mean(axis=0), Y.mean(axis=0)
     Xc, Yc = X - x_mean, Y - y_mean
     n, p = Xc.shape
     if p <= n:
-        W = np.linalg.lstsq(Xc.T @ Xc + alpha * np.eye(p), Xc.T @ Yc, rcond=None)[0]
+        W = np.linalg.lstsq(Xc.T @ Xc + ridge * np.eye(p), Xc.T @ Yc, rcond=None)[0]
     else:
-        W = Xc.T @ np.linalg.lstsq(Xc @ Xc.T + alpha * np.eye(n), Yc, rcond=None)[0]
+        W = Xc.T @ np.linalg.lstsq(Xc @ Xc.T + ridge * np.eye(n), Yc, rcond=None)[0]
     return W, y_mean - x_mean @ W
 
 
@@ -128,7 +130,7 @@ class EmbeddingDecoder(PerturbationModel):
         Per-condition embedding: DataFrame or ``.parquet`` / ``.csv`` (see :func:`condition_embedding`).
     cells, obsm_key
         Instead of ``embedding``: cells whose ``obsm[obsm_key]`` is averaged per condition.
-    alpha
+    ridge
         Ridge penalty (the paper: sklearn's default 1.0); the intercept is not penalised.
     condition_key
         The column of ``cells.obs`` that holds the conditions.
@@ -143,7 +145,7 @@ class EmbeddingDecoder(PerturbationModel):
     >>> import anndata
     >>> emb = pd.DataFrame([[0.0], [1.0], [2.0]], index=["ctrl", "A+ctrl", "B+ctrl"])
     >>> train = anndata.AnnData(np.array([[1.0], [2.0]]), obs=pd.DataFrame(index=["ctrl", "A+ctrl"]))
-    >>> EmbeddingDecoder(embedding=emb, alpha=0.0).fit(train).predict(["B+ctrl"]).X.round(6).tolist()
+    >>> EmbeddingDecoder(embedding=emb, ridge=0.0).fit(train).predict(["B+ctrl"]).X.round(6).tolist()
     [[3.0]]
     """
 
@@ -151,19 +153,20 @@ class EmbeddingDecoder(PerturbationModel):
     #: The ``obsm`` key the subclasses read by default.
     default_obsm_key: str | None = None
 
+    @renamed(alpha="ridge")
     def __init__(
         self,
         *,
         embedding: Any = None,
         cells: Any = None,
         obsm_key: str | None = None,
-        alpha: float = 1.0,
+        ridge: float = 1.0,
         condition_key: str = "condition",
     ) -> None:
         self.embedding = embedding
         self.cells = cells
         self.obsm_key = obsm_key
-        self.alpha = alpha
+        self.ridge = ridge
         self.condition_key = condition_key
 
     def fit(self, train: AnnData) -> EmbeddingDecoder:
@@ -182,7 +185,8 @@ class EmbeddingDecoder(PerturbationModel):
                 f"Embedded conditions look like {list(table.index[:3])}, training ones like {list(data.conditions[:3])}."
             )
         rows = data.conditions.get_indexer(usable)
-        self.coef_, self.intercept_ = ridge_fit(table.loc[usable].to_numpy(), data.X[rows], alpha=float(self.alpha))
+        self.coef_, self.intercept_ = ridge_fit(table.loc[usable].to_numpy(), data.X[rows],
+                                                ridge=float(self.ridge))
         self.embedding_ = table
         self._remember(data)
         return self

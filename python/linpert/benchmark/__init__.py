@@ -15,7 +15,7 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +23,11 @@ import numpy as np
 import pandas as pd
 
 from .._conditions import CONTROL
+from .._config import renamed
 from .._errors import WorkerError
 from ..metrics._registry import summarise
-from ._cell import _run_cell
+from ._cell import run_here
+from ._dask import run_on_dask
 from ._store import _run_config, _Store, inspectable
 
 if TYPE_CHECKING:
@@ -70,8 +72,9 @@ class BenchmarkResult:
     calibrated: pd.DataFrame | None = None
 
 
+@renamed(data="pb")
 def run(
-    data: AnnData,
+    pb: AnnData,
     *,
     split: str = "double",
     seeds: Iterable[int] = (1, 2, 3, 4, 5),
@@ -91,7 +94,7 @@ def run(
 
     Parameters
     ----------
-    data
+    pb
         A pseudobulk AnnData (see :func:`linpert.pseudobulk`) holding ``ctrl`` and every condition to split.
     split
         ``"double"`` (the paper's Norman split) or ``"simulation"`` (GEARS' split for single perturbations).
@@ -146,7 +149,7 @@ def run(
     from ..models import resolve_models
     from ..splits import make_split
 
-    _check_pseudobulk(data)
+    _check_pseudobulk(pb)
     seeds = _check_seeds(seeds)
     if isinstance(n_genes, bool) or not isinstance(n_genes, (int, np.integer)) or n_genes < 1:
         raise ValueError(f"n_genes must be a positive integer (the number of read-out genes), got {n_genes!r}.")
@@ -154,20 +157,20 @@ def run(
     if not labelled:
         raise ValueError("No models to run: pass at least one model name or instance.")
     vouched = _vouched_labels(models)
-    dataset = dataset or (data.uns.get("linpert", {}) or {}).get("dataset") or "data"
+    dataset = dataset or (pb.uns.get("linpert", {}) or {}).get("dataset") or "data"
     if common_only is None:
         common_only = split != "double"
 
-    ctrl = np.asarray(data[CONTROL].X, dtype=np.float64).ravel()
-    readout = top_expressed_genes(ctrl, n=min(n_genes, data.n_vars))
-    splits = {seed: make_split(split, data.obs_names, seed=seed) for seed in seeds}
+    ctrl = np.asarray(pb[CONTROL].X, dtype=np.float64).ravel()
+    readout = top_expressed_genes(ctrl, n_genes=min(n_genes, pb.n_vars))
+    splits = {seed: make_split(split, pb.obs_names, seed=seed) for seed in seeds}
     grid = [(seed, label, model) for seed in seeds for label, model in labelled]
-    plan = _Plan(data, split, splits, grid, readout, ctrl, dataset, n_genes)
+    plan = _Plan(pb, split, splits, grid, readout, ctrl, dataset, n_genes)
     options = dict(common_only=common_only, progress=progress, interactions=interactions, scheduler=scheduler,
                    locfdr_args=locfdr_args, metrics=resolve_metrics(metrics, cells=cells is not None), cells=cells)
     if out is None:
         return _run_grid(plan, None, **options)
-    config = _run_config(data, split, dataset, n_genes, labelled)
+    config = _run_config(pb, split, dataset, n_genes, labelled)
     with _Store(out, config, grid=grid, unverifiable=_unverifiable(labelled, vouched)) as store:
         return _run_grid(plan, store, **options)
 
@@ -195,41 +198,30 @@ class _Plan:
 def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, scheduler, locfdr_args,
               metrics, cells) -> BenchmarkResult:
     """Fit, predict and score every cell of the grid not already in the store, then build and write the tables."""
-    from tqdm.auto import tqdm
+    from ..metrics import scorecard
 
-    from ..metrics import score, scorecard
-
-    data, split, splits, grid, readout, ctrl, dataset, n_genes = (
-        plan.data, plan.split, plan.splits, plan.grid, plan.readout, plan.ctrl, plan.dataset, plan.n_genes)
+    data, split, splits, grid, dataset, n_genes = (plan.data, plan.split, plan.splits, plan.grid, plan.dataset,
+                                                   plan.n_genes)
 
     if store:
         for one in splits.values():
             store.save_split(one)
-    reused = sum(store.finished(seed, label) for seed, label, _ in grid) if store else 0
-    remote = {}
-    if scheduler is not None:  # fit the cells on the cluster; the loop below then reads them back
-        from ._dask import run_grid
-
-        shared = dict(store=store, readout=readout, ctrl=ctrl, dataset=dataset, progress=progress)
-        remote = run_grid(scheduler, data, splits, grid, **shared)
-    tables, timings, predictions, failures = [], [], {}, {}
-    bar = tqdm(grid, desc=f"{dataset} · {split}", unit="fit", disable=not progress)
-    for seed, label, model in bar:
-        bar.set_postfix_str(f"seed {seed} · {label}")
-        cell = store.load(seed, label) if store else remote.pop((seed, label), None)
-        if cell is None:
-            try:
-                cell = _run_cell(data, splits[seed], label, model, readout, ctrl, dataset, score)
-            except WorkerError as err:  # a crashed or killed worker costs its own cell, not the grid
-                failures[(seed, label)] = str(err)
-                warnings.warn(f"{label} failed on seed {seed} and is left out of the tables (rerun to retry): "
-                              f"{str(err).splitlines()[0]}", RuntimeWarning, stacklevel=3)
-                continue
-            if store:
-                store.save(seed, label, cell)
-        tables.append(cell["results"])
-        timings.append(cell["timing"])
-        predictions[(seed, label)] = cell.get("predictions")
+    done = {(seed, label): store.load(seed, label) for seed, label, _ in grid} if store else {}
+    reused = sum(cell is not None for cell in done.values())
+    todo = [(seed, label, model) for seed, label, model in grid if done.get((seed, label)) is None]
+    execute = partial(run_on_dask, scheduler) if scheduler is not None else run_here
+    failures = {}
+    for key, outcome in execute(plan, todo, store, progress=progress):
+        if isinstance(outcome, WorkerError):  # a crashed or killed worker costs its own cell, not the grid
+            failures[key] = str(outcome)
+            warnings.warn(f"{key[1]} failed on seed {key[0]} and is left out of the tables (rerun to retry): "
+                          f"{str(outcome).splitlines()[0]}", RuntimeWarning, stacklevel=4)
+        else:
+            done[key] = outcome
+    finished = [((seed, label), done[seed, label]) for seed, label, _ in grid if done.get((seed, label))]
+    tables = [cell["results"] for _, cell in finished]
+    timings = [cell["timing"] for _, cell in finished]
+    predictions = {key: cell.get("predictions") for key, cell in finished}
 
     if not tables:
         raise WorkerError(f"Every cell of the grid failed; the first: {next(iter(failures.values()))}")
@@ -394,7 +386,7 @@ def _interaction_step(data, split, n_genes, predictions, store, interactions, lo
         if explicit:
             raise
         note = f"The genetic-interaction analysis (Fig. 1c-f) could not run: {err}"
-        warnings.warn(note, RuntimeWarning, stacklevel=4)
+        warnings.warn(note, RuntimeWarning, stacklevel=5)
         if store:
             store.save_interaction_note(note)
         return None, None, note
@@ -415,7 +407,7 @@ def _check_something_predicted(results: pd.DataFrame) -> None:
     for model in empty.index[empty]:
         reasons = results.loc[results["model"] == model, "reason"].value_counts().index[:2]
         warnings.warn(f"{model} predicted nothing (every score is NaN): {'; '.join(reasons) or 'no reason given'}.",
-                      RuntimeWarning, stacklevel=4)
+                      RuntimeWarning, stacklevel=5)
     if empty.all():
         raise ValueError(
             f"No model predicted anything (every prediction is NaN) for {', '.join(empty.index)}, so there is nothing "
@@ -442,7 +434,7 @@ def _restrict_to_common(results: pd.DataFrame) -> dict[str, Any]:
     if len(dropped):
         culprits = ", ".join(f"{m} ({n} rows)" for m, n in missing.items())
         warnings.warn(f"Scoring only the perturbations every model predicted: {len(dropped)} left out because of "
-                      f"{culprits}.", RuntimeWarning, stacklevel=4)
+                      f"{culprits}.", RuntimeWarning, stacklevel=5)
     results["common"] = ok
     reasons = results.loc[~results["l2"].notna(), ["model", "reason"]].value_counts()
     return {

@@ -1,15 +1,41 @@
-"""One cell of the grid: fit one model on one split, predict the scored conditions, score them, and measure it."""
+"""One cell of the grid: fit one model on one split, predict the scored conditions, score them, and measure it.
+
+:func:`run_here` runs cells one after another in this process. It is one of the runner's two executors (the other is
+:func:`._dask.run_on_dask`); both take ``(plan, todo, store, progress=)``, save each finished cell into the store,
+and yield ``((seed, label), cell)``, or ``((seed, label), WorkerError)`` for a cell whose model worker failed.
+"""
 
 from __future__ import annotations
 
 import time
 import tracemalloc
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 
+from .._errors import WorkerError
+from ..metrics import score
 
-def _run_cell(data, split, label, model, readout, ctrl, dataset, score) -> dict:
+
+def run_here(plan, todo: list, store, *, progress: bool) -> Iterator[tuple[tuple[int, str], dict | WorkerError]]:
+    """Run the cells of ``todo`` (``(seed, label, model)``) one after another, saving each into ``store`` if any."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(todo, desc=f"{plan.dataset} · {plan.split}", unit="fit", disable=not progress)
+    for seed, label, model in bar:
+        bar.set_postfix_str(f"seed {seed} · {label}")
+        try:
+            cell = _run_cell(plan.data, plan.splits[seed], label, model, plan.readout, plan.ctrl, plan.dataset)
+        except WorkerError as err:
+            yield (seed, label), err
+            continue
+        if store:
+            store.save(seed, label, cell)
+        yield (seed, label), cell
+
+
+def _run_cell(data, split, label, model, readout, ctrl, dataset) -> dict:
     """Fit one model on one split, predict the scored conditions and score them."""
     train = data[list(split.train)].copy()
     scored = list(split.scored)

@@ -6,71 +6,59 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from collections.abc import Iterator
+from typing import Any
 
 from .._dask import connect
-
-if TYPE_CHECKING:  # pragma: no cover
-    import anndata
+from .._errors import WorkerError
 
 # Cells of the grid that share a worker process run one at a time: _run_cell measures memory with tracemalloc,
 # which is process-wide.
 _CELL_LOCK = threading.Lock()
 
 
-def run_grid(
-    scheduler: Any,
-    data: anndata.AnnData,
-    splits: dict,
-    grid: list[tuple[int, str, Any]],
-    *,
-    store,
-    readout: np.ndarray,
-    ctrl: np.ndarray,
-    dataset: str,
-    progress: bool,
-) -> dict[tuple[int, str], dict]:
-    """Run the grid's unfinished (seed, model) cells as tasks on a Dask cluster.
+def run_on_dask(scheduler: Any, plan, todo: list, store, *, progress: bool
+                ) -> Iterator[tuple[tuple[int, str], dict | WorkerError]]:
+    """Run the cells of ``todo`` (``(seed, label, model)``) as tasks on a Dask cluster, yielding each as it finishes.
 
     With a store, each task writes its cell into the run's folder (which must be a path every worker can reach) and
-    returns nothing: the runner reads the cells back from there. Without one, the cells come back to the driver.
-    A worker that dies takes its task with it; the scheduler runs the task again elsewhere (up to
-    ``distributed.scheduler.allowed-failures`` times), and a task that finds its cell already finished skips it.
+    the cell is read back from there; without one, the cell comes back to the driver. A worker that dies takes its
+    task with it; the scheduler runs the task again elsewhere (up to ``distributed.scheduler.allowed-failures``
+    times), and a task that finds its cell already finished skips it.
     """
     import copy
 
     from tqdm.auto import tqdm
 
+    if not todo:
+        return
     with connect(scheduler) as client:
         if client is None:
-            raise ValueError("run_grid() needs a scheduler address or a distributed.Client.")
+            raise ValueError("run_on_dask() needs a scheduler address or a distributed.Client.")
         import distributed
         from distributed import as_completed
 
+        remote = store
         if store is not None:
-            store = copy.copy(store)  # workers may start elsewhere: give them absolute paths
-            store.root, store.cells = store.root.resolve(), store.cells.resolve()
-        todo = [(s, label, m) for s, label, m in grid if store is None or store.load(s, label) is None]
-        if not todo:
-            return {}
+            remote = copy.copy(store)  # workers may start elsewhere: give them absolute paths
+            remote.root, remote.cells = store.root.resolve(), store.cells.resolve()
         # A task holding the data, rather than scattered data, so a lost copy is recomputed rather than lost.
-        shared = client.submit(_identity, data, pure=False)
+        shared = client.submit(_identity, plan.data, pure=False)
         futures = {
             client.submit(
-                _grid_cell, shared, splits[seed], label, model, readout, ctrl, dataset, store, pure=False,
-                key=f"linpert-cell-seed{seed}-{label}-{os.urandom(4).hex()}",
+                _grid_cell, shared, plan.splits[seed], label, model, plan.readout, plan.ctrl, plan.dataset, remote,
+                pure=False, key=f"linpert-cell-seed{seed}-{label}-{os.urandom(4).hex()}",
             ): (seed, label)
             for seed, label, model in todo
         }
-        cells = {}
-        bar = tqdm(total=len(futures), desc=f"{dataset} on Dask", unit="fit", disable=not progress)
+        bar = tqdm(total=len(futures), desc=f"{plan.dataset} on Dask", unit="fit", disable=not progress)
         for future in as_completed(futures):
+            seed, label = futures[future]
             try:
                 cell = future.result()
+            except WorkerError as err:
+                cell = err
             except distributed.KilledWorker as err:
-                seed, label = futures[future]
                 kept = "Pass out= to keep finished cells"
                 if store is not None:
                     kept = f"The finished cells are kept in {store.root}; run again to resume"
@@ -78,11 +66,9 @@ def run_grid(
                     f"Fitting {label!r} on seed {seed} killed Dask workers repeatedly ({err}); it may need more memory "
                     f"than a worker has (dask worker --memory-limit). {kept}."
                 ) from err
-            if cell is not None:
-                cells[futures[future]] = cell
             bar.update()
+            yield (seed, label), store.load(seed, label) if cell is None else cell
         bar.close()
-        return cells
 
 
 def _identity(value):
@@ -91,13 +77,12 @@ def _identity(value):
 
 def _grid_cell(data, split, label: str, model, readout, ctrl, dataset: str, store) -> dict | None:
     """Fit, predict and score one cell of the grid on a worker; with a store, write it there and return nothing."""
-    from ..metrics import score
     from ._cell import _run_cell
 
     with _CELL_LOCK:
         if store is not None and store.load(split.seed, label) is not None:  # a retry of a task that finished
             return None
-        cell = _run_cell(data, split, label, model, readout, ctrl, dataset, score)
+        cell = _run_cell(data, split, label, model, readout, ctrl, dataset)
         if store is None:
             return cell
         store.save(split.seed, label, cell)  # atomic files, the results file last

@@ -10,12 +10,14 @@ import numpy as np
 import pandas as pd
 
 from .._conditions import parse_condition
+from .._config import renamed
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
 
-def transfer_embedding(reference_pseudobulk: AnnData, *, n_components: int = 10) -> pd.DataFrame:
+@renamed(reference_pseudobulk="pb")
+def transfer_embedding(pb: AnnData, *, n_components: int = 10) -> pd.DataFrame:
     """PCA scores of another dataset's pseudobulk as a perturbation embedding (the paper's K562 ↔ RPE1 transfer).
 
     The conditions × genes matrix (every row: ``ctrl``, singles and any doubles) is centred per gene and its
@@ -33,12 +35,12 @@ def transfer_embedding(reference_pseudobulk: AnnData, *, n_components: int = 10)
     >>> list(emb.index), emb["dim1"].round(3).tolist()
     (['A', 'B', 'C'], [0.537, 1.699, -1.655])
     """
-    if not (hasattr(reference_pseudobulk, "X") and hasattr(reference_pseudobulk, "obs_names")):
-        raise TypeError("reference_pseudobulk must be a pseudobulk AnnData; build one with linpert.pseudobulk(adata).")
-    X = reference_pseudobulk.X
+    if not (hasattr(pb, "X") and hasattr(pb, "obs_names")):
+        raise TypeError("pb must be a pseudobulk AnnData; build one with linpert.pseudobulk(adata).")
+    X = pb.X
     X = np.array(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
     if not np.isfinite(X).all():
-        raise ValueError("reference_pseudobulk has non-finite values; remove or impute them first.")
+        raise ValueError("pb has non-finite values; remove or impute them first.")
     k = n_components
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= min(X.shape):
         raise ValueError(
@@ -52,7 +54,7 @@ def transfer_embedding(reference_pseudobulk: AnnData, *, n_components: int = 10)
     signs[signs == 0] = 1.0
     scores = scores * signs
 
-    conditions = [parse_condition(str(name)) for name in reference_pseudobulk.obs_names]
+    conditions = [parse_condition(str(name)) for name in pb.obs_names]
     single = [i for i, c in enumerate(conditions) if not c.is_control and len(c.genes) == 1]
     targets = pd.Index([conditions[i].genes[0] for i in single], name="gene", dtype=object)
     if targets.has_duplicates:

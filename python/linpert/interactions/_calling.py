@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .._conditions import CONTROL, parse_condition
+from .._config import renamed
 
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
@@ -76,14 +77,15 @@ class InteractionCalls:
         )
 
 
+@renamed(data="pb")
 def additive_deviation(
-    data: AnnData, *, genes: Sequence[str] | Sequence[int] | None = None, n_genes: int = 1000
+    pb: AnnData, *, genes: Sequence[str] | Sequence[int] | None = None, n_genes: int = 1000
 ) -> pd.DataFrame:
     """Observed expression of every double against the additive expectation of its two singles.
 
     Parameters
     ----------
-    data
+    pb
         A pseudobulk (see :func:`linpert.pseudobulk`) with ``ctrl``, singles ``A+ctrl`` and doubles ``A+B``.
     genes
         Read-out genes (names or column indices). Default: the ``n_genes`` highest control means
@@ -94,8 +96,8 @@ def additive_deviation(
     Returns
     -------
     pandas.DataFrame
-        Columns ``perturbation, gene, ctrl, single_a, single_b, observed, additive, deviation``, doubles in data order
-        and genes in read-out order, with ``additive = single_a + single_b − ctrl`` and
+        Columns ``perturbation, gene, ctrl, single_a, single_b, observed, additive, deviation``, doubles in the
+        pseudobulk's order and genes in read-out order, with ``additive = single_a + single_b − ctrl`` and
         ``deviation = observed − additive``. Doubles whose singles are not both measured are left out with a warning
         and listed in ``attrs['missing_singles']`` (double → missing singles).
 
@@ -112,12 +114,12 @@ def additive_deviation(
     """
     from ..metrics import top_expressed_genes
 
-    names = pd.Index(data.obs_names)
+    names = pd.Index(pb.obs_names)
     if CONTROL not in names:
         raise ValueError("The pseudobulk has no 'ctrl' row; linpert.pseudobulk() adds it from the control cells.")
-    X = np.asarray(data.X, dtype=np.float64)
+    X = np.asarray(pb.X, dtype=np.float64)
     ctrl = X[names.get_loc(CONTROL)]
-    columns = _gene_columns(data, genes, top_expressed_genes(ctrl, n=min(n_genes, data.n_vars)))
+    columns = _gene_columns(pb, genes, top_expressed_genes(ctrl, n_genes=min(n_genes, pb.n_vars)))
 
     doubles, singles_a, singles_b, missing = [], [], [], {}
     for name in names:
@@ -136,7 +138,7 @@ def additive_deviation(
         warnings.warn(
             f"{len(missing)} double(s) left out because a single perturbation was not measured: "
             f"{_preview(missing)}. They are listed in attrs['missing_singles'].",
-            stacklevel=2,
+            stacklevel=3,
         )
     if not doubles:
         raise ValueError(
@@ -151,7 +153,7 @@ def additive_deviation(
     table = pd.DataFrame(
         {
             "perturbation": np.repeat(np.asarray(doubles, dtype=object), columns.size),
-            "gene": np.tile(np.asarray(data.var_names[columns], dtype=object), len(doubles)),
+            "gene": np.tile(np.asarray(pb.var_names[columns], dtype=object), len(doubles)),
             "ctrl": c.ravel(),
             "single_a": a.ravel(),
             "single_b": b.ravel(),
@@ -164,8 +166,9 @@ def additive_deviation(
     return table
 
 
+@renamed(data="pb")
 def call_interactions(
-    data: AnnData,
+    pb: AnnData,
     *,
     n_genes: int = 1000,
     level: float = 0.05,
@@ -178,7 +181,7 @@ def call_interactions(
 
     Parameters
     ----------
-    data
+    pb
         A pseudobulk with ``ctrl``, singles and doubles; all doubles with both singles are used (the paper: 124).
     n_genes
         Read-out genes: the ``n_genes`` highest control means.
@@ -220,14 +223,14 @@ def call_interactions(
     """
     from anndata import AnnData
 
-    if not isinstance(data, AnnData):
+    if not isinstance(pb, AnnData):
         raise TypeError(
             f"call_interactions() takes a pseudobulk AnnData (ctrl, singles and doubles as obs_names), got "
-            f"{type(data).__name__}. Build one with linpert.pseudobulk(cells)."
+            f"{type(pb).__name__}. Build one with linpert.pseudobulk(cells)."
         )
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}; the paper uses 0.05.")
-    table = additive_deviation(data, n_genes=n_genes)
+    table = additive_deviation(pb, n_genes=n_genes)
     missing = table.attrs.get("missing_singles", {})
     z = table["deviation"].to_numpy()
     if not np.isfinite(z).all():
@@ -303,8 +306,9 @@ def _options(settings: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in settings.items()) or "R's defaults"
 
 
+@renamed(ctrl="control")
 def classify_observed(
-    ctrl: np.ndarray,
+    control: np.ndarray,
     single_a: np.ndarray,
     single_b: np.ndarray,
     observed: np.ndarray,
@@ -319,17 +323,17 @@ def classify_observed(
     >>> classify_observed(np.zeros(4), np.ones(4), np.ones(4), np.array([2.0, 1.0, 3.0, -1.0]), lower=-0.2, upper=0.2)
     array(['additive', 'buffering', 'synergy', 'opposite'], dtype=object)
     """
-    ctrl, a, b, ab = (np.asarray(v, dtype=np.float64) for v in (ctrl, single_a, single_b, observed))
-    add = a + b - ctrl
+    control, a, b, ab = (np.asarray(v, dtype=np.float64) for v in (control, single_a, single_b, observed))
+    add = a + b - control
     dev = ab - add
-    sign_a, sign_b, sign_ab = np.sign(a - ctrl), np.sign(b - ctrl), np.sign(ab - ctrl)
+    sign_a, sign_b, sign_ab = np.sign(a - control), np.sign(b - control), np.sign(ab - control)
     agree = sign_a == sign_b
     same = agree & (sign_ab == sign_a)
     up, down = dev > upper, dev < lower
-    synergy = same & (((ctrl < add) & up) | ((ctrl > add) & down))
-    buffering = same & (((ctrl < add) & down) | ((ctrl > add) & up))
+    synergy = same & (((control < add) & up) | ((control > add) & down))
+    buffering = same & (((control < add) & down) | ((control > add) & up))
     interaction = up | down
-    # the singles agree (and change something), but the double goes the other way from ctrl
+    # the singles agree (and change something), but the double goes the other way from control
     opposite = interaction & agree & (sign_a != 0) & (sign_ab == -sign_a)
     out = np.full(ab.shape, "additive", dtype=object)
     out[interaction] = "other"
@@ -339,10 +343,11 @@ def classify_observed(
     return out
 
 
-def classify_prediction(ctrl: np.ndarray, additive: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """Class of a predicted value relative to ctrl and the additive expectation (spec §4.5).
+@renamed(ctrl="control")
+def classify_prediction(control: np.ndarray, additive: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Class of a predicted value relative to control and the additive expectation (spec §4.5).
 
-    With ``c = ctrl``, ``a = additive`` and ``v = predicted``: *buffering* if ``v`` lies between ``c`` and ``a``
+    With ``c = control``, ``a = additive`` and ``v = predicted``: *buffering* if ``v`` lies between ``c`` and ``a``
     (inclusive), *synergy* if beyond ``a``, away from ``c``, *opposite* if on the other side of ``c`` from ``a``.
     Where ``a == c`` the position is undefined and the class is *other*; a NaN prediction gives ``None``.
 
@@ -351,10 +356,10 @@ def classify_prediction(ctrl: np.ndarray, additive: np.ndarray, predicted: np.nd
     >>> classify_prediction(np.zeros(4), np.array([1.0, 1.0, -1.0, 0.0]), np.array([0.5, 2.0, 0.5, 1.0]))
     array(['buffering', 'synergy', 'opposite', 'other'], dtype=object)
     """
-    c, a, v = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (ctrl, additive, predicted)))
+    c, a, v = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (control, additive, predicted)))
     span = a - c
     with np.errstate(divide="ignore", invalid="ignore"):
-        position = (v - c) / span  # 0 at ctrl, 1 at the additive expectation
+        position = (v - c) / span  # 0 at control, 1 at the additive expectation
     out = np.full(v.shape, None, dtype=object)
     out[position > 1] = "synergy"
     out[(position >= 0) & (position <= 1)] = "buffering"

@@ -31,6 +31,8 @@ import pandas as pd
 from scipy import linalg, stats
 from scipy.interpolate import BSpline
 
+from .._config import renamed
+
 __all__ = ["LocfdrError", "LocfdrResult", "LocfdrWarning", "Thresholds", "locfdr", "thresholds"]
 
 #: Fewer values than this leave a 120-bin histogram mostly empty; Efron's estimates need hundreds of values.
@@ -191,15 +193,16 @@ def locfdr(
     return result
 
 
-def thresholds(result: LocfdrResult, z: Any, *, level: float = 0.05, rule: str = "paper") -> Thresholds:
-    """z thresholds of significance from a :func:`locfdr` result.
+@renamed(result="fit")
+def thresholds(fit: LocfdrResult, z: Any, *, level: float = 0.05, rule: str = "paper") -> Thresholds:
+    """z thresholds of significance from a :func:`locfdr` fit.
 
     Parameters
     ----------
-    result
-        The locfdr result of ``z``.
+    fit
+        The locfdr fit of ``z`` (anything with its ``fdr`` and ``center``).
     z
-        The z-values the result was computed on (same order).
+        The z-values the fit was computed on (same order).
     level
         fdr level.
     rule
@@ -223,13 +226,13 @@ def thresholds(result: LocfdrResult, z: Any, *, level: float = 0.05, rule: str =
     True
     """
     zz = np.asarray(z, dtype=float)
-    fdr = np.asarray(result.fdr, dtype=float)
+    fdr = np.asarray(fit.fdr, dtype=float)
     if zz.shape != fdr.shape:
-        raise ValueError(f"z has shape {zz.shape} but the result has {fdr.shape} fdr values; pass the z it was fit on.")
+        raise ValueError(f"z has shape {zz.shape} but the fit has {fdr.shape} fdr values; pass the z it was fit on.")
     if rule == "paper":
         return Thresholds(_closest(zz, fdr, zz < 0, level), _closest(zz, fdr, zz > 0, level))
     if rule == "tail":
-        center = result.center
+        center = fit.center
         below = fdr < level  # NaN counts as not below
         upper_side, lower_side = zz > center, zz < center
         bad_hi = zz[upper_side & ~below].max(initial=-np.inf)

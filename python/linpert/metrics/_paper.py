@@ -12,6 +12,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .._config import renamed
+
 __all__ = [
     "bootstrap_ratio",
     "forest_table",
@@ -26,21 +28,22 @@ __all__ = [
 ]
 
 
-def top_expressed_genes(ctrl: np.ndarray, n: int = 1000) -> np.ndarray:
-    """Indices of the ``n`` genes with the highest control mean, highest first; ties keep the first occurrence.
+@renamed(ctrl="control", n="n_genes")
+def top_expressed_genes(control: np.ndarray, n_genes: int = 1000) -> np.ndarray:
+    """Indices of the ``n_genes`` genes with the highest control mean, highest first; ties keep the first occurrence.
 
-    These are the paper's read-out genes (``n = 1000``). NaN control values sort last.
+    These are the paper's read-out genes (``n_genes = 1000``). NaN control values sort last.
 
     Examples
     --------
-    >>> top_expressed_genes(np.array([0.5, 2.0, 1.0, 2.0]), n=3)
+    >>> top_expressed_genes(np.array([0.5, 2.0, 1.0, 2.0]), n_genes=3)
     array([1, 3, 2])
     """
-    ctrl = np.asarray(ctrl, dtype=np.float64).ravel()
-    if n < 0:
-        raise ValueError(f"n must be non-negative, got {n}.")
-    key = np.where(np.isnan(ctrl), np.inf, -ctrl)
-    return np.argsort(key, kind="stable")[: min(n, ctrl.size)]
+    control = np.asarray(control, dtype=np.float64).ravel()
+    if n_genes < 0:
+        raise ValueError(f"n_genes must be non-negative, got {n_genes}.")
+    key = np.where(np.isnan(control), np.inf, -control)
+    return np.argsort(key, kind="stable")[: min(n_genes, control.size)]
 
 
 # --------------------------------------------------------------------------------------- per-perturbation metrics
@@ -66,50 +69,55 @@ def _rowwise_cor(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.clip(r, -1.0, 1.0)
 
 
-def _rowwise_l2(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
-    d = pred - obs
+def _rowwise_l2(predicted: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    d = predicted - observed
     ok = np.isfinite(d)
     out = np.sqrt(np.where(ok, d * d, 0.0).sum(axis=1))
     out[~ok.any(axis=1)] = np.nan
     return out
 
 
-def l2(pred: np.ndarray, obs: np.ndarray) -> float:
-    """Euclidean distance ``sqrt(Σ (pred − obs)²)`` over the genes (not divided by their number).
+@renamed(pred="predicted", obs="observed")
+def l2(predicted: np.ndarray, observed: np.ndarray) -> float:
+    """Euclidean distance ``sqrt(Σ (predicted − observed)²)`` over the genes (not divided by their number).
 
     Examples
     --------
     >>> l2(np.array([1.0, 2.0, np.nan]), np.array([4.0, 6.0, 0.0]))
     5.0
     """
-    return float(_rowwise_l2(_as_matrix(pred), _as_matrix(obs))[0])
+    return float(_rowwise_l2(_as_matrix(predicted), _as_matrix(observed))[0])
 
 
-def pearson_delta(pred: np.ndarray, obs: np.ndarray, ctrl: np.ndarray) -> float:
-    """``cor(pred − ctrl, obs − ctrl)``; NaN when ``pred − ctrl`` is constant (e.g. the no-change model).
+@renamed(pred="predicted", obs="observed", ctrl="control")
+def pearson_delta(predicted: np.ndarray, observed: np.ndarray, control: np.ndarray) -> float:
+    """``cor(predicted − control, observed − control)``; NaN when ``predicted − control`` is constant (e.g. the
+    no-change model).
 
     Examples
     --------
     >>> round(pearson_delta(np.array([2.0, 3.0, 5.0]), np.array([1.0, 3.0, 4.0]), np.ones(3)), 4)
     0.9286
     """
-    ctrl = np.asarray(ctrl, dtype=np.float64)
-    return float(_rowwise_cor(_as_matrix(pred) - ctrl, _as_matrix(obs) - ctrl)[0])
+    control = np.asarray(control, dtype=np.float64)
+    return float(_rowwise_cor(_as_matrix(predicted) - control, _as_matrix(observed) - control)[0])
 
 
-def r2(pred: np.ndarray, obs: np.ndarray) -> float:
-    """``cor(pred, obs)`` of absolute expression (the paper calls it r2; it is a correlation, not squared)."""
-    return float(_rowwise_cor(_as_matrix(pred), _as_matrix(obs))[0])
+@renamed(pred="predicted", obs="observed")
+def r2(predicted: np.ndarray, observed: np.ndarray) -> float:
+    """``cor(predicted, observed)`` of absolute expression (the paper calls it r2; it is a correlation, not squared)."""
+    return float(_rowwise_cor(_as_matrix(predicted), _as_matrix(observed))[0])
 
 
-def score(pred: np.ndarray, obs: np.ndarray, ctrl: np.ndarray) -> pd.DataFrame:
-    """Score each row (perturbation) of ``pred`` against the same row of ``obs``.
+@renamed(pred="predicted", obs="observed", ctrl="control")
+def score(predicted: np.ndarray, observed: np.ndarray, control: np.ndarray) -> pd.DataFrame:
+    """Score each row (perturbation) of ``predicted`` against the same row of ``observed``.
 
     Parameters
     ----------
-    pred, obs
+    predicted, observed
         Perturbations × genes. NaN genes are dropped per row; an all-NaN prediction scores NaN.
-    ctrl
+    control
         The control profile over the same genes.
 
     Returns
@@ -123,19 +131,19 @@ def score(pred: np.ndarray, obs: np.ndarray, ctrl: np.ndarray) -> pd.DataFrame:
           l2  pearson_delta     r2
     0  1.414          0.929  0.929
     """
-    pred, obs = _as_matrix(pred), _as_matrix(obs)
-    ctrl = np.asarray(ctrl, dtype=np.float64).ravel()
-    if pred.shape != obs.shape or ctrl.size != pred.shape[1]:
+    predicted, observed = _as_matrix(predicted), _as_matrix(observed)
+    control = np.asarray(control, dtype=np.float64).ravel()
+    if predicted.shape != observed.shape or control.size != predicted.shape[1]:
         raise ValueError(
-            f"Shapes do not match: pred {pred.shape}, obs {obs.shape}, ctrl {ctrl.shape}. Pass perturbations × "
-            "genes matrices over the same genes and the control profile over those genes."
+            f"Shapes do not match: predicted {predicted.shape}, observed {observed.shape}, control {control.shape}. "
+            "Pass perturbations × genes matrices over the same genes and the control profile over those genes."
         )
-    obs = np.where(np.isfinite(pred), obs, np.nan)
+    observed = np.where(np.isfinite(predicted), observed, np.nan)
     return pd.DataFrame(
         {
-            "l2": _rowwise_l2(pred, obs),
-            "pearson_delta": _rowwise_cor(pred - ctrl, obs - ctrl),
-            "r2": _rowwise_cor(pred, obs),
+            "l2": _rowwise_l2(predicted, observed),
+            "pearson_delta": _rowwise_cor(predicted - control, observed - control),
+            "r2": _rowwise_cor(predicted, observed),
         }
     )
 
@@ -157,18 +165,21 @@ def l2_grid(n_genes: int) -> np.ndarray:
     return grid[grid <= n_genes]
 
 
-def l2_by_n(pred: np.ndarray, obs: np.ndarray, ctrl: np.ndarray, *, order: str = "expression") -> pd.DataFrame:
-    """``sqrt(cumsum((pred − obs)²))`` over the top-n genes, as a function of n.
+@renamed(pred="predicted", obs="observed", ctrl="control")
+def l2_by_n(predicted: np.ndarray, observed: np.ndarray, control: np.ndarray, *, order: str = "expression"
+            ) -> pd.DataFrame:
+    """``sqrt(cumsum((predicted − observed)²))`` over the top-n genes, as a function of n.
 
     Parameters
     ----------
-    pred, obs
+    predicted, observed
         Perturbations × genes (or one profile).
-    ctrl
+    control
         The control profile over the same genes.
     order
         ``"expression"``: genes by decreasing control mean (the same for every perturbation; ties by first
-        occurrence). ``"de"``: genes by decreasing ``|obs − ctrl|``, per perturbation (this order uses the truth).
+        occurrence). ``"de"``: genes by decreasing ``|observed − control|``, per perturbation (this order uses the
+        truth).
 
     Returns
     -------
@@ -180,23 +191,25 @@ def l2_by_n(pred: np.ndarray, obs: np.ndarray, ctrl: np.ndarray, *, order: str =
     >>> l2_by_n(np.array([1.0, 1.0]), np.array([4.0, 5.0]), np.array([2.0, 1.0]))["l2"].tolist()
     [3.0, 5.0]
     """
-    pred, obs = _as_matrix(pred), _as_matrix(obs)
-    ctrl = np.asarray(ctrl, dtype=np.float64).ravel()
-    if pred.shape != obs.shape or ctrl.size != pred.shape[1]:
-        raise ValueError(f"Shapes do not match: pred {pred.shape}, obs {obs.shape}, ctrl {ctrl.shape}.")
-    sq = (pred - obs) ** 2
+    predicted, observed = _as_matrix(predicted), _as_matrix(observed)
+    control = np.asarray(control, dtype=np.float64).ravel()
+    if predicted.shape != observed.shape or control.size != predicted.shape[1]:
+        raise ValueError(
+            f"Shapes do not match: predicted {predicted.shape}, observed {observed.shape}, control {control.shape}."
+        )
+    sq = (predicted - observed) ** 2
     sq = np.where(np.isfinite(sq), sq, 0.0)
     if order == "expression":
-        sq = sq[:, top_expressed_genes(ctrl, n=ctrl.size)]
+        sq = sq[:, top_expressed_genes(control, n_genes=control.size)]
     elif order == "de":
-        change = np.abs(obs - ctrl)
+        change = np.abs(observed - control)
         key = np.where(np.isfinite(change), -change, np.inf)
         sq = np.take_along_axis(sq, np.argsort(key, axis=1, kind="stable"), axis=1)
     else:
         raise ValueError(f"order must be 'expression' or 'de', got {order!r}.")
-    grid = l2_grid(ctrl.size)
+    grid = l2_grid(control.size)
     values = np.sqrt(np.cumsum(sq, axis=1)[:, grid - 1])
-    n_pert = pred.shape[0]
+    n_pert = predicted.shape[0]
     return pd.DataFrame(
         {
             "perturbation": np.repeat(np.arange(n_pert), grid.size),
@@ -207,7 +220,8 @@ def l2_by_n(pred: np.ndarray, obs: np.ndarray, ctrl: np.ndarray, *, order: str =
 
 
 # ------------------------------------------------------------------------------------------------- spread
-def prediction_spread(pred: np.ndarray, obs: np.ndarray) -> pd.DataFrame:
+@renamed(pred="predicted", obs="observed")
+def prediction_spread(predicted: np.ndarray, observed: np.ndarray) -> pd.DataFrame:
     """Per gene, the standard deviation across perturbations of the predictions and of the truth.
 
     Extended Data Fig. 7 of the paper: a model that predicts nearly the same profile for every perturbation has a
@@ -225,12 +239,16 @@ def prediction_spread(pred: np.ndarray, obs: np.ndarray) -> pd.DataFrame:
     0    1.414   2.828
     1    0.000   1.414
     """
-    pred, obs = _as_matrix(pred), _as_matrix(obs)
-    if pred.shape != obs.shape:
-        raise ValueError(f"pred {pred.shape} and obs {obs.shape} must have the same shape (perturbations × genes).")
+    predicted, observed = _as_matrix(predicted), _as_matrix(observed)
+    if predicted.shape != observed.shape:
+        raise ValueError(
+            f"predicted {predicted.shape} and observed {observed.shape} must have the same shape (perturbations × "
+            "genes)."
+        )
     with warnings.catch_warnings():  # a gene with fewer than two finite values has no sd: NaN, silently
         warnings.simplefilter("ignore", RuntimeWarning)
-        return pd.DataFrame({"sd_pred": np.nanstd(pred, axis=0, ddof=1), "sd_obs": np.nanstd(obs, axis=0, ddof=1)})
+        return pd.DataFrame({"sd_pred": np.nanstd(predicted, axis=0, ddof=1),
+                             "sd_obs": np.nanstd(observed, axis=0, ddof=1)})
 
 
 # ---------------------------------------------------------------------------------------------- bootstrap

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .._config import renamed
 from ._run import RunFolder, as_run
 from ._style import (
     MEAN_COLOUR,
@@ -141,10 +142,11 @@ def pearson_delta(results: Source, *, models: Sequence[str] | None = None, title
 
 
 # ---------------------------------------------------------------------------------------- one perturbation
+@renamed(ctrl="control")
 def observed_vs_predicted(
     predictions: Mapping[str, pd.Series] | RunFolder | str | os.PathLike,
     observed: pd.Series | None = None,
-    ctrl: pd.Series | None = None,
+    control: pd.Series | None = None,
     *,
     perturbation: str | None = None,
     seed: int | None = None,
@@ -158,26 +160,27 @@ def observed_vs_predicted(
         ``{model: Series over genes}`` of predicted expression; or a run folder, from which the first seed's
         predictions and the observed values are taken (``perturbation`` defaults to the one with the median L2 of
         the best model).
-    observed, ctrl
+    observed, control
         Observed expression of the perturbation and the control profile, over the same genes (not needed with a
         run folder).
     change
-        Draw the change from control (``pred − ctrl`` vs ``obs − ctrl``, as Pearson delta sees it); else expression.
+        Draw the change from control (``predicted − control`` vs ``observed − control``, as Pearson delta sees it);
+        else expression.
 
     The title of each panel gives the L2 distance and Pearson delta, computed by :mod:`linpert.metrics`.
     """
     from ..metrics import l2, pearson_delta as pearson
 
     if not isinstance(predictions, Mapping):
-        predictions, observed, ctrl, perturbation, seed = _one_perturbation(as_run(predictions), perturbation, seed)
-    if observed is None or ctrl is None:
-        raise ValueError("Pass observed= and ctrl= (Series over the genes) with a mapping of predictions.")
+        predictions, observed, control, perturbation, seed = _one_perturbation(as_run(predictions), perturbation, seed)
+    if observed is None or control is None:
+        raise ValueError("Pass observed= and control= (Series over the genes) with a mapping of predictions.")
     models = model_order(predictions)
     colours = model_colours(models)
     fig, axes = new_figure(0.6 + 2.9 * len(models), 3.4, ncols=len(models), sharex=True, sharey=True)
     genes = observed.index
     obs = observed.to_numpy(np.float64)
-    base = ctrl.reindex(genes).to_numpy(np.float64)
+    base = control.reindex(genes).to_numpy(np.float64)
     x = obs - base if change else obs
     for ax, model in zip(axes[0], models):
         pred = pd.Series(predictions[model]).reindex(genes).to_numpy(np.float64)
