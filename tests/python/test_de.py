@@ -78,6 +78,32 @@ def test_the_compiled_kernel_and_the_numpy_fallback_give_the_same_tests(monkeypa
     assert compiled[0].significant().sum() > 10  # the test finds the planted changes
 
 
+def test_cells_left_out_of_every_group_are_as_if_absent(monkeypatch):
+    """The replicate ceiling tests half of each condition's cells, the rest coded -1: the compiled kernel (which
+    counts them in a slot of their own) and the fallback must both test as if those cells were not there."""
+    from linpert.metrics._de import grouped_de
+
+    pytest.importorskip("numba", reason="the compiled kernel is what this compares; CI installs linpert[fast]")
+    data = awkward()[0]
+    labels = data.obs[KEY].astype(str).to_numpy()
+    groups = sorted(set(labels) - {CONTROL})
+    codes = pd.Categorical(labels, categories=[CONTROL, *groups]).codes.astype(np.int64)
+    codes[np.random.default_rng(1).random(len(codes)) < 0.4] = -1
+    kept = codes >= 0
+    genes = data.var_names.astype(str)
+    left_out = grouped_de(data.X, codes, groups, genes)
+    absent = grouped_de(data.X[kept], codes[kept], groups, genes)
+    monkeypatch.setenv("LINPERT_NUMBA", "0")
+    _compiled.numba.cache_clear()
+    try:
+        fallback = grouped_de(data.X, codes, groups, genes)
+    finally:
+        _compiled.numba.cache_clear()
+    for name in ("statistic", "p_value", "fdr", "log2_fold_change"):
+        pd.testing.assert_frame_equal(getattr(left_out, name), getattr(absent, name), rtol=0, atol=0)
+        pd.testing.assert_frame_equal(getattr(left_out, name), getattr(fallback, name), rtol=0, atol=1e-12)
+
+
 @pytest.mark.slow
 def test_de_genes_and_their_overlap_equal_cell_evals_on_the_same_cells(tmp_path):
     from linpert.adapters._environment import ensure_venv

@@ -7,7 +7,8 @@ condition's cells (spec §1; a mean, not a sum, and no re-normalisation). The la
   kernel where numba is installed, a sparse indicator product otherwise) with its non-finite count;
 * :mod:`._local`: the sources (an in-memory matrix; a backed ``.h5ad`` read chunk by chunk, the next chunk read while
   this one is reduced), the checks of values and labels, and the result's assembly;
-* :mod:`._dask`: the reducer as Dask tasks over lazily read data, added in a tree.
+* :mod:`._dask`: the reducer as Dask tasks over lazily read data, added in a tree;
+* :mod:`._genes`: every cell on a few genes, read from a file chunk by chunk (the read-out genes' cells).
 
 :func:`pseudobulk` chooses between the last two; :func:`as_pseudobulk` gives means computed elsewhere the same
 shape.
@@ -21,12 +22,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._config import renamed
+from ._genes import read_genes
 from ._local import PSEUDOBULK_VERSION, as_pseudobulk, check_values, looks_like_counts, value_sample
 
 if TYPE_CHECKING:  # pragma: no cover
     import anndata
 
-__all__ = ["PSEUDOBULK_VERSION", "as_pseudobulk", "check_values", "looks_like_counts", "pseudobulk", "value_sample"]
+__all__ = [
+    "PSEUDOBULK_VERSION", "as_pseudobulk", "check_values", "looks_like_counts", "pseudobulk", "read_genes", "value_sample",
+]
 
 
 @renamed(adata="cells")

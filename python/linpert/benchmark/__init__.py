@@ -316,17 +316,20 @@ def _calibrated(results: pd.DataFrame, plan: _Plan, cells: Any, metrics: list[st
 def _readout_cells(cells: Any, plan: _Plan):
     """The cells on the read-out genes, named and with conditions named as in the pseudobulk."""
     from .._conditions import canonical_names
+    from .._io import is_hdf5
+    from .._pseudobulk import read_genes
     from ..datasets._readers import _open
 
     var = plan.data.var
     columns = (var["gene_id"] if "gene_id" in var else pd.Series(plan.data.var_names, index=var.index)).to_numpy()
     names = list(columns[plan.readout])
     key = (plan.data.uns.get("linpert", {}) or {}).get("condition_key", "condition")
-    source = _open(cells, backed=True) if isinstance(cells, (str, os.PathLike)) else cells
-    subset = source[:, names]
-    subset = subset.to_memory() if getattr(source, "isbacked", False) else subset.copy()
-    if getattr(source, "isbacked", False):
-        source.file.close()
+    if isinstance(cells, (str, os.PathLike)) and Path(cells).is_file() and is_hdf5(cells):
+        subset = read_genes(cells, names)  # chunk by chunk: never the whole matrix in memory
+    else:
+        source = _open(cells, backed=False) if isinstance(cells, (str, os.PathLike)) else cells  # a zarr store
+        subset = source[:, names]
+        subset = subset.to_memory() if source.isbacked else subset.copy()
     subset.var_names = plan.data.var_names[plan.readout]
     labels = subset.obs[key].astype(str)
     subset.obs["condition"] = labels.map(canonical_names(labels.unique())).to_numpy()

@@ -135,7 +135,9 @@ def _mann_whitney(X, codes: np.ndarray, sizes: np.ndarray, sorted_values: ByGene
     genes = by_gene(X) if sorted_values is None else sorted_values
     if genes is None:
         return _mann_whitney_scipy(X, codes, sizes)
-    U, ties = _kernels()["rank sums"](genes.indptr, genes.rows, genes.values, codes, sizes.astype(np.int64))
+    # cells left out (-1) get a slot of their own past the groups (see _rank_sums)
+    slots = np.where(codes >= 0, codes, len(sizes)).astype(np.int64)
+    U, ties = _kernels()["rank sums"](genes.indptr, genes.rows, genes.values, slots, sizes.astype(np.int64))
     return U, _p_two_sided(U, ties, sizes[1:, None].astype(np.float64), float(sizes[0]))
 
 
@@ -217,24 +219,26 @@ def _sort_genes(indptr, rows, values):  # pragma: no cover - compiled by numba
         rows[start:end] = rows[start:end][order]
 
 
-def _rank_sums(indptr, rows, data, codes, sizes):  # pragma: no cover - compiled by numba
+def _rank_sums(indptr, rows, data, slots, sizes):  # pragma: no cover - compiled by numba
     """Per gene (in parallel): walk its sorted non-zero values, run of ties by run of ties, adding up
     for each group ``U = Σ (#control below + ½ #control tied)`` over its cells and the tie term ``Σ (t³ − t)`` of its
-    two-sample pool. Zeros, not stored, form one run of their own between the negative and the positive values."""
+    two-sample pool. Zeros, not stored, form one run of their own between the negative and the positive values.
+    ``slots``: each cell's group (0 control, 1..K), or K + 1 for a cell in none. Every slot is added up alike and
+    only the groups' are returned: no branch asks whether a cell is in a group, which the CPU could not predict,
+    as a gene's cells come in the order of their values."""
     n_groups = sizes.shape[0] - 1
     n_genes = indptr.shape[0] - 1
-    U = np.zeros((n_genes, n_groups))  # gene-major: each gene's groups lie together in memory
-    ties = np.zeros((n_genes, n_groups))
+    U = np.zeros((n_genes, n_groups + 2))  # gene-major: each gene's groups lie together in memory
+    ties = np.zeros((n_genes, n_groups + 2))
     for gene in prange(n_genes):
         start, end = indptr[gene], indptr[gene + 1]
         values = data[start:end]
-        groups = codes[rows[start:end]]
-        stored = np.zeros(n_groups + 1, dtype=np.int64)
+        groups = slots[rows[start:end]]
+        stored = np.zeros(n_groups + 2, dtype=np.int64)
         for i in range(end - start):
-            if groups[i] >= 0:
-                stored[groups[i]] += 1
-        in_run = np.zeros(n_groups + 1, dtype=np.int64)
-        touched = np.empty(n_groups + 1, dtype=np.int64)
+            stored[groups[i]] += 1
+        in_run = np.zeros(n_groups + 2, dtype=np.int64)
+        touched = np.empty(n_groups + 2, dtype=np.int64)
         below = 0.0  # control values below the current run
         control_ties = 0.0  # the control's own Σ (t³ − t)
         zeros_done = False
@@ -246,8 +250,8 @@ def _rank_sums(indptr, rows, data, codes, sizes):  # pragma: no cover - compiled
                 for g in range(1, n_groups + 1):
                     z = float(sizes[g] - stored[g])
                     if z > 0:
-                        U[gene, g - 1] += z * (below + 0.5 * c)
-                        ties[gene, g - 1] += (c + z) ** 3 - (c + z) - (c ** 3 - c)
+                        U[gene, g] += z * (below + 0.5 * c)
+                        ties[gene, g] += (c + z) ** 3 - (c + z) - (c ** 3 - c)
                 control_ties += c ** 3 - c
                 below += c
                 zeros_done = True
@@ -258,26 +262,24 @@ def _rank_sums(indptr, rows, data, codes, sizes):  # pragma: no cover - compiled
             value = values[i]
             while j < m and values[j] == value:
                 g = groups[j]
-                if g >= 0:
-                    if in_run[g] == 0:
-                        touched[n_touched] = g
-                        n_touched += 1
-                    in_run[g] += 1
+                if in_run[g] == 0:
+                    touched[n_touched] = g
+                    n_touched += 1
+                in_run[g] += 1
                 j += 1
             c = float(in_run[0])
             for t in range(n_touched):
                 g = touched[t]
-                if g > 0:
-                    k = float(in_run[g])
-                    U[gene, g - 1] += k * (below + 0.5 * c)
-                    ties[gene, g - 1] += (c + k) ** 3 - (c + k) - (c ** 3 - c)
+                k = float(in_run[g])
+                U[gene, g] += k * (below + 0.5 * c)
+                ties[gene, g] += (c + k) ** 3 - (c + k) - (c ** 3 - c)
                 in_run[g] = 0
             control_ties += c ** 3 - c
             below += c
             i = j
-        for g in range(n_groups):
+        for g in range(1, n_groups + 1):
             ties[gene, g] += control_ties
-    return U.T.copy(), ties.T.copy()
+    return U[:, 1 : n_groups + 1].T.copy(), ties[:, 1 : n_groups + 1].T.copy()
 
 
 def _log2_fold_change(means: np.ndarray) -> np.ndarray:
