@@ -202,11 +202,14 @@ def top_predictions(pairs: pd.DataFrame, *, k: int = 500, by: str | list[str] = 
     keys = [by] if isinstance(by, str) else list(by)
     scored = pairs.assign(predicted_deviation=pairs["predicted"] - pairs["additive"])
     scored = scored[scored["predicted_deviation"].notna()]
-    size = scored["predicted_deviation"].abs()
-    scored = scored.assign(_size=size).sort_values([*keys, "_size"], ascending=[True] * len(keys) + [False],
-                                                    kind="stable")
-    top = scored.groupby(keys, sort=False).head(k).drop(columns="_size")
-    top = top.assign(rank=top.groupby(keys, sort=False).cumcount() + 1)
+    size = scored["predicted_deviation"].abs().to_numpy()
+    # each group's positions, largest first (ties in table order), groups in sorted order: what a stable sort of the
+    # whole table by the keys and the size would give, without sorting a million rows on text keys
+    groups = scored.groupby(keys, sort=True).indices
+    picked = [positions[np.argsort(-size[positions], kind="stable")][:k]
+              for _, positions in sorted(groups.items(), key=lambda item: item[0])]
+    top = scored.iloc[np.concatenate(picked) if picked else []]
+    top = top.assign(rank=np.concatenate([np.arange(1, len(p) + 1) for p in picked]) if picked else [])
     top["predicted_class"] = classify_prediction(top["ctrl"], top["additive"], top["predicted"])
     return top.reset_index(drop=True)
 
@@ -242,18 +245,17 @@ def interaction_pairs(calls: InteractionCalls | pd.DataFrame, predictions: Mappi
     table = calls.table if isinstance(calls, InteractionCalls) else calls
     keep = ["perturbation", "gene", "ctrl", "additive", "observed", "deviation", "interaction", "class"]
     observed = table[keep]
+    # the rows and columns of each prediction the pairs look up, found once per distinct name
+    perturbation_codes, perturbations = pd.factorize(observed["perturbation"])
+    gene_codes, genes = pd.factorize(observed["gene"])
     parts = []
     for (seed, model), frame in predictions.items():
         frame = pd.DataFrame(frame)
-        long = pd.DataFrame(
-            {
-                "perturbation": np.repeat(frame.index.to_numpy(dtype=object), frame.shape[1]),
-                "gene": np.tile(frame.columns.to_numpy(dtype=object), frame.shape[0]),
-                "predicted": frame.to_numpy(dtype=np.float64).ravel(),
-            }
-        )
-        merged = observed.merge(long, on=["perturbation", "gene"], how="inner")
-        parts.append(merged.assign(model=model, seed=seed))
+        rows = frame.index.get_indexer(perturbations)[perturbation_codes]
+        columns = frame.columns.get_indexer(genes)[gene_codes]
+        found = (rows >= 0) & (columns >= 0)  # an inner join that keeps the calls' order
+        predicted = frame.to_numpy(dtype=np.float64)[rows[found], columns[found]]
+        parts.append(observed[found].assign(predicted=predicted, model=model, seed=seed))
     if not parts:
         raise ValueError("No predictions given: pass a mapping {(seed, model): DataFrame of predictions}.")
     pairs = pd.concat(parts, ignore_index=True)
