@@ -175,3 +175,35 @@ def test_a_run_on_cells_reports_calibrated_scores(tmp_path):
     assert result.results["de_overlap"].dropna().between(0, 1).all() and result.results["de_overlap"].notna().any()
     assert "de_overlap" in set(table["metric"])
     assert benchmark.run(bulk, split="simulation", seeds=[1], models=["mean"], progress=False).calibrated is None
+
+
+def test_the_cell_level_work_of_a_cell_file_is_kept_in_the_run_folder_and_reused_while_the_file_is_unchanged(
+        tmp_path, monkeypatch):
+    import os
+
+    import linpert
+
+    cells = linpert.datasets.simulate("replogle", n_genes=300, n_singles=40, cells_per_condition=16,
+                                      n_control_cells=200, seed=2)
+    path = tmp_path / "cells.h5ad"
+    cells.write_h5ad(path)
+    bulk = linpert.pseudobulk(path)
+    run = dict(split="simulation", seeds=[1], models=["mean", "linear"], cells=str(path), out=tmp_path / "run",
+               progress=False)
+    first = benchmark.run(bulk, **run)
+    calls = []
+    spy = lambda real: lambda *args, **kwargs: calls.append(real.__name__) or real(*args, **kwargs)  # noqa: E731
+    for name in ("replicate_ceiling", "differential_expression"):
+        monkeypatch.setattr(linpert.metrics, name, spy(getattr(linpert.metrics, name)))
+    again = benchmark.run(bulk, **run)
+    assert calls == []  # neither the DE tests nor the ceiling ran again
+    pd.testing.assert_frame_equal(again.results, first.results)
+    pd.testing.assert_frame_equal(again.calibrated, first.calibrated)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # the file as if rewritten
+    touched = benchmark.run(bulk, **run)
+    assert sorted(calls) == ["differential_expression", "replicate_ceiling"]
+    pd.testing.assert_frame_equal(touched.calibrated, first.calibrated)
+    (tmp_path / "run" / "from_cells" / "ceiling.parquet").write_bytes(b"damaged")  # the key matches, the table not
+    calls.clear()
+    pd.testing.assert_frame_equal(benchmark.run(bulk, **run).calibrated, first.calibrated)
+    assert sorted(calls) == ["differential_expression", "replicate_ceiling"]

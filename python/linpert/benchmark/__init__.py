@@ -6,7 +6,9 @@ files: ``results.parquet`` / ``results.csv`` (one row per scored perturbation), 
 and peak memory per model and seed), ``summary.csv``, the splits as portable JSON, and the predictions on the read-out
 genes. For the double split it also calls the genetic interactions once on the full data and scores every model's
 interaction predictions (``interactions/``: ``calls.parquet``, ``tpr_fdp.csv``, ``auc.csv``, ``auc_summary.csv``,
-``top_classes.csv``, ``recurrence.csv``), recomputed from the stored predictions on every run.
+``top_classes.csv``, ``recurrence.csv``), recomputed from the stored predictions on every run. A run from a cell
+file keeps the cells' DE tests and replicate ceiling in ``from_cells/``, reused while the file (its size and
+modification time), the read-out genes and the metrics stay the same.
 """
 
 from __future__ import annotations
@@ -228,7 +230,7 @@ def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, schedu
     results = pd.concat(tables, ignore_index=True)
     _check_something_predicted(results)
     predictions = {key: store.load_predictions(*key) if frame is None else frame for key, frame in predictions.items()}
-    readout_cells, sorted_values, de = _from_cells(cells, plan, metrics, set(results["model"]))
+    de, ceiling = _from_cells(cells, plan, metrics, set(results["model"]), store)
     results = _add_metrics(results, plan, predictions, metrics, de)
     restriction = _restrict_to_common(results) if common_only else {}
     if common_only:
@@ -238,7 +240,7 @@ def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, schedu
     timing = pd.DataFrame(timings)
     summary = summarise(results, timing)
     card = scorecard(results)
-    calibrated = _calibrated(results, plan, readout_cells, metrics, sorted_values)
+    calibrated = _calibrated(results, plan, ceiling)
     forest = _forest(results)
     published, fidelity = _published(results, dataset, split)
     if store:
@@ -262,21 +264,41 @@ def _published(results: pd.DataFrame, dataset: str, split: str) -> tuple[pd.Data
     return published.summary(dataset), fidelity if len(fidelity) else None
 
 
-def _from_cells(cells, plan: _Plan, names: list[str], models: set[str]):
-    """What the cells give a run, read only where it is used: the read-out genes' cells (for the DE tests and the
-    replicate ceiling), their values sorted once for every DE test, and the observed DE genes."""
-    from ..metrics import differential_expression
+def _from_cells(cells, plan: _Plan, names: list[str], models: set[str], store):
+    """What the cells give a run, computed only where it is used: the observed DE tests of the read-out genes and
+    their replicate ceiling. From a cell file into a run folder, both are kept there and reused while the file, the
+    read-out genes and the metrics stay the same."""
+    from ..metrics import differential_expression, replicate_ceiling
     from ..metrics._de import by_gene
     from ..metrics._registry import needs_cells
 
     needs_de = cells is not None and needs_cells(names)
     calibrates = cells is not None and CALIBRATION_REFERENCE.get(plan.split) in models
     if not (needs_de or calibrates):
-        return None, None, None
+        return None, None
+    key = _cell_file_key(cells, plan, names, needs_de, calibrates) if store else None
+    if key is not None and (kept := store.load_cell_work(key)) is not None:
+        return kept
     readout_cells = _readout_cells(cells, plan)
-    sorted_values = by_gene(readout_cells.X) if needs_de else None
+    sorted_values = by_gene(readout_cells.X) if needs_de else None  # sorted once for every DE test
     de = differential_expression(readout_cells, sorted_values=sorted_values) if needs_de else None
-    return readout_cells, sorted_values, de
+    ceiling = replicate_ceiling(readout_cells, metrics=names, sorted_values=sorted_values) if calibrates else None
+    if key is not None:
+        store.save_cell_work(key, de, ceiling)
+    return de, ceiling
+
+
+def _cell_file_key(cells, plan: _Plan, names: list[str], needs_de: bool, calibrates: bool) -> dict | None:
+    """What the cell-level work depends on, for a cell file (None for cells in memory): the file as it is now, the
+    read-out genes, the metrics and this linpert."""
+    from .._config import __version__
+
+    if not isinstance(cells, (str, os.PathLike)) or not Path(cells).is_file():
+        return None
+    stat = Path(cells).stat()
+    return {"file": str(Path(cells).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "readout": [str(g) for g in plan.data.var_names[plan.readout]], "metrics": list(names),
+            "de": bool(needs_de), "ceiling": bool(calibrates), "linpert": __version__}
 
 
 def _add_metrics(results: pd.DataFrame, plan: _Plan, predictions: dict, names: list[str], de=None) -> pd.DataFrame:
@@ -300,16 +322,14 @@ def _add_metrics(results: pd.DataFrame, plan: _Plan, predictions: dict, names: l
 CALIBRATION_REFERENCE = {"simulation": "mean", "double": "additive"}
 
 
-def _calibrated(results: pd.DataFrame, plan: _Plan, cells: Any, metrics: list[str], sorted_values=None
-                ) -> pd.DataFrame | None:
+def _calibrated(results: pd.DataFrame, plan: _Plan, ceiling: pd.DataFrame | None) -> pd.DataFrame | None:
     """Scaled scores against the replicate ceiling of the cells (on the read-out genes), when cells and the
     reference baseline are there."""
-    from ..metrics import replicate_ceiling, scaled_scores
+    from ..metrics import scaled_scores
 
     reference = CALIBRATION_REFERENCE.get(plan.split)
-    if cells is None or reference not in set(results["model"]):
+    if ceiling is None or reference not in set(results["model"]):
         return None
-    ceiling = replicate_ceiling(cells, metrics=metrics, sorted_values=sorted_values)
     return scaled_scores(results, ceiling.drop(columns="reason"), reference=reference)
 
 

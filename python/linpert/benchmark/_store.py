@@ -21,6 +21,9 @@ from .._io import atomic_write, read_matrix
 
 
 FORMAT_VERSION = 1
+#: The folder of a run that keeps the cell-level work (DE tests, replicate ceiling) of a cell file.
+CELL_WORK = "from_cells"
+DE_TABLES = ("log2_fold_change", "statistic", "p_value", "fdr")
 
 
 def _fingerprint(data) -> str:
@@ -238,6 +241,32 @@ class _Store:
         path = self.root / "splits" / f"{split.kind}_seed{split.seed}.json"
         if not path.exists():
             split.to_json(path)
+
+    def load_cell_work(self, key: dict) -> tuple | None:
+        """``(de, ceiling)`` kept by :meth:`save_cell_work` under this very ``key``, else None."""
+        from ..metrics import DifferentialExpression
+
+        folder = self.root / CELL_WORK
+        try:
+            if json.loads((folder / "key.json").read_text()) != key:
+                return None
+            de = DifferentialExpression(*(pd.read_parquet(folder / f"de_{name}.parquet") for name in DE_TABLES)
+                                        ) if key["de"] else None
+            ceiling = pd.read_parquet(folder / "ceiling.parquet") if key["ceiling"] else None
+        except (OSError, ValueError, KeyError):  # absent, partly written or damaged: computed again
+            return None
+        return de, ceiling
+
+    def save_cell_work(self, key: dict, de, ceiling: pd.DataFrame | None) -> None:
+        """Keep the DE tests and the replicate ceiling of the cells; the key goes last, so a write cut short is
+        never taken for a finished one."""
+        folder = self.root / CELL_WORK
+        (folder / "key.json").unlink(missing_ok=True)
+        for name in DE_TABLES if de is not None else ():
+            atomic_write(folder / f"de_{name}.parquet", getattr(de, name), kind="parquet")
+        if ceiling is not None:
+            atomic_write(folder / "ceiling.parquet", ceiling, kind="parquet")
+        atomic_write(folder / "key.json", json.dumps(key, indent=1))
 
     def save_observed(self, observed: pd.DataFrame) -> None:
         """The observed pseudobulk on the read-out genes (every condition), for figures that need the truth."""
