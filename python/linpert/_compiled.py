@@ -11,7 +11,7 @@ from functools import cache
 
 from ._config import ENV_NUMBA
 
-__all__ = ["numba"]
+__all__ = ["Kernels", "numba"]
 
 
 @cache
@@ -24,3 +24,23 @@ def numba():
     except ImportError:
         return None
     return module
+
+
+class Kernels:
+    """A module's numba kernels, compiled together on first use: parallel, cached on disk, and releasing the GIL (so
+    that a file's next chunk is read while this one is reduced).
+
+    The kernels' loops say ``prange``. Their module defines ``prange = range``, so that the functions also run as
+    plain Python, and this sets it to numba's ``prange`` before compiling.
+    """
+
+    def __init__(self, namespace: dict, **functions) -> None:
+        self._namespace, self._functions, self._compiled = namespace, functions, {}
+
+    def __getitem__(self, name: str):
+        if not self._compiled:
+            module = numba()
+            self._namespace["prange"] = module.prange
+            jit = module.njit(parallel=True, cache=True, nogil=True)
+            self._compiled.update({key: jit(function) for key, function in self._functions.items()})
+        return self._compiled[name]

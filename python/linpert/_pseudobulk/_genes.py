@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .._compiled import numba
+from .._compiled import Kernels, numba
 from ._local import _Buffers, _check_h5ad_path, _file_element, _h5py, _read_ahead, _read_frame, _read_rows, _Source
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,15 +57,14 @@ def _select_columns(source: _Source, columns: np.ndarray, chunk_size: int) -> sp
     buffers, scratch = (_Buffers(), _Buffers()), _Buffers()
     starts = range(0, n_obs, chunk_size)
     chunks = (_read_rows(source, a, min(a + chunk_size, n_obs), buffers[i % 2]) for i, a in enumerate(starts))
-    kernels = _kernels()
     parts = []
     for block in _read_ahead(chunks):
         kept = np.empty(block.shape[0], dtype=np.int64)
         in_place = (scratch.get("indices", block.nnz, np.int32), scratch.get("data", block.nnz, block.data.dtype))
-        kernels["keep"](block.indptr, block.indices, block.data, slot, *in_place, kept)
+        _KERNELS["keep"](block.indptr, block.indices, block.data, slot, *in_place, kept)
         indptr = np.concatenate([[0], np.cumsum(kept)])
         packed = np.empty(indptr[-1], dtype=np.int32), np.empty(indptr[-1], dtype=block.data.dtype)
-        kernels["pack"](block.indptr, *in_place, indptr, *packed)
+        _KERNELS["pack"](block.indptr, *in_place, indptr, *packed)
         parts.append((kept, *packed))
     if not parts:
         return sparse.csr_matrix((n_obs, len(columns)), dtype=np.float32)
@@ -73,17 +72,7 @@ def _select_columns(source: _Source, columns: np.ndarray, chunk_size: int) -> sp
     return sparse.csr_matrix((data, indices, np.concatenate([[0], np.cumsum(kept)])), shape=(n_obs, len(columns)))
 
 
-_KERNELS: dict = {}
 prange = range  # numba's prange once the kernels are compiled
-
-
-def _kernels() -> dict:
-    if not _KERNELS:
-        global prange
-        prange = numba().prange
-        jit = numba().njit(parallel=True, cache=True, nogil=True)  # the next chunk is read meanwhile
-        _KERNELS.update({"keep": jit(_keep), "pack": jit(_pack)})
-    return _KERNELS
 
 
 def _keep(indptr, indices, data, slot, out_indices, out_data, kept):  # pragma: no cover - compiled by numba
@@ -108,3 +97,6 @@ def _pack(indptr, indices, data, out_indptr, out_indices, out_data):  # pragma: 
         for k in range(out_indptr[row + 1] - out_indptr[row]):
             out_indices[out_indptr[row] + k] = indices[start + k]
             out_data[out_indptr[row] + k] = data[start + k]
+
+
+_KERNELS = Kernels(globals(), keep=_keep, pack=_pack)

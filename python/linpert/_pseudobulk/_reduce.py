@@ -13,7 +13,7 @@ import threading
 import numpy as np
 from scipy import sparse
 
-from .._compiled import numba
+from .._compiled import Kernels, numba
 
 __all__ = ["add_rows", "condition_runs", "indicator"]
 
@@ -90,25 +90,14 @@ def _add_compiled(block, codes: np.ndarray, sums: np.ndarray) -> np.ndarray:
     bad = np.zeros(len(sums), dtype=np.int64)
     with _ONE_AT_A_TIME:  # each call uses every core; numba's workqueue layer cannot run two at once
         if sparse.issparse(block):
-            _kernels()["csr"](block.indptr, block.indices, block.data, rows, codes, starts, sums, bad)
+            _KERNELS["csr"](block.indptr, block.indices, block.data, rows, codes, starts, sums, bad)
         else:
-            _kernels()["dense"](np.ascontiguousarray(block), rows, codes, starts, sums, bad)
+            _KERNELS["dense"](np.ascontiguousarray(block), rows, codes, starts, sums, bad)
     return bad
 
 
-_KERNELS: dict = {}
 _ONE_AT_A_TIME = threading.Lock()
 prange = range  # numba's prange once the kernels are compiled
-
-
-def _kernels() -> dict:
-    """Compile (once) the CSR and dense kernels."""
-    if not _KERNELS:
-        global prange
-        prange = numba().prange
-        jit = numba().njit(parallel=True, cache=True, nogil=True)
-        _KERNELS.update(csr=jit(_csr_sums), dense=jit(_dense_sums))
-    return _KERNELS
 
 
 def _csr_sums(indptr, indices, data, rows, codes, starts, sums, bad):  # pragma: no cover - compiled by numba
@@ -135,3 +124,6 @@ def _dense_sums(block, rows, codes, starts, sums, bad):  # pragma: no cover - co
                 if not np.isfinite(value):
                     bad[code] += 1
                 target[gene] += value
+
+
+_KERNELS = Kernels(globals(), csr=_csr_sums, dense=_dense_sums)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._compiled import Kernels, numba
 from .._conditions import CONTROL
 
 #: The FDR below which a gene is called differentially expressed (cell-eval's default).
@@ -118,14 +119,12 @@ def by_gene(X) -> ByGene | None:
     """The cells' values gene by gene, sorted, as the compiled kernel reads them (None without numba)."""
     from scipy import sparse
 
-    from .._compiled import numba
-
     if numba() is None:
         return None
     csc = sparse.csc_matrix(X, dtype=np.float64, copy=True)
     csc.eliminate_zeros()  # the kernel counts zeros from the sizes; a stored zero would count twice
     sorted_ = ByGene(csc.indptr.astype(np.int64), csc.indices.astype(np.int64), csc.data)
-    _kernels()["sort"](sorted_.indptr, sorted_.rows, sorted_.values)
+    _KERNELS["sort"](sorted_.indptr, sorted_.rows, sorted_.values)
     return sorted_
 
 
@@ -137,7 +136,7 @@ def _mann_whitney(X, codes: np.ndarray, sizes: np.ndarray, sorted_values: ByGene
         return _mann_whitney_scipy(X, codes, sizes)
     # cells left out (-1) get a slot of their own past the groups (see _rank_sums)
     slots = np.where(codes >= 0, codes, len(sizes)).astype(np.int64)
-    U, ties = _kernels()["rank sums"](genes.indptr, genes.rows, genes.values, slots, sizes.astype(np.int64))
+    U, ties = _KERNELS["rank sums"](genes.indptr, genes.rows, genes.values, slots, sizes.astype(np.int64))
     return U, _p_two_sided(U, ties, sizes[1:, None].astype(np.float64), float(sizes[0]))
 
 
@@ -168,20 +167,7 @@ def _mann_whitney_scipy(X, codes: np.ndarray, sizes: np.ndarray) -> tuple[np.nda
     return U, p
 
 
-_KERNELS: dict = {}
 prange = range  # numba's prange once the kernels are compiled
-
-
-def _kernels() -> dict:
-    """Compile (once) the kernels: sorting each gene's values, and every group's U and tie term against control."""
-    if not _KERNELS:
-        from .._compiled import numba
-
-        global prange
-        prange = numba().prange
-        jit = numba().njit(parallel=True, cache=True)
-        _KERNELS.update({"sort": jit(_sort_genes), "rank sums": jit(_rank_sums)})
-    return _KERNELS
 
 
 def _sort_genes(indptr, rows, values):  # pragma: no cover - compiled by numba
@@ -280,6 +266,9 @@ def _rank_sums(indptr, rows, data, slots, sizes):  # pragma: no cover - compiled
         for g in range(1, n_groups + 1):
             ties[gene, g] += control_ties
     return U[:, 1 : n_groups + 1].T.copy(), ties[:, 1 : n_groups + 1].T.copy()
+
+
+_KERNELS = Kernels(globals(), **{"sort": _sort_genes, "rank sums": _rank_sums})
 
 
 def _log2_fold_change(means: np.ndarray) -> np.ndarray:
