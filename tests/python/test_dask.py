@@ -193,6 +193,33 @@ def test_grid_on_the_cluster_gives_the_local_table_and_survives_a_killed_worker(
     pd.testing.assert_frame_equal(again.timings, on_cluster.timings)
 
 
+class FailsToFit:
+    """A model whose worker environment fails, as an adapter's does: WorkerError from fit."""
+
+    def get_params(self) -> dict:
+        return {}
+
+    def fit(self, train):
+        from linpert._errors import WorkerError
+
+        raise WorkerError("the worker exited with code 3")
+
+    def predict(self, conditions):  # pragma: no cover - never fitted
+        raise AssertionError
+
+
+def test_a_failed_worker_on_the_cluster_costs_its_own_cell_as_it_does_locally(client):
+    data = _pseudobulk_data()
+    options = dict(split="double", seeds=(1,), models=["additive", ("fails", FailsToFit())], progress=False,
+                   interactions=False)
+    with pytest.warns(RuntimeWarning, match="fails failed on seed 1"):
+        local = benchmark.run(data, **options)
+    with pytest.warns(RuntimeWarning, match="fails failed on seed 1"):
+        on_cluster = benchmark.run(data, scheduler=client, **options)
+    assert on_cluster.failures == local.failures == {(1, "fails"): "the worker exited with code 3"}
+    pd.testing.assert_frame_equal(on_cluster.results, local.results)
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
