@@ -190,9 +190,6 @@ class _Store:
             safe += "-" + hashlib.sha256(label.encode()).hexdigest()[:8]
         return f"seed{seed}__{safe}"
 
-    def finished(self, seed: int, label: str) -> bool:
-        return (self.cells / f"{self._name(seed, label)}.parquet").exists()
-
     def load(self, seed: int, label: str) -> dict | None:
         name = self._name(seed, label)
         path = self.cells / f"{name}.parquet"
