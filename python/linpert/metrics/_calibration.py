@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .._conditions import CONTROL
-from ._de import _means, by_gene, grouped_de
+from ._de import _means, by_gene, grouped_de_rounds
 
 #: Fewest cells a condition needs for a half-split (two per half); with fewer its ceiling is NaN, with a reason.
 MIN_CELLS = 4
@@ -61,14 +61,16 @@ def replicate_ceiling(cells: Any, *, condition_key: str = "condition", metrics: 
         sorted_values = by_gene(cells.X)  # sorted once for every round's test
     rng = np.random.default_rng(seed)
     genes = cells.var_names.astype(str)
+    n_codes = len(splittable) + 1
+    splits = [_halves(labels, [CONTROL, *splittable], rng) for _ in range(n_splits if splittable else 0)]
+    means = [_half_means(cells.X, halves, n_codes) for halves in splits]
+    tests = (grouped_de_rounds(cells.X, np.array([halves[1] for halves in splits]), splittable, genes,
+                               sorted_values=sorted_values, means=[half_b for _, half_b in means])
+             if needs_de and splits else [None] * len(splits))
     rounds = []
-    for _ in range(n_splits if splittable else 0):
-        halves = _halves(labels, [CONTROL, *splittable], rng)
-        half_a, half_b = (_means(cells.X, codes, len(splittable) + 1) for codes in halves)
+    for (half_a, half_b), de in zip(means, tests):
         pred = pd.DataFrame(half_a[1:], index=splittable, columns=genes)
         obs = pd.DataFrame(half_b[1:], index=splittable, columns=genes)
-        de = (grouped_de(cells.X, halves[1], splittable, genes, sorted_values=sorted_values, means=half_b)
-              if needs_de else None)
         rounds.append(score_all(Scoring(pred, obs, half_b[0], obs.mean().to_numpy(), de=de), names))
     perturbations = [c for c in conditions if c != CONTROL]
     table = (sum(rounds) / len(rounds)).reindex(perturbations) if rounds else pd.DataFrame(
@@ -95,6 +97,14 @@ def _halves(labels: np.ndarray, conditions: list[str], rng: np.random.Generator)
     second = (rank >= half) & (rank < 2 * half)
     halves[1, order[second]] = codes[order[second]]
     return halves
+
+
+def _half_means(X, halves: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each half's mean expression per code (codes × genes), from one pass over the cells: a cell is in one half at
+    most, so the halves' codes are numbered one after the other."""
+    codes = np.where(halves[0] >= 0, halves[0], np.where(halves[1] >= 0, halves[1] + n_codes, -1))
+    both = _means(X, codes, 2 * n_codes)
+    return both[:n_codes], both[n_codes:]
 
 
 def scaled_scores(results: pd.DataFrame, ceiling: pd.DataFrame, *, reference: str, n_boot: int = 1000,

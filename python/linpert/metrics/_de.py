@@ -2,9 +2,9 @@
 
 :func:`differential_expression` tests every perturbation's cells against the control cells, gene by gene, as
 cell-eval does through pdex: a two-sided Mann-Whitney U test (Wilcoxon rank-sum; normal approximation with tie and
-continuity corrections, p = 1 where all values tie), Benjamini-Hochberg within each perturbation
-(``statsmodels.stats.multitest``), and the log2 fold change of the geometric means, ``log2(expm1(mean_p) /
-expm1(mean_ctrl))`` on log1p-normalised data (0 where both are 0).
+continuity corrections, p = 1 where all values tie), Benjamini-Hochberg within each perturbation (the
+arithmetic of ``statsmodels.stats.multitest``), and the log2 fold change of the geometric means,
+``log2(expm1(mean_p) / expm1(mean_ctrl))`` on log1p-normalised data (0 where both are 0).
 
 The rank sums come from one pass per gene over its sorted non-zero values, all perturbations at once, compiled with
 numba where it is installed; the NumPy fallback calls scipy's ``mannwhitneyu`` on each perturbation, vectorised over
@@ -108,11 +108,23 @@ def grouped_de(X, codes: np.ndarray, conditions: list[str], genes: pd.Index, *,
     """:func:`differential_expression` of the cells (rows of ``X``) with ``codes``: 0 control, ``1 + i`` for
     ``conditions[i]``, -1 left out. ``sorted_values``: :func:`by_gene` of ``X``, for a caller that tests the same
     cells again with other codes; ``means``: the codes' mean expression (codes × genes), where the caller has it."""
-    sizes = np.bincount(codes[codes >= 0], minlength=len(conditions) + 1)
+    return grouped_de_rounds(X, codes[None], conditions, genes, sorted_values=sorted_values,
+                             means=None if means is None else [means])[0]
+
+
+def grouped_de_rounds(X, codes: np.ndarray, conditions: list[str], genes: pd.Index, *,
+                      sorted_values: ByGene | None = None, means: list[np.ndarray] | None = None
+                      ) -> list[DifferentialExpression]:
+    """:func:`grouped_de` once per row of ``codes`` (rounds × cells), every round's rank sums from one walk over the
+    sorted values (the replicate ceiling's rounds); ``means``: each round's, where the caller has them."""
+    sizes = np.stack([np.bincount(row[row >= 0], minlength=len(conditions) + 1) for row in codes])
     U, p = _mann_whitney(X, codes, sizes, sorted_values)
-    lfc = _log2_fold_change(_means(X, codes, len(conditions) + 1) if means is None else means)
     frame = lambda values: pd.DataFrame(values, index=pd.Index(conditions, name="perturbation"), columns=genes)
-    return DifferentialExpression(frame(lfc), frame(U), frame(p), frame(_benjamini_hochberg(p)))
+    tests = []
+    for r, row in enumerate(codes):
+        lfc = _log2_fold_change(_means(X, row, len(conditions) + 1) if means is None else means[r])
+        tests.append(DifferentialExpression(frame(lfc), frame(U[r]), frame(p[r]), frame(_benjamini_hochberg(p[r]))))
+    return tests
 
 
 def by_gene(X) -> ByGene | None:
@@ -123,24 +135,26 @@ def by_gene(X) -> ByGene | None:
         return None
     csc = sparse.csc_matrix(X, dtype=np.float64, copy=True)
     csc.eliminate_zeros()  # the kernel counts zeros from the sizes; a stored zero would count twice
-    sorted_ = ByGene(csc.indptr.astype(np.int64), csc.indices.astype(np.int64), csc.data)
+    sorted_ = ByGene(csc.indptr.astype(np.int64), csc.indices, csc.data)
     _KERNELS["sort"](sorted_.indptr, sorted_.rows, sorted_.values)
     return sorted_
 
 
 def _mann_whitney(X, codes: np.ndarray, sizes: np.ndarray, sorted_values: ByGene | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """U of each group's cells (codes 1..K) against the control's (code 0), and two-sided p, groups × genes."""
+    """U of each group's cells (codes 1..K) against the control's (code 0), and two-sided p: rounds × groups × genes,
+    a round per row of ``codes`` (rounds × cells) and of their ``sizes`` (rounds × (K + 1))."""
     genes = by_gene(X) if sorted_values is None else sorted_values
     if genes is None:
-        return _mann_whitney_scipy(X, codes, sizes)
-    # cells left out (-1) get a slot of their own past the groups (see _rank_sums)
-    slots = np.where(codes >= 0, codes, len(sizes)).astype(np.int64)
+        tests = [_mann_whitney_scipy(X, row, n) for row, n in zip(codes, sizes)]
+        return np.stack([U for U, _ in tests]), np.stack([p for _, p in tests])
+    slots = np.where(codes >= 0, codes, sizes.shape[1]).astype(np.int32)  # left out (-1): a slot past the groups
     U, ties = _KERNELS["rank sums"](genes.indptr, genes.rows, genes.values, slots, sizes.astype(np.int64))
-    return U, _p_two_sided(U, ties, sizes[1:, None].astype(np.float64), float(sizes[0]))
+    U, ties = (np.ascontiguousarray(a[:, :, 1 : sizes.shape[1]].transpose(1, 2, 0)) for a in (U, ties))
+    return U, _p_two_sided(U, ties, sizes[:, 1:, None].astype(np.float64), sizes[:, :1, None].astype(np.float64))
 
 
-def _p_two_sided(U1: np.ndarray, ties: np.ndarray, n1: np.ndarray, n2: float) -> np.ndarray:
+def _p_two_sided(U1: np.ndarray, ties: np.ndarray, n1: np.ndarray, n2: np.ndarray) -> np.ndarray:
     """The normal approximation with tie and continuity corrections (scipy's and pdex's asymptotic method)."""
     from scipy.special import ndtr
 
@@ -206,66 +220,86 @@ def _sort_genes(indptr, rows, values):  # pragma: no cover - compiled by numba
 
 
 def _rank_sums(indptr, rows, data, slots, sizes):  # pragma: no cover - compiled by numba
-    """Per gene (in parallel): walk its sorted non-zero values, run of ties by run of ties, adding up
-    for each group ``U = Σ (#control below + ½ #control tied)`` over its cells and the tie term ``Σ (t³ − t)`` of its
-    two-sample pool. Zeros, not stored, form one run of their own between the negative and the positive values.
-    ``slots``: each cell's group (0 control, 1..K), or K + 1 for a cell in none. Every slot is added up alike and
-    only the groups' are returned: no branch asks whether a cell is in a group, which the CPU could not predict,
-    as a gene's cells come in the order of their values."""
-    n_groups = sizes.shape[0] - 1
+    """Per gene and round (in parallel): walk the gene's sorted non-zero values once, run of ties by run of ties,
+    adding up for each group ``U = Σ (#control below + ½ #control tied)`` over its cells and the tie term
+    ``Σ (t³ − t)`` of its two-sample pool. ``slots``: rounds × cells, each cell's group (0 control, 1..K), or K + 1
+    for a cell in none; ``sizes``: rounds × (K + 1).
+
+    The zeros, not stored, are one run between the negative and the positive values. How many of a group's cells
+    are zero is known only once its values are walked, so the positive values count the control values below them
+    without the control's zeros, and at the end each group adds its positive cells × the control's zeros (every
+    term is a multiple of ½ far below 2⁵³: these sums are exact in any order). Every slot is added up alike and only
+    the groups' are returned: no branch asks whether a cell is in a group, which the CPU could not predict, as a
+    gene's cells come in the order of their values; a value tied with no other (most, in log-normalised data) takes
+    a short path without a run's bookkeeping."""
+    n_rounds, n_groups = sizes.shape[0], sizes.shape[1] - 1
     n_genes = indptr.shape[0] - 1
-    U = np.zeros((n_genes, n_groups + 2))  # gene-major: each gene's groups lie together in memory
-    ties = np.zeros((n_genes, n_groups + 2))
-    for gene in prange(n_genes):
-        start, end = indptr[gene], indptr[gene + 1]
-        values = data[start:end]
-        groups = slots[rows[start:end]]
-        stored = np.zeros(n_groups + 2, dtype=np.int64)
-        for i in range(end - start):
-            stored[groups[i]] += 1
+    U = np.zeros((n_genes, n_rounds, n_groups + 2))  # gene-major: each gene's groups lie together in memory
+    ties = np.zeros((n_genes, n_rounds, n_groups + 2))
+    for job in prange(n_genes * n_rounds):
+        r, gene = job // n_genes, job % n_genes  # round by round: a round's slots stay in the cache
+        start, m = indptr[gene], indptr[gene + 1] - indptr[gene]
+        values, cells, slot = data[start : start + m], rows[start : start + m], slots[r]
+        u, tied = U[gene, r], ties[gene, r]
+        stored = np.zeros(n_groups + 2, dtype=np.int64)  # each slot's non-zero values so far
+        negative = np.zeros(n_groups + 2, dtype=np.int64)  # ... of them below the zeros
         in_run = np.zeros(n_groups + 2, dtype=np.int64)
         touched = np.empty(n_groups + 2, dtype=np.int64)
-        below = 0.0  # control values below the current run
+        first_positive = 0  # where the zeros' run lies
+        while first_positive < m and not values[first_positive] > 0:
+            first_positive += 1
+        below = 0  # control values below the current run, the control's zeros aside
+        below_zeros = 0  # control values below the zeros' run
         control_ties = 0.0  # the control's own Σ (t³ − t)
-        zeros_done = False
         i = 0
-        m = end - start
         while i <= m:
-            if not zeros_done and (i == m or values[i] > 0):
-                c = float(sizes[0] - stored[0])
-                for g in range(1, n_groups + 1):
-                    z = float(sizes[g] - stored[g])
-                    if z > 0:
-                        U[gene, g] += z * (below + 0.5 * c)
-                        ties[gene, g] += (c + z) ** 3 - (c + z) - (c ** 3 - c)
-                control_ties += c ** 3 - c
-                below += c
-                zeros_done = True
+            if i == first_positive:
+                below_zeros = below
+                negative[:] = stored
             if i == m:
                 break
-            j = i
-            n_touched = 0
             value = values[i]
+            if i + 1 == m or values[i + 1] != value:  # a value of its own: no run, no tie term
+                g = slot[cells[i]]
+                control = 1 if g == 0 else 0
+                u[g] += below + 0.5 * control
+                stored[g] += 1
+                below += control
+                i += 1
+                continue
+            j = i + 1
             while j < m and values[j] == value:
-                g = groups[j]
+                j += 1
+            n_touched = 0
+            for q in range(i, j):
+                g = slot[cells[q]]
                 if in_run[g] == 0:
                     touched[n_touched] = g
                     n_touched += 1
                 in_run[g] += 1
-                j += 1
-            c = float(in_run[0])
+            n_control = in_run[0]
+            c = float(n_control)
             for t in range(n_touched):
                 g = touched[t]
                 k = float(in_run[g])
-                U[gene, g] += k * (below + 0.5 * c)
-                ties[gene, g] += (c + k) ** 3 - (c + k) - (c ** 3 - c)
+                u[g] += k * (below + 0.5 * c)
+                tied[g] += (c + k) * (c + k) * (c + k) - (c + k) - (c * c * c - c)
+                stored[g] += in_run[g]
                 in_run[g] = 0
-            control_ties += c ** 3 - c
-            below += c
+            control_ties += c * c * c - c
+            below += n_control
             i = j
+        c = float(sizes[r, 0] - stored[0])  # the control's zeros
         for g in range(1, n_groups + 1):
-            ties[gene, g] += control_ties
-    return U[:, 1 : n_groups + 1].T.copy(), ties[:, 1 : n_groups + 1].T.copy()
+            u[g] += (stored[g] - negative[g]) * c  # they lie below every positive value
+            z = float(sizes[r, g] - stored[g])
+            if z > 0:
+                u[g] += z * (below_zeros + 0.5 * c)
+                tied[g] += (c + z) * (c + z) * (c + z) - (c + z) - (c * c * c - c)
+        control_ties += c * c * c - c
+        for g in range(1, n_groups + 1):
+            tied[g] += control_ties
+    return U, ties
 
 
 _KERNELS = Kernels(globals(), **{"sort": _sort_genes, "rank sums": _rank_sums})
@@ -294,10 +328,18 @@ def _means(X, codes: np.ndarray, n_codes: int) -> np.ndarray:
 
 
 def _benjamini_hochberg(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values within each row."""
-    from statsmodels.stats.multitest import multipletests
-
-    return np.vstack([multipletests(row, method="fdr_bh")[1] if row.size else row for row in p]) if len(p) else p
+    """Benjamini-Hochberg adjusted p-values within each row, all rows at once: statsmodels' ``fdrcorrection``
+    arithmetic (``p_(i) / (i / n)``, a running minimum from the largest, at most 1), so the numbers are its own."""
+    if not p.size:
+        return p
+    order = np.argsort(p, axis=1)
+    n = p.shape[1]
+    adjusted = np.take_along_axis(p, order, axis=1) / (np.arange(1, n + 1) / float(n))
+    adjusted = np.minimum.accumulate(adjusted[:, ::-1], axis=1)[:, ::-1]
+    adjusted[adjusted > 1] = 1
+    out = np.empty_like(adjusted)
+    np.put_along_axis(out, order, adjusted, axis=1)
+    return out
 
 
 def de_overlap(predicted: Any, observed: DifferentialExpression, *, control: Any = None, k: int | None = None,
