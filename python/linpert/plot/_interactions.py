@@ -21,6 +21,7 @@ from ._style import (
     model_colours,
     model_order,
     new_figure,
+    thinned,
     tidy_axes,
 )
 
@@ -238,8 +239,8 @@ def deviation_scatter(
     fig, axes = new_figure(0.8 + 3.0 * len(models), 3.6, ncols=len(models), sharex=True, sharey=True)
     for ax, model in zip(axes[0], models):
         part = pairs[pairs["model"] == model]
-        ax.scatter(part["deviation"], part["predicted"] - part["additive"], s=2, color="#c8c8c8", linewidths=0,
-                   rasterized=True, zorder=1)
+        x, y = thinned(part["deviation"].to_numpy(), (part["predicted"] - part["additive"]).to_numpy())
+        ax.scatter(x, y, s=2, color="#c8c8c8", linewidths=0, rasterized=True, zorder=1)
         best = top[top["model"] == model]
         for cls, group in best.groupby("predicted_class", sort=True):
             points = ax.scatter(group["deviation"], group["predicted_deviation"], s=12, linewidths=0, alpha=0.9,

@@ -87,6 +87,20 @@ def tidy_axes(ax) -> None:
     ax.set_axisbelow(True)
 
 
+def thinned(x: np.ndarray, y: np.ndarray, *, cells: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """The points of a dense cloud that show: one (the first) per occupied cell of a ``cells`` × ``cells`` grid over
+    the points' range, finer than the pixels of a figure's panel. Tiny opaque points of one colour look the same, and
+    drawing a million of them (the interaction pairs) cost seconds."""
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if len(x) <= cells:
+        return x, y
+    grid = lambda v: np.floor((v - v.min()) / (np.ptp(v) or 1.0) * (cells - 1)).astype(np.int64)
+    _, first = np.unique(grid(x) * cells + grid(y), return_index=True)
+    first.sort()  # drawn in the data's order, as before
+    return x[first], y[first]
+
+
 def swarm_offsets(y: Sequence[float], *, diameter: float) -> np.ndarray:
     """Horizontal offsets that lay points at heights ``y`` side by side without overlap (a beeswarm).
 

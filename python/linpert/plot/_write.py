@@ -201,8 +201,12 @@ def _shares(names: list[str], n: int) -> list[list[str]]:
 def _write(run: RunFolder, names: list[str], formats, dpi: int) -> list[Path]:
     """Draw and write the named figures; the files written."""
     folder = run.root / "figures"
-    return [atomic_write(folder / f"{name}.{fmt}", figure_bytes(fig, fmt, dpi=dpi), kind="bytes")
-            for name, fig in figures(run, names=names) for fmt in formats]
+    written = []
+    for name, fig in figures(run, names=names):
+        for fmt in formats:
+            written.append(atomic_write(folder / f"{name}.{fmt}", figure_bytes(fig, fmt, dpi=dpi), kind="bytes"))
+            fig.set_layout_engine("none")  # laid out by the first format's drawing: the others keep that layout
+    return written
 
 
 def _write_forked(names: list[str], formats, dpi: int) -> tuple[list[Path], list[tuple[str, type]]]:
