@@ -133,11 +133,20 @@ def by_gene(X) -> ByGene | None:
 
     if numba() is None:
         return None
-    csc = sparse.csc_matrix(X, dtype=np.float64, copy=True)
-    csc.eliminate_zeros()  # the kernel counts zeros from the sizes; a stored zero would count twice
-    sorted_ = ByGene(csc.indptr.astype(np.int64), csc.indices, csc.data)
-    _KERNELS["sort"](sorted_.indptr, sorted_.rows, sorted_.values)
-    return sorted_
+    if sparse.issparse(X) and X.format == "csr":
+        indptr, rows, values = _KERNELS["columns"](X.indptr, X.indices, X.data, X.shape[1], _row_blocks(X.indptr))
+    else:
+        csc = sparse.csc_matrix(X, dtype=np.float64, copy=True)
+        csc.eliminate_zeros()  # the kernel counts zeros from the sizes; a stored zero would count twice
+        indptr, rows, values = csc.indptr.astype(np.int64), csc.indices, csc.data
+    _KERNELS["sort"](indptr, rows, values)
+    return ByGene(indptr, rows, values)
+
+
+def _row_blocks(indptr: np.ndarray, n_blocks: int = 64) -> np.ndarray:
+    """Rows cut into blocks of about equal numbers of values, for the cores to transpose in parallel."""
+    targets = np.linspace(0, indptr[-1], n_blocks + 1)
+    return np.unique(np.searchsorted(indptr, targets, side="left").clip(0, len(indptr) - 1)).astype(np.int64)
 
 
 def _mann_whitney(X, codes: np.ndarray, sizes: np.ndarray, sorted_values: ByGene | None = None
@@ -184,10 +193,45 @@ def _mann_whitney_scipy(X, codes: np.ndarray, sizes: np.ndarray) -> tuple[np.nda
 prange = range  # numba's prange once the kernels are compiled
 
 
+def _columns(indptr, indices, data, n_columns, blocks):  # pragma: no cover - compiled by numba
+    """A CSR matrix's non-zero values column by column, as float64, with their rows (CSC without stored zeros, the
+    kernel counts zeros from the sizes): blocks of rows in parallel, each writing where its rows go in every column,
+    so each column's rows stay in order."""
+    n_blocks = blocks.shape[0] - 1
+    counts = np.zeros((n_blocks, n_columns), dtype=np.int64)
+    for b in prange(n_blocks):
+        for i in range(indptr[blocks[b]], indptr[blocks[b + 1]]):
+            if data[i] != 0:
+                counts[b, indices[i]] += 1
+    starts = np.zeros(n_columns + 1, dtype=np.int64)
+    for j in range(n_columns):
+        starts[j + 1] = starts[j] + counts[:, j].sum()
+    at = np.empty_like(counts)  # where each block writes next in each column
+    for j in range(n_columns):
+        position = starts[j]
+        for b in range(n_blocks):
+            at[b, j] = position
+            position += counts[b, j]
+    rows = np.empty(starts[-1], dtype=indices.dtype)
+    values = np.empty(starts[-1], dtype=np.float64)
+    for b in prange(n_blocks):
+        where = at[b]
+        for row in range(blocks[b], blocks[b + 1]):
+            for i in range(indptr[row], indptr[row + 1]):
+                if data[i] != 0:
+                    j = indices[i]
+                    rows[where[j]] = row
+                    values[where[j]] = data[i]
+                    where[j] += 1
+    return starts, rows, values
+
+
 def _sort_genes(indptr, rows, values):  # pragma: no cover - compiled by numba
     """Sort each gene's values (and their rows with them), genes in parallel: a least-significant-digit radix sort
     of the values' bits made order-preserving (flip all bits of a negative, the sign bit of a positive), one byte per
-    pass, a pass skipped where every key has the same byte; linear in the values, where a comparison sort is not."""
+    pass, skipping the bytes where every key is alike (float32 data in float64 leave three of eight); linear in the
+    values, where a comparison sort is not. The keys carry the values through the passes and are turned back into
+    them at the end, so nothing is gathered afterwards."""
     bits = values.view(np.uint64)
     sign, byte = np.uint64(1) << np.uint64(63), np.uint64(255)
     for gene in prange(indptr.shape[0] - 1):
@@ -196,27 +240,32 @@ def _sort_genes(indptr, rows, values):  # pragma: no cover - compiled by numba
         if n < 2:
             continue
         keys = np.empty(n, np.uint64)
+        same, differ = ~np.uint64(0), np.uint64(0)  # the bits every key has, and those any key has
         for i in range(n):
             b = bits[start + i]
             keys[i] = ~b if b & sign else b | sign
-        order = np.arange(n)
-        spare_keys, spare_order = np.empty_like(keys), np.empty_like(order)
+            same &= keys[i]
+            differ |= keys[i]
+        cells = rows[start:end].copy()
+        spare_keys, spare_cells = np.empty_like(keys), np.empty_like(cells)
         for shift in range(0, 64, 8):
+            if ((same ^ differ) >> np.uint64(shift)) & byte == 0:
+                continue
             at = np.zeros(257, np.int64)
             for i in range(n):
                 at[np.int64((keys[i] >> np.uint64(shift)) & byte) + 1] += 1
-            if at.max() == n:
-                continue
             for b in range(256):
                 at[b + 1] += at[b]
             for i in range(n):
                 b = np.int64((keys[i] >> np.uint64(shift)) & byte)
-                spare_keys[at[b]], spare_order[at[b]] = keys[i], order[i]
+                spare_keys[at[b]], spare_cells[at[b]] = keys[i], cells[i]
                 at[b] += 1
             keys, spare_keys = spare_keys, keys
-            order, spare_order = spare_order, order
-        values[start:end] = values[start:end][order]
-        rows[start:end] = rows[start:end][order]
+            cells, spare_cells = spare_cells, cells
+        for i in range(n):
+            k = keys[i]
+            bits[start + i] = k & ~sign if k & sign else ~k
+        rows[start:end] = cells
 
 
 def _rank_sums(indptr, rows, data, slots, sizes):  # pragma: no cover - compiled by numba
@@ -302,7 +351,7 @@ def _rank_sums(indptr, rows, data, slots, sizes):  # pragma: no cover - compiled
     return U, ties
 
 
-_KERNELS = Kernels(globals(), **{"sort": _sort_genes, "rank sums": _rank_sums})
+_KERNELS = Kernels(globals(), **{"columns": _columns, "sort": _sort_genes, "rank sums": _rank_sums})
 
 
 def _log2_fold_change(means: np.ndarray) -> np.ndarray:
