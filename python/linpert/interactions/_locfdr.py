@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy import linalg, stats
+from scipy import linalg, special
 from scipy.interpolate import BSpline
 
 from .._config import renamed
@@ -541,9 +541,19 @@ class _Mle(NamedTuple):
     b: float
 
 
+def _norm_pdf(x, loc: float = 0.0, scale: float = 1.0):
+    """The normal density in ``scipy.stats.norm.pdf``'s own arithmetic (its cdf and ppf are ``special.ndtr`` and
+    ``ndtri``), so the numbers are the same without importing ``scipy.stats`` (a third of a second)."""
+    y = (np.asarray(x, dtype=np.float64) - loc) / scale
+    return np.exp(-y**2 / 2.0) / _SQRT_2PI / scale
+
+
+_SQRT_2PI = np.sqrt(2 * np.pi)
+
+
 def _moments_h(a: float, b: float) -> np.ndarray:
-    pa, pb = stats.norm.pdf(a), stats.norm.pdf(b)
-    h0 = stats.norm.cdf(b) - stats.norm.cdf(a)
+    pa, pb = _norm_pdf(a), _norm_pdf(b)
+    h0 = special.ndtr(b) - special.ndtr(a)
     return np.array([
         h0,
         pa - pb,
@@ -587,7 +597,7 @@ def _locmle(zz: np.ndarray, center: float, half: float, d: float = 0.0, s: float
     if failed:
         return _Mle(np.full(6, np.nan), None, None, None, n0, lo, hi)
     a, b = (lo - d) / s, (hi - d) / s
-    h0 = stats.norm.cdf(b) - stats.norm.cdf(a)
+    h0 = special.ndtr(b) - special.ndtr(a)
     p0 = theta / h0
     J = s**2 * np.array([[1.0, 2 * d], [0.0, s]])
     JV = J @ _solve(V, what="ML moment matrix V")
@@ -738,7 +748,7 @@ def _locfdr_python(zz: np.ndarray, call: dict[str, Any]) -> LocfdrResult:
     b = 4.3 * math.exp(-0.26 * math.log10(n))
     if mlests_in is None:
         med = _median(sz)
-        sc = (_quantile7(sz, 0.75) - _quantile7(sz, 0.25)) / (2 * stats.norm.ppf(0.75))
+        sc = (_quantile7(sz, 0.75) - _quantile7(sz, 0.25)) / (2 * special.ndtri(0.75))
         mlests = _locmle(zz, med, b * sc).est
         if n > 500000:
             out_warnings.append(
@@ -785,7 +795,7 @@ def _locfdr_python(zz: np.ndarray, call: dict[str, Any]) -> LocfdrResult:
                 f"nulltype = 0 after that; {fix}."
             )
         xmax, p0 = float(mlests[0]), float(mlests[2])
-        f0 = stats.norm.pdf(x, mlests[0], mlests[1])
+        f0 = _norm_pdf(x, mlests[0], mlests[1])
         f0 = f.sum() * f0 / f0.sum()
 
     # 4. fdr and summaries
