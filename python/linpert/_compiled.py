@@ -7,7 +7,8 @@ environment turns the compiled kernels off (to compare, or where numba misbehave
 from __future__ import annotations
 
 import os
-from functools import cache
+import threading
+from functools import cache, wraps
 
 from ._config import ENV_NUMBA
 
@@ -31,7 +32,10 @@ class Kernels:
     that a file's next chunk is read while this one is reduced).
 
     The kernels' loops say ``prange``. Their module defines ``prange = range``, so that the functions also run as
-    plain Python, and this sets it to numba's ``prange`` before compiling.
+    plain Python, and this sets it to numba's ``prange`` before compiling. One kernel runs at a time in the
+    process (threads of a Dask worker, say, take turns): each uses every core already, and numba's ``workqueue``
+    threading layer (where neither TBB nor OpenMP is installed) aborts when two threads start parallel kernels at
+    once.
     """
 
     def __init__(self, namespace: dict, **functions) -> None:
@@ -42,5 +46,17 @@ class Kernels:
             module = numba()
             self._namespace["prange"] = module.prange
             jit = module.njit(parallel=True, cache=True, nogil=True)
-            self._compiled.update({key: jit(function) for key, function in self._functions.items()})
+            self._compiled.update({key: _one_at_a_time(jit(function)) for key, function in self._functions.items()})
         return self._compiled[name]
+
+
+_RUNNING = threading.Lock()
+
+
+def _one_at_a_time(kernel):
+    @wraps(kernel)
+    def call(*args):
+        with _RUNNING:
+            return kernel(*args)
+
+    return call

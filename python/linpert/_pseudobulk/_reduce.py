@@ -8,8 +8,6 @@ disjoint rows; without it, a sparse indicator product in float64 gives the same 
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from scipy import sparse
 
@@ -88,15 +86,13 @@ def _add_compiled(block, codes: np.ndarray, sums: np.ndarray) -> np.ndarray:
     runs = condition_runs(codes[rows], numba().get_num_threads(), weights=weights[rows])
     starts = np.array([a for a, _ in runs] + [len(rows)], dtype=np.int64)
     bad = np.zeros(len(sums), dtype=np.int64)
-    with _ONE_AT_A_TIME:  # each call uses every core; numba's workqueue layer cannot run two at once
-        if sparse.issparse(block):
-            _KERNELS["csr"](block.indptr, block.indices, block.data, rows, codes, starts, sums, bad)
-        else:
-            _KERNELS["dense"](np.ascontiguousarray(block), rows, codes, starts, sums, bad)
+    if sparse.issparse(block):
+        _KERNELS["csr"](block.indptr, block.indices, block.data, rows, codes, starts, sums, bad)
+    else:
+        _KERNELS["dense"](np.ascontiguousarray(block), rows, codes, starts, sums, bad)
     return bad
 
 
-_ONE_AT_A_TIME = threading.Lock()
 prange = range  # numba's prange once the kernels are compiled
 
 
