@@ -247,8 +247,8 @@ class _Store:
         try:
             if json.loads((folder / "key.json").read_text()) != key:
                 return None
-            de = DifferentialExpression(*(pd.read_parquet(folder / f"de_{name}.parquet") for name in DE_TABLES)
-                                        ) if key["de"] else None
+            de = DifferentialExpression(*(read_matrix(folder / f"de_{name}.parquet").rename_axis("perturbation")
+                                          for name in DE_TABLES)) if key["de"] else None
             ceiling = pd.read_parquet(folder / "ceiling.parquet") if key["ceiling"] else None
         except (OSError, ValueError, KeyError):  # absent, partly written or damaged: computed again
             return None
@@ -260,7 +260,7 @@ class _Store:
         folder = self.root / CELL_WORK
         (folder / "key.json").unlink(missing_ok=True)
         for name in DE_TABLES if de is not None else ():
-            atomic_write(folder / f"de_{name}.parquet", getattr(de, name), kind="parquet")
+            atomic_write(folder / f"de_{name}.parquet", getattr(de, name), kind="matrix")  # tidy: fast to write
         if ceiling is not None:
             atomic_write(folder / "ceiling.parquet", ceiling, kind="parquet")
         atomic_write(folder / "key.json", json.dumps(key, indent=1))
