@@ -24,6 +24,7 @@ from ._style import (
     model_colours,
     model_order,
     new_figure,
+    plain_log_ticks,
     tidy_axes,
 )
 
@@ -296,6 +297,7 @@ def l2_by_n(table: Source, *, n_genes: int | None = None, title: str | None = No
             drawn.set_gid(f"l2_by_n:{order}:{model}")
         ax.axvline(n_genes, color="#555555", linestyle="--", linewidth=0.9)
         ax.set_xscale("log")
+        plain_log_ticks(ax.xaxis)
         ax.set_xlabel("n, the number of read-out genes")
         ax.set_title(titles[order], fontsize=10)
         tidy_axes(ax)
@@ -359,6 +361,7 @@ def resources(timings: Source, *, title: str | None = None):
             drawn.set_gid(f"{key}:{model}")
         if key == "seconds":
             ax.set_yscale("log")
+            plain_log_ticks(ax.yaxis)
         ax.set_xticks(range(len(models)), [display_name(m) for m in models], rotation=30, ha="right")
         ax.set_xlim(-0.6, len(models) - 0.4)
         ax.set_ylabel(labels[key])

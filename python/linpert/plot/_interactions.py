@@ -21,6 +21,7 @@ from ._style import (
     model_colours,
     model_order,
     new_figure,
+    plain_log_ticks,
     thinned,
     tidy_axes,
 )
@@ -313,6 +314,7 @@ def locfdr_histogram(
     span = max(abs(lower) if np.isfinite(lower) else 0, abs(upper) if np.isfinite(upper) else 0, 4 * null["sigma"])
     ax.set_xlim(max(edges[0], -3 * span), min(edges[-1], 3 * span))
     ax.set_yscale("symlog", linthresh=10)
+    plain_log_ticks(ax.yaxis)
     n_low, n_high = int((z < lower).sum()), int((z > upper).sum())
     ax.set_title(
         f"{n_low:,} below {lower:.3g}   ·   {z.size - n_low - n_high:,} between   ·   {n_high:,} above {upper:.3g}",
