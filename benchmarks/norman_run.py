@@ -13,6 +13,11 @@ interaction analysis), the figures, the report. The peer, measured in the same r
 indices with h5py.
 
 Run: ``.venv/bin/python benchmarks/norman_run.py`` (the first time about 3 minutes to write the file).
+
+``--against REV`` compares with another revision instead, back to back: the command from a temporary git worktree of
+``REV`` and from this code, alternating, ``--repeats`` times each after one untimed run of each (which compiles its
+kernels), with each run's wall time, CPU time and peak memory (the machine's speed drifts within the hour, so only runs
+side by side compare); then whether the two run folders hold the same tables (every parquet and CSV, timings aside).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -33,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from pseudobulk import DATA, h5py_read, machine, write_cells  # noqa: E402
 
 COMMAND = ["--split", "double", "--seeds", "1,2,3,4,5", "--models", "no_change,additive,linear", "--quiet"]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def generate(path: Path, n_cells: int, n_genes: int, density: float) -> None:
@@ -71,11 +78,63 @@ def stages(path: str, out: str) -> dict:
     return times
 
 
+def against(revision: str, path: Path, repeats: int) -> None:
+    """The command from ``revision`` and from this code, alternating; then whether their run folders agree."""
+    with tempfile.TemporaryDirectory(dir=DATA) as folder:
+        worktree = Path(folder) / "worktree"
+        subprocess.run(["git", "worktree", "add", "--detach", str(worktree), revision], cwd=ROOT, check=True,
+                       capture_output=True)
+        try:
+            codes = {revision: worktree / "python", "this code": ROOT / "python"}
+            print(f"{path.name}; {machine()}.\n\n| code | wall s | CPU s (user + system) | peak RSS GB |\n|---|---:|---:|---:|")
+            for label, code in codes.items():  # a first run compiles the kernels of each code into its cache
+                _timed_command(code, path, Path(folder) / label.replace(" ", "_"))
+            for _ in range(repeats):
+                for label, code in codes.items():
+                    wall, cpu, rss = _timed_command(code, path, Path(folder) / label.replace(" ", "_"))
+                    print(f"| {label} | {wall:.1f} | {cpu:.1f} | {rss:.2f} |", flush=True)
+            same, compared = _same_tables(*(Path(folder) / label.replace(" ", "_") for label in codes))
+            print(f"\n{same} of {compared} tables equal (every parquet and CSV of the two run folders, timings aside).")
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, capture_output=True)
+
+
+def _timed_command(code: Path, path: Path, out: Path) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds and peak resident GB of ``linpert run`` with the linpert of ``code``."""
+    shutil.rmtree(out, ignore_errors=True)
+    command = [sys.executable, "-c", "import sys; from linpert.cli import main; sys.exit(main())", "run", str(path),
+               "--out", str(out), *COMMAND]
+    start = time.perf_counter()
+    child = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(code)}, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"linpert run from {code} failed: {child.stderr.read().decode()[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20
+
+
+def _same_tables(first: Path, second: Path) -> tuple[int, int]:
+    """How many of the first run folder's tables the second holds equally (timing columns and files aside)."""
+    import pandas as pd
+
+    from linpert._io import read_matrix  # a tidy matrix (the kept DE tables) or any other parquet table
+
+    read = lambda p: read_matrix(p) if p.suffix == ".parquet" else pd.read_csv(p)  # noqa: E731
+    timing = lambda frame: frame.drop(columns=[c for c in frame if "seconds" in c or "peak" in c])  # noqa: E731
+    tables = [p.relative_to(first) for p in sorted(first.rglob("*")) if p.suffix in (".parquet", ".csv")
+              and p.name != "timings.csv"]
+    same = sum((second / t).is_file() and timing(read(first / t)).equals(timing(read(second / t))) for t in tables)
+    return same, len(tables)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=84_000)
     parser.add_argument("--genes", type=int, default=19_264)
     parser.add_argument("--density", type=float, default=0.3)
+    parser.add_argument("--against", metavar="REV", help="compare with this git revision, back to back")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each code with --against (default: 3)")
     parser.add_argument("--stages", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stages:
@@ -88,6 +147,9 @@ def main() -> None:
         generate(path, args.cells, args.genes, args.density)
         print(f"wrote {path.name} ({path.stat().st_size / 2**30:.1f} GiB) in {time.perf_counter() - start:.0f} s",
               file=sys.stderr)
+    if args.against:
+        against(args.against, path, args.repeats)
+        return
     linpert = Path(sys.executable).parent / "linpert"
     with tempfile.TemporaryDirectory(dir=DATA) as folder:
         h5py_read(path)  # the file into the page cache for everyone
