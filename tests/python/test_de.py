@@ -217,3 +217,22 @@ def test_bad_input_gets_a_clear_error():
         de_overlap(observed.log2_fold_change, observed)
     with pytest.raises(ValueError, match="The predictions' perturbations differ .* misses 1"):
         de_overlap(observed.log2_fold_change.iloc[1:], observed, control=np.zeros(data.n_vars))
+
+
+def test_compiled_kernels_take_turns():
+    """One compiled kernel runs at a time in the process: each uses every core, and numba's workqueue threading
+    layer aborts when two threads start parallel kernels at once (a Dask worker's threads, say)."""
+    pytest.importorskip("numba", reason="the compiled kernels are what this checks; CI installs linpert[fast]")
+    import threading
+
+    from linpert.metrics._de import by_gene
+
+    X = sparse.random(50, 20, density=0.3, format="csr", random_state=0)
+    by_gene(X)  # compiled before the clock starts
+    done = threading.Event()
+    with _compiled._RUNNING:  # another kernel is running
+        worker = threading.Thread(target=lambda: (by_gene(X), done.set()))
+        worker.start()
+        assert not done.wait(0.5)
+    worker.join(60)
+    assert done.is_set()

@@ -275,3 +275,17 @@ def test_the_scorecard_heat_map_shows_every_metric_and_stars_the_best(runs):
     assert len(stars) >= len(from_pseudobulk) + 3  # at least one best per column
     best_l2 = card.loc[card["l2"].idxmin(), "model"]
     assert "l2" in card.set_index("model").at[best_l2, "best_in"].split(", ")
+
+
+def test_log_axes_label_their_ticks_as_plain_numbers(runs):
+    """l2_by_n, resources and locfdr_histogram use log axes; their ticks read 0.1, 10, 1,000 (no mathtext, whose
+    parser cost every run's figures a second)."""
+    drawn = {"l2_by_n": (plot.l2_by_n(runs["double"], n_genes=N_GENES), "x"),
+             "resources": (plot.resources(runs["single"]), "y"),
+             "locfdr_histogram": (plot.locfdr_histogram(runs["double"]), "y")}
+    for name, (fig, axis) in drawn.items():
+        plot.figure_bytes(fig, "png")  # tick labels are set when the figure is drawn
+        ax = fig.axes[0]
+        labels = [t.get_text() for t in (ax.get_xticklabels() if axis == "x" else ax.get_yticklabels())]
+        assert labels and all("$" not in label for label in labels), (name, labels)
+        assert all(float(label.replace(",", "")) >= 0 for label in labels if label), (name, labels)  # 0.1, 1,000
