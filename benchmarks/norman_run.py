@@ -86,14 +86,16 @@ def against(revision: str, path: Path, repeats: int) -> None:
                        capture_output=True)
         try:
             codes = {revision: worktree / "python", "this code": ROOT / "python"}
-            print(f"{path.name}; {machine()}.\n\n| code | wall s | CPU s (user + system) | peak RSS GB |\n|---|---:|---:|---:|")
+            outs = {label: Path(folder) / label.replace(" ", "_") for label in codes}
+            print(f"{path.name}; {machine()}.\n")
+            print("| code | wall s | CPU s (user + system) | peak RSS GB |\n|---|---:|---:|---:|")
             for label, code in codes.items():  # a first run compiles the kernels of each code into its cache
-                _timed_command(code, path, Path(folder) / label.replace(" ", "_"))
+                _timed_command(code, path, outs[label])
             for _ in range(repeats):
                 for label, code in codes.items():
-                    wall, cpu, rss = _timed_command(code, path, Path(folder) / label.replace(" ", "_"))
+                    wall, cpu, rss = _timed_command(code, path, outs[label])
                     print(f"| {label} | {wall:.1f} | {cpu:.1f} | {rss:.2f} |", flush=True)
-            same, compared = _same_tables(*(Path(folder) / label.replace(" ", "_") for label in codes))
+            same, compared = _same_tables(*outs.values())
             print(f"\n{same} of {compared} tables equal (every parquet and CSV of the two run folders, timings aside).")
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, capture_output=True)
@@ -104,13 +106,15 @@ def _timed_command(code: Path, path: Path, out: Path) -> tuple[float, float, flo
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-c", "import sys; from linpert.cli import main; sys.exit(main())", "run", str(path),
                "--out", str(out), *COMMAND]
-    start = time.perf_counter()
-    child = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(code)}, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"linpert run from {code} failed: {child.stderr.read().decode()[-2000:]}")
+    with tempfile.TemporaryFile() as said:  # a file, not a pipe: a full pipe would stop the child
+        start = time.perf_counter()
+        child = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(code)}, stdout=subprocess.DEVNULL,
+                                 stderr=said)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            said.seek(0)
+            raise RuntimeError(f"linpert run from {code} failed: {said.read().decode()[-2000:]}")
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20
 
 
