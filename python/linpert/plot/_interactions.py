@@ -262,10 +262,6 @@ def deviation_scatter(
 
 
 # ---------------------------------------------------------------------------------------------------- ED Fig. 3b
-def _normal_density(x: np.ndarray, mean: float, sd: float) -> np.ndarray:
-    return np.exp(-0.5 * ((x - mean) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
-
-
 def locfdr_histogram(
     deviation: Source | np.ndarray, null: Mapping[str, float] | None = None, *, bins: int = 120,
     title: str | None = None,
@@ -284,6 +280,8 @@ def locfdr_histogram(
     bins
         Histogram bins over the range of the data (locfdr's default is 120).
     """
+    from ..interactions._locfdr import normal_pdf
+
     if isinstance(deviation, (pd.DataFrame, RunFolder, str, os.PathLike)):
         run = as_run(deviation) if not isinstance(deviation, pd.DataFrame) else None
         table = _interaction_table(deviation, "calls")
@@ -297,14 +295,14 @@ def locfdr_histogram(
     counts, _ = np.histogram(z, bins=edges)
     centres = (edges[:-1] + edges[1:]) / 2
     width = edges[1] - edges[0]
-    expected = null["p0"] * z.size * width * _normal_density(centres, null["delta"], null["sigma"])
+    expected = null["p0"] * z.size * width * normal_pdf(centres, null["delta"], null["sigma"])
     under = np.minimum(counts, expected)
     fig, axes = new_figure(6.4, 3.8)
     ax = axes[0, 0]
     ax.bar(centres, under, width=width, color="#b0b0b0", linewidth=0, label="expected under the null")
     ax.bar(centres, counts - under, bottom=under, width=width, color="#1a1a1a", linewidth=0, label="excess")
     grid = np.linspace(edges[0], edges[-1], 800)
-    (curve,) = ax.plot(grid, null["p0"] * z.size * width * _normal_density(grid, null["delta"], null["sigma"]),
+    (curve,) = ax.plot(grid, null["p0"] * z.size * width * normal_pdf(grid, null["delta"], null["sigma"]),
                        color="#d62728", linewidth=1.4, label=f"null: N({null['delta']:.3f}, {null['sigma']:.3f}²)")
     curve.set_gid("null")
     lower, upper = null["lower"], null["upper"]
