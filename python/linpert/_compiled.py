@@ -24,6 +24,11 @@ def numba():
         import numba as module
     except ImportError:
         return None
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        # numba would pick OpenMP where libgomp is found. torch and scikit-learn load OpenMP runtimes of their own, and
+        # several in one process can crash an idle worker thread. The workqueue layer needs none, and Kernels already
+        # runs one kernel at a time, which is all workqueue asks.
+        module.config.THREADING_LAYER = "workqueue"
     return module
 
 
@@ -34,8 +39,8 @@ class Kernels:
     The kernels' loops say ``prange``. Their module defines ``prange = range``, so that the functions also run as
     plain Python, and this sets it to numba's ``prange`` before compiling. One kernel runs at a time in the
     process (threads of a Dask worker, say, take turns): each uses every core already, and numba's ``workqueue``
-    threading layer (where neither TBB nor OpenMP is installed) aborts when two threads start parallel kernels at
-    once.
+    threading layer, linpert's choice unless ``NUMBA_THREADING_LAYER`` says otherwise, aborts when two threads start
+    parallel kernels at once.
     """
 
     def __init__(self, namespace: dict, **functions) -> None:

@@ -236,3 +236,22 @@ def test_compiled_kernels_take_turns():
         assert not done.wait(0.5)
     worker.join(60)
     assert done.is_set()
+
+
+@pytest.mark.parametrize("setting, layer", [(None, "workqueue"), ("omp", "omp")])
+def test_kernels_use_the_workqueue_layer_unless_told_otherwise(setting, layer):
+    """numba's OpenMP layer beside the OpenMP runtimes that torch and scikit-learn load can crash an idle worker
+    thread; linpert picks workqueue, which needs none, and leaves a layer the user chose alone."""
+    pytest.importorskip("numba", reason="the compiled kernels are what this checks; CI installs linpert[fast]")
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    if setting:
+        env["NUMBA_THREADING_LAYER"] = setting
+    code = ("import numba; from scipy import sparse; from linpert.metrics._de import by_gene; "
+            "by_gene(sparse.random(50, 20, density=0.3, format='csr', random_state=0)); "
+            "print(numba.threading_layer() if numba.config.THREADING_LAYER == 'workqueue' "
+            "else numba.config.THREADING_LAYER)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == layer
