@@ -46,7 +46,8 @@ def numpy_only(monkeypatch):
 
 
 def awkward():
-    """Negative values, stored zeros, a gene where every value ties, an all-zero gene, a one-cell group, dense."""
+    """Negative values, stored zeros, a gene where every value ties, an all-zero gene, a one-cell group, dense,
+    float32 (sorted in its own type)."""
     data = cells(n_control=60, per=9, n_groups=5, n_genes=40)
     X = data.X.toarray()
     X[:, 3] *= -1
@@ -57,7 +58,8 @@ def awkward():
     stored_zeros = sparse.csr_matrix(X)
     stored_zeros.data[::7] = 0.0  # explicit zeros: the same numbers, stored differently
     return [anndata.AnnData(sparse.csr_matrix(X), obs=data.obs, var=data.var), anndata.AnnData(X, obs=data.obs, var=data.var),
-            anndata.AnnData(stored_zeros, obs=data.obs, var=data.var)]
+            anndata.AnnData(stored_zeros, obs=data.obs, var=data.var),
+            anndata.AnnData(sparse.csr_matrix(X.astype(np.float32)), obs=data.obs, var=data.var)]
 
 
 def test_the_compiled_kernel_and_the_numpy_fallback_give_the_same_tests(monkeypatch):
@@ -104,6 +106,21 @@ def test_cells_left_out_of_every_group_are_as_if_absent(monkeypatch):
         pd.testing.assert_frame_equal(getattr(left_out, name), getattr(fallback, name), rtol=0, atol=1e-12)
 
 
+def test_hundreds_of_groups_give_the_fallbacks_tests(monkeypatch):
+    """Past 254 groups a cell's group no longer fits a byte, and the kernel's slots take two."""
+    pytest.importorskip("numba", reason="the compiled kernel is what this compares; CI installs linpert[fast]")
+    data = cells(n_control=40, per=2, n_groups=300, n_genes=30)
+    compiled = de(data)
+    monkeypatch.setenv("LINPERT_NUMBA", "0")
+    _compiled.numba.cache_clear()
+    try:
+        fallback = de(data)
+    finally:
+        _compiled.numba.cache_clear()
+    for name in ("statistic", "p_value", "fdr", "log2_fold_change"):
+        pd.testing.assert_frame_equal(getattr(compiled, name), getattr(fallback, name), rtol=0, atol=1e-12)
+
+
 def test_rounds_tested_together_equal_rounds_tested_one_by_one():
     """The replicate ceiling tests all its rounds in one walk over the sorted values: each round's tests must be
     exactly those of the round alone, on negative values, ties, stored zeros and all-tied genes."""
@@ -126,7 +143,7 @@ def test_rounds_tested_together_equal_rounds_tested_one_by_one():
 
 def test_sorting_csr_cells_gene_by_gene_equals_scipys_transpose():
     """by_gene transposes CSR cells with its own parallel kernel: the same values and rows as scipy's CSC without
-    stored zeros, for int32 and int64 indices, empty rows (also last), unsorted columns and float32 values."""
+    stored zeros, for int32 and int64 indices, empty rows (also last), unsorted columns, float32 and float64 values."""
     pytest.importorskip("numba", reason="by_gene is the compiled kernel's input; CI installs linpert[fast]")
     from linpert.metrics._de import by_gene
 
@@ -145,13 +162,13 @@ def test_sorting_csr_cells_gene_by_gene_equals_scipys_transpose():
     shuffled.has_sorted_indices = False
     wide = X.copy()
     wide.indices, wide.indptr = wide.indices.astype(np.int64), wide.indptr.astype(np.int64)
-    expected = by_gene(X.toarray())  # through scipy
-    for one in (X, shuffled, wide):
+    expected = by_gene(X.toarray())  # through scipy, in float64
+    for one in (X, shuffled, wide, X.astype(np.float64)):
         got = by_gene(one)
         np.testing.assert_array_equal(got.indptr, expected.indptr)
         np.testing.assert_array_equal(got.rows, expected.rows)
         np.testing.assert_array_equal(got.values, expected.values)
-        assert got.values.dtype == np.float64 and (got.values != 0).all()
+        assert got.values.dtype == one.dtype and (got.values != 0).all()  # float32 sorted as float32
 
 
 def test_benjamini_hochberg_is_statsmodels_to_the_bit():

@@ -34,7 +34,8 @@ FDR = 0.05
 
 @dataclass(frozen=True)
 class ByGene:
-    """The cells' non-zero values gene by gene, each gene's sorted by value: what the compiled kernel walks.
+    """The cells' non-zero values gene by gene, each gene's sorted by value (float32 where the cells are): what the
+    compiled kernel walks.
 
     Sorting is the costly part of a rank test; done once, it serves every test of the same cells with other groups
     (the replicate ceiling's rounds)."""
@@ -134,12 +135,14 @@ def by_gene(X) -> ByGene | None:
     if numba() is None:
         return None
     if sparse.issparse(X) and X.format == "csr":
-        indptr, rows, values = _KERNELS["columns"](X.indptr, X.indices, X.data, X.shape[1], _row_blocks(X.indptr))
+        data = X.data if X.data.dtype in (np.float32, np.float64) else X.data.astype(np.float64)
+        indptr, rows, values = _KERNELS["columns"](X.indptr, X.indices, data, X.shape[1], _row_blocks(X.indptr))
     else:
         csc = sparse.csc_matrix(X, dtype=np.float64, copy=True)
         csc.eliminate_zeros()  # the kernel counts zeros from the sizes; a stored zero would count twice
         indptr, rows, values = csc.indptr.astype(np.int64), csc.indices, csc.data
-    _KERNELS["sort"](indptr, rows, values)
+    bits = values.view(np.uint32 if values.dtype == np.float32 else np.uint64)
+    _KERNELS["sort"](indptr, rows, bits, bits.dtype.type(1) << bits.dtype.type(8 * bits.itemsize - 1))
     return ByGene(indptr, rows, values)
 
 
@@ -157,7 +160,8 @@ def _mann_whitney(X, codes: np.ndarray, sizes: np.ndarray, sorted_values: ByGene
     if genes is None:
         tests = [_mann_whitney_scipy(X, row, n) for row, n in zip(codes, sizes)]
         return np.stack([U for U, _ in tests]), np.stack([p for _, p in tests])
-    slots = np.where(codes >= 0, codes, sizes.shape[1]).astype(np.int32)  # left out (-1): a slot past the groups
+    slots = np.where(codes >= 0, codes, sizes.shape[1]).T  # cells × rounds; left out (-1): a slot past the groups
+    slots = np.ascontiguousarray(slots, dtype=np.min_scalar_type(sizes.shape[1]))  # small: more of it in the cache
     U, ties = _KERNELS["rank sums"](genes.indptr, genes.rows, genes.values, slots, sizes.astype(np.int64))
     U, ties = (np.ascontiguousarray(a[:, :, 1 : sizes.shape[1]].transpose(1, 2, 0)) for a in (U, ties))
     return U, _p_two_sided(U, ties, sizes[:, 1:, None].astype(np.float64), sizes[:, :1, None].astype(np.float64))
@@ -194,8 +198,8 @@ prange = range  # numba's prange once the kernels are compiled
 
 
 def _columns(indptr, indices, data, n_columns, blocks):  # pragma: no cover - compiled by numba
-    """A CSR matrix's non-zero values column by column, as float64, with their rows (CSC without stored zeros, the
-    kernel counts zeros from the sizes): blocks of rows in parallel, each writing where its rows go in every column,
+    """A CSR matrix's non-zero values column by column, in their own float type, with their rows (CSC without stored
+    zeros, the kernel counts zeros from the sizes): blocks of rows in parallel, each writing where its rows go in every column,
     so each column's rows stay in order."""
     n_blocks = blocks.shape[0] - 1
     counts = np.zeros((n_blocks, n_columns), dtype=np.int64)
@@ -213,7 +217,7 @@ def _columns(indptr, indices, data, n_columns, blocks):  # pragma: no cover - co
             at[b, j] = position
             position += counts[b, j]
     rows = np.empty(starts[-1], dtype=indices.dtype)
-    values = np.empty(starts[-1], dtype=np.float64)
+    values = np.empty(starts[-1], dtype=data.dtype)
     for b in prange(n_blocks):
         where = at[b]
         for row in range(blocks[b], blocks[b + 1]):
@@ -226,21 +230,22 @@ def _columns(indptr, indices, data, n_columns, blocks):  # pragma: no cover - co
     return starts, rows, values
 
 
-def _sort_genes(indptr, rows, values):  # pragma: no cover - compiled by numba
-    """Sort each gene's values (and their rows with them), genes in parallel: a least-significant-digit radix sort
-    of the values' bits made order-preserving (flip all bits of a negative, the sign bit of a positive), one byte per
-    pass, skipping the bytes where every key is alike (float32 data in float64 leave three of eight); linear in the
-    values, where a comparison sort is not. The keys carry the values through the passes and are turned back into
-    them at the end, so nothing is gathered afterwards."""
-    bits = values.view(np.uint64)
-    sign, byte = np.uint64(1) << np.uint64(63), np.uint64(255)
+def _sort_genes(indptr, rows, bits, sign):  # pragma: no cover - compiled by numba
+    """Sort each gene's values (and their rows with them), genes in parallel, given the values' ``bits`` (float32 as
+    uint32, float64 as uint64) and the sign bit: a least-significant-digit radix sort of the bits made
+    order-preserving (flip all bits of a negative, the sign bit of a positive), 11 bits per pass (the counts fit the
+    fastest cache), skipping the digits where every key is alike (float32 data in float64 leave 29 bits alike);
+    linear in the values, where a comparison sort is not. The keys carry the values through the passes and are
+    turned back into them at the end, so nothing is gathered afterwards."""
+    zero, digit = sign - sign, 11
+    mask = (zero + 1 << digit) - 1  # one digit, in the keys' type
     for gene in prange(indptr.shape[0] - 1):
         start, end = indptr[gene], indptr[gene + 1]
         n = end - start
         if n < 2:
             continue
-        keys = np.empty(n, np.uint64)
-        same, differ = ~np.uint64(0), np.uint64(0)  # the bits every key has, and those any key has
+        keys = np.empty(n, bits.dtype)
+        same, differ = ~zero, zero  # the bits every key has, and those any key has
         for i in range(n):
             b = bits[start + i]
             keys[i] = ~b if b & sign else b | sign
@@ -248,16 +253,16 @@ def _sort_genes(indptr, rows, values):  # pragma: no cover - compiled by numba
             differ |= keys[i]
         cells = rows[start:end].copy()
         spare_keys, spare_cells = np.empty_like(keys), np.empty_like(cells)
-        for shift in range(0, 64, 8):
-            if ((same ^ differ) >> np.uint64(shift)) & byte == 0:
+        for shift in range(0, 8 * bits.itemsize, digit):
+            if ((same ^ differ) >> shift) & mask == 0:
                 continue
-            at = np.zeros(257, np.int64)
+            at = np.zeros((1 << digit) + 1, np.int64)
             for i in range(n):
-                at[np.int64((keys[i] >> np.uint64(shift)) & byte) + 1] += 1
-            for b in range(256):
+                at[np.int64((keys[i] >> shift) & mask) + 1] += 1
+            for b in range(1 << digit):
                 at[b + 1] += at[b]
             for i in range(n):
-                b = np.int64((keys[i] >> np.uint64(shift)) & byte)
+                b = np.int64((keys[i] >> shift) & mask)
                 spare_keys[at[b]], spare_cells[at[b]] = keys[i], cells[i]
                 at[b] += 1
             keys, spare_keys = spare_keys, keys
@@ -269,10 +274,11 @@ def _sort_genes(indptr, rows, values):  # pragma: no cover - compiled by numba
 
 
 def _rank_sums(indptr, rows, data, slots, sizes):  # pragma: no cover - compiled by numba
-    """Per gene and round (in parallel): walk the gene's sorted non-zero values once, run of ties by run of ties,
-    adding up for each group ``U = Σ (#control below + ½ #control tied)`` over its cells and the tie term
-    ``Σ (t³ − t)`` of its two-sample pool. ``slots``: rounds × cells, each cell's group (0 control, 1..K), or K + 1
-    for a cell in none; ``sizes``: rounds × (K + 1).
+    """Per gene (in parallel), every round at once: walk the gene's sorted non-zero values once, run of ties by run
+    of ties, adding up for each group ``U = Σ (#control below + ½ #control tied)`` over its cells and the tie term
+    ``Σ (t³ − t)`` of its two-sample pool. ``slots``: cells × rounds, each cell's group (0 control, 1..K), or K + 1
+    for a cell in none; ``sizes``: rounds × (K + 1). The rounds share the walk: the values are read and their ties
+    found once, and a cell's slots of every round lie together.
 
     The zeros, not stored, are one run between the negative and the positive values. How many of a group's cells
     are zero is known only once its values are walked, so the positive values count the control values below them
@@ -285,69 +291,72 @@ def _rank_sums(indptr, rows, data, slots, sizes):  # pragma: no cover - compiled
     n_genes = indptr.shape[0] - 1
     U = np.zeros((n_genes, n_rounds, n_groups + 2))  # gene-major: each gene's groups lie together in memory
     ties = np.zeros((n_genes, n_rounds, n_groups + 2))
-    for job in prange(n_genes * n_rounds):
-        r, gene = job // n_genes, job % n_genes  # round by round: a round's slots stay in the cache
+    for gene in prange(n_genes):
         start, m = indptr[gene], indptr[gene + 1] - indptr[gene]
-        values, cells, slot = data[start : start + m], rows[start : start + m], slots[r]
-        u, tied = U[gene, r], ties[gene, r]
-        stored = np.zeros(n_groups + 2, dtype=np.int64)  # each slot's non-zero values so far
-        negative = np.zeros(n_groups + 2, dtype=np.int64)  # ... of them below the zeros
+        values, cells = data[start : start + m], rows[start : start + m]
+        u, tied = U[gene], ties[gene]
+        stored = np.zeros((n_rounds, n_groups + 2), dtype=np.int64)  # each slot's non-zero values so far
+        negative = np.zeros((n_rounds, n_groups + 2), dtype=np.int64)  # ... of them below the zeros
         in_run = np.zeros(n_groups + 2, dtype=np.int64)
         touched = np.empty(n_groups + 2, dtype=np.int64)
+        below = np.zeros(n_rounds, dtype=np.int64)  # control values below the current run, the control's zeros aside
+        below_zeros = np.zeros(n_rounds, dtype=np.int64)  # control values below the zeros' run
+        control_ties = np.zeros(n_rounds)  # the control's own Σ (t³ − t)
         first_positive = 0  # where the zeros' run lies
         while first_positive < m and not values[first_positive] > 0:
             first_positive += 1
-        below = 0  # control values below the current run, the control's zeros aside
-        below_zeros = 0  # control values below the zeros' run
-        control_ties = 0.0  # the control's own Σ (t³ − t)
         i = 0
         while i <= m:
             if i == first_positive:
-                below_zeros = below
-                negative[:] = stored
+                below_zeros[:] = below
+                negative[:, :] = stored
             if i == m:
                 break
             value = values[i]
             if i + 1 == m or values[i + 1] != value:  # a value of its own: no run, no tie term
-                g = slot[cells[i]]
-                control = 1 if g == 0 else 0
-                u[g] += below + 0.5 * control
-                stored[g] += 1
-                below += control
+                cell = cells[i]
+                for r in range(n_rounds):
+                    g = slots[cell, r]
+                    control = 1 if g == 0 else 0
+                    u[r, g] += below[r] + 0.5 * control
+                    stored[r, g] += 1
+                    below[r] += control
                 i += 1
                 continue
             j = i + 1
             while j < m and values[j] == value:
                 j += 1
-            n_touched = 0
-            for q in range(i, j):
-                g = slot[cells[q]]
-                if in_run[g] == 0:
-                    touched[n_touched] = g
-                    n_touched += 1
-                in_run[g] += 1
-            n_control = in_run[0]
-            c = float(n_control)
-            for t in range(n_touched):
-                g = touched[t]
-                k = float(in_run[g])
-                u[g] += k * (below + 0.5 * c)
-                tied[g] += (c + k) * (c + k) * (c + k) - (c + k) - (c * c * c - c)
-                stored[g] += in_run[g]
-                in_run[g] = 0
-            control_ties += c * c * c - c
-            below += n_control
+            for r in range(n_rounds):
+                n_touched = 0
+                for q in range(i, j):
+                    g = slots[cells[q], r]
+                    if in_run[g] == 0:
+                        touched[n_touched] = g
+                        n_touched += 1
+                    in_run[g] += 1
+                n_control = in_run[0]
+                c = float(n_control)
+                for t in range(n_touched):
+                    g = touched[t]
+                    k = float(in_run[g])
+                    u[r, g] += k * (below[r] + 0.5 * c)
+                    tied[r, g] += (c + k) * (c + k) * (c + k) - (c + k) - (c * c * c - c)
+                    stored[r, g] += in_run[g]
+                    in_run[g] = 0
+                control_ties[r] += c * c * c - c
+                below[r] += n_control
             i = j
-        c = float(sizes[r, 0] - stored[0])  # the control's zeros
-        for g in range(1, n_groups + 1):
-            u[g] += (stored[g] - negative[g]) * c  # they lie below every positive value
-            z = float(sizes[r, g] - stored[g])
-            if z > 0:
-                u[g] += z * (below_zeros + 0.5 * c)
-                tied[g] += (c + z) * (c + z) * (c + z) - (c + z) - (c * c * c - c)
-        control_ties += c * c * c - c
-        for g in range(1, n_groups + 1):
-            tied[g] += control_ties
+        for r in range(n_rounds):
+            c = float(sizes[r, 0] - stored[r, 0])  # the control's zeros
+            for g in range(1, n_groups + 1):
+                u[r, g] += (stored[r, g] - negative[r, g]) * c  # they lie below every positive value
+                z = float(sizes[r, g] - stored[r, g])
+                if z > 0:
+                    u[r, g] += z * (below_zeros[r] + 0.5 * c)
+                    tied[r, g] += (c + z) * (c + z) * (c + z) - (c + z) - (c * c * c - c)
+            control_ties[r] += c * c * c - c
+            for g in range(1, n_groups + 1):
+                tied[r, g] += control_ties[r]
     return U, ties
 
 
