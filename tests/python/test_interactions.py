@@ -217,6 +217,29 @@ def test_interactions_are_recovered_at_the_stated_fdr(simulated):
     assert perfect_genes.to_dict() == truth_genes.set_index("name")["n"].to_dict()
 
 
+def test_top_predictions_are_the_head_of_a_stable_sort():
+    """The top pairs per group are found by a partition, not a full sort: they must still be the head of a stable
+    descending sort by |predicted − additive|, ties in table order, NaN predictions skipped, groups in sorted order."""
+    from linpert.interactions import top_predictions
+
+    rng = np.random.default_rng(0)
+    n = 5000
+    pairs = pd.DataFrame({"model": rng.choice(["b", "a", "c"], n), "seed": rng.integers(1, 3, n),
+                          "gene": [f"g{i}" for i in range(n)], "ctrl": 0.0,
+                          "additive": rng.choice([0.0, 1.0], n),
+                          "predicted": rng.integers(-4, 5, n) / 2.0})  # few distinct values: ties everywhere
+    pairs.loc[rng.choice(n, 300, replace=False), "predicted"] = np.nan
+    for k, by in ((7, "model"), (40, ["model", "seed"]), (10_000, "model")):
+        keys = [by] if isinstance(by, str) else by
+        got = top_predictions(pairs, k=k, by=by)
+        scored = pairs.assign(predicted_deviation=pairs["predicted"] - pairs["additive"]).dropna(subset=["predicted"])
+        expected = (scored.assign(size=scored["predicted_deviation"].abs())
+                    .sort_values([*keys, "size"], ascending=[True] * len(keys) + [False], kind="stable")
+                    .groupby(keys, sort=False).head(k).drop(columns="size"))
+        pd.testing.assert_frame_equal(got[expected.columns], expected.reset_index(drop=True))
+        assert (got.groupby(keys)["rank"].agg(lambda r: (r.to_numpy() == np.arange(1, len(r) + 1)).all())).all()
+
+
 def test_call_interactions_checks_its_input():
     with pytest.raises(ValueError, match=r"level must be in \(0, 1\)"):
         call_interactions(tiny_pseudobulk(), level=5)
