@@ -347,6 +347,26 @@ def test_the_compiled_reducer_and_its_numpy_twin_add_the_same_sums(layout, monke
     assert bad_compiled.sum() == ("nan" in layout) * np.isin(codes[[4, 9]], np.arange(7)).dot([1, 2])
 
 
+@pytest.mark.parametrize("layout", ["csr float32", "csr int64 indptr", "dense float64"])
+def test_rounds_added_together_are_add_rows_of_each_round_to_the_bit(layout):
+    """The replicate ceiling adds all its rounds of random halves at once; each round's sums must be add_rows' own."""
+    from linpert._pseudobulk._reduce import add_rows, add_rows_rounds
+
+    rng = np.random.default_rng(5)
+    dense = np.where(rng.random((600, 30)) < 0.4, rng.gamma(1.5, 1.0, (600, 30)), 0.0)
+    block = dense if layout.startswith("dense") else sparse.csr_matrix(dense.astype(np.float32 if "32" in layout else
+                                                                                    np.float64))
+    if "int64" in layout:
+        block.indptr, block.indices = block.indptr.astype(np.int64), block.indices.astype(np.int64)
+    codes = rng.integers(-1, 9, (5, 600))  # -1: a cell in neither half
+    together = np.zeros((5, 9, 30))
+    add_rows_rounds(block, codes, together)
+    for r in range(5):
+        alone = np.zeros((9, 30))
+        add_rows(block, codes[r], alone)
+        np.testing.assert_array_equal(together[r], alone)
+
+
 @pytest.mark.slow
 def test_every_pseudobulk_path_also_runs_without_numba():
     """The NumPy twins (a machine without linpert[fast]) pass the same tests: in memory, files, views and Dask."""

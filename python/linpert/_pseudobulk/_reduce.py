@@ -13,7 +13,7 @@ from scipy import sparse
 
 from .._compiled import Kernels, numba
 
-__all__ = ["add_rows", "condition_runs", "indicator"]
+__all__ = ["add_rows", "add_rows_rounds", "condition_runs", "indicator"]
 
 
 def add_rows(block, codes: np.ndarray, sums: np.ndarray) -> np.ndarray:
@@ -25,6 +25,22 @@ def add_rows(block, codes: np.ndarray, sums: np.ndarray) -> np.ndarray:
     if numba() is not None and (sparse.issparse(block) and block.format == "csr" or isinstance(block, np.ndarray)):
         return _add_compiled(block, codes, sums)
     return _add_product(block, codes, sums)
+
+
+def add_rows_rounds(block, codes: np.ndarray, sums: np.ndarray) -> None:
+    """:func:`add_rows` once per round: ``sums[r, codes[r, i]] += block[i]`` (rounds × cells codes, rounds ×
+    conditions × columns sums), as the replicate ceiling's random halves need.
+
+    Compiled, each core takes whole rounds and walks the cells once for each: a condition's cells are added in the
+    order :func:`add_rows` adds them, so the sums are its own, while the values are read once per round instead of
+    once per round and core's share of conditions, and there is no sorting.
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    if numba() is not None and sparse.issparse(block) and block.format == "csr" and len(codes) > 1:
+        _KERNELS["csr rounds"](block.indptr, block.indices, block.data, codes, sums)
+        return
+    for round_codes, round_sums in zip(codes, sums):
+        add_rows(block, round_codes, round_sums)
 
 
 def indicator(codes: np.ndarray, n_conditions: int) -> sparse.csr_matrix:
@@ -109,6 +125,19 @@ def _csr_sums(indptr, indices, data, rows, codes, starts, sums, bad):  # pragma:
                 target[indices[k]] += value
 
 
+def _csr_sums_rounds(indptr, indices, data, codes, sums):  # pragma: no cover - compiled by numba
+    """Round ``r`` adds every cell with a code ≥ 0 in ``codes[r]`` into ``sums[r]``, the cells in their order."""
+    for r in prange(codes.shape[0]):
+        round_codes, round_sums = codes[r], sums[r]
+        for row in range(indptr.shape[0] - 1):
+            code = round_codes[row]
+            if code < 0:
+                continue
+            target = round_sums[code]
+            for k in range(indptr[row], indptr[row + 1]):
+                target[indices[k]] += np.float64(data[k])
+
+
 def _dense_sums(block, rows, codes, starts, sums, bad):  # pragma: no cover - compiled by numba
     for part in prange(len(starts) - 1):
         for row in rows[starts[part]:starts[part + 1]]:
@@ -122,4 +151,4 @@ def _dense_sums(block, rows, codes, starts, sums, bad):  # pragma: no cover - co
                 target[gene] += value
 
 
-_KERNELS = Kernels(globals(), csr=_csr_sums, dense=_dense_sums)
+_KERNELS = Kernels(globals(), csr=_csr_sums, dense=_dense_sums, **{"csr rounds": _csr_sums_rounds})

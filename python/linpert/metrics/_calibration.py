@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .._conditions import CONTROL
-from ._de import _means, by_gene, grouped_de_rounds
+from ._de import by_gene, grouped_de_rounds
 
 #: Fewest cells a condition needs for a half-split (two per half); with fewer its ceiling is NaN, with a reason.
 MIN_CELLS = 4
@@ -63,7 +63,7 @@ def replicate_ceiling(cells: Any, *, condition_key: str = "condition", metrics: 
     genes = cells.var_names.astype(str)
     n_codes = len(splittable) + 1
     splits = [_halves(labels, [CONTROL, *splittable], rng) for _ in range(n_splits if splittable else 0)]
-    means = [_half_means(cells.X, halves, n_codes) for halves in splits]
+    means = _half_means(cells.X, splits, n_codes)
     tests = (grouped_de_rounds(cells.X, np.array([halves[1] for halves in splits]), splittable, genes,
                                sorted_values=sorted_values, means=[half_b for _, half_b in means])
              if needs_de and splits else [None] * len(splits))
@@ -99,12 +99,23 @@ def _halves(labels: np.ndarray, conditions: list[str], rng: np.random.Generator)
     return halves
 
 
-def _half_means(X, halves: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each half's mean expression per code (codes × genes), from one pass over the cells: a cell is in one half at
-    most, so the halves' codes are numbered one after the other."""
-    codes = np.where(halves[0] >= 0, halves[0], np.where(halves[1] >= 0, halves[1] + n_codes, -1))
-    both = _means(X, codes, 2 * n_codes)
-    return both[:n_codes], both[n_codes:]
+def _half_means(X, splits: list[np.ndarray], n_codes: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per round (its two rows of halves' codes), each half's mean expression per code (codes × genes): all rounds
+    from one pass over the cells each; a cell is in one half at most, so the halves' codes are numbered one after
+    the other."""
+    from scipy import sparse
+
+    from .._pseudobulk._reduce import add_rows_rounds
+
+    if not splits:
+        return []
+    codes = np.array([np.where(a >= 0, a, np.where(b >= 0, b + n_codes, -1)) for a, b in splits])
+    sums = np.zeros((len(splits), 2 * n_codes, X.shape[1]))
+    add_rows_rounds(X if isinstance(X, np.ndarray) else sparse.csr_matrix(X), codes, sums)
+    counts = np.stack([np.bincount(row[row >= 0], minlength=2 * n_codes) for row in codes])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        both = sums / counts[:, :, None]
+    return [(one[:n_codes], one[n_codes:]) for one in both]
 
 
 def scaled_scores(results: pd.DataFrame, ceiling: pd.DataFrame, *, reference: str, n_boot: int = 1000,
