@@ -135,9 +135,9 @@ def swarm_offsets(y: Sequence[float], *, diameter: float) -> np.ndarray:
         reach = np.sqrt(np.maximum(diameter**2 - dy**2, 0.0))
         candidates = np.concatenate([[0.0], nx + reach, nx - reach])
         candidates = candidates[np.argsort(np.abs(candidates), kind="stable")]
-        for x in candidates:
-            if not np.any((x - nx) ** 2 + dy**2 < diameter**2 * (1 - 1e-9)):
-                break
+        overlaps = ((candidates[:, None] - nx) ** 2 + dy**2 < diameter**2 * (1 - 1e-9)).any(axis=1)
+        free = np.flatnonzero(~overlaps)
+        x = candidates[free[0] if free.size else -1]  # the nearest free one (or, with none, the last tried)
         out[i] = x
         placed_y[n_placed], placed_x[n_placed] = y[i], x
         n_placed += 1
