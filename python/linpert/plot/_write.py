@@ -180,21 +180,27 @@ def write_figures(
     return sorted(written, key=lambda path: (order.get(path.stem, len(order)), path.suffix))
 
 
-#: Roughly how long each figure takes to draw and write, relative to the others (measured on a Norman-sized run),
-#: to share them out evenly between processes.
-_COST = {"observed_vs_predicted": 3, "precision_recall_roc": 3, "deviation_scatter": 3, "l2_by_n": 2,
-         "l2_beeswarm": 2, "prediction_spread": 1.5}
+#: Seconds each figure took to draw and write as PNG and SVG on a Norman-sized run (the rest take about 0.4), to share
+#: them out evenly between processes.
+_COST = {"precision_recall_roc": 1.9, "deviation_scatter": 1.9, "l2_by_n": 1.2, "prediction_spread": 1.2,
+         "locfdr_histogram": 1.0, "interaction_classes": 0.8, "observed_vs_predicted": 0.8, "l2_beeswarm": 0.6}
+#: Figures drawn from the same costly table (the interaction pairs), kept in one process so that it is built once.
+_TOGETHER = ("precision_recall_roc", "deviation_scatter")
 _FORKED: RunFolder | None = None
 
 
 def _shares(names: list[str], n: int) -> list[list[str]]:
-    """The figures in up to ``n`` groups of about equal cost (the costliest first, each to the lightest group)."""
-    groups: list[list[str]] = [[] for _ in range(max(1, min(n, len(names))))]
+    """The figures in up to ``n`` groups of about equal cost (the costliest first, each to the lightest group), the
+    figures of :data:`_TOGETHER` in the same group."""
+    units = [[name] for name in names if name not in _TOGETHER]
+    units += [joint] if (joint := [name for name in names if name in _TOGETHER]) else []
+    cost = lambda unit: sum(_COST.get(name, 0.4) for name in unit)
+    groups: list[list[str]] = [[] for _ in range(max(1, min(n, len(units))))]
     load = [0.0] * len(groups)
-    for name in sorted(names, key=lambda name: -_COST.get(name, 1.0)):
+    for unit in sorted(units, key=lambda unit: -cost(unit)):
         lightest = load.index(min(load))
-        groups[lightest].append(name)
-        load[lightest] += _COST.get(name, 1.0)
+        groups[lightest] += unit
+        load[lightest] += cost(unit)
     return [group for group in groups if group]
 
 
