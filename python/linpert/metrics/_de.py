@@ -440,7 +440,9 @@ def de_overlap(predicted: Any, observed: DifferentialExpression, *, control: Any
         called = strength.to_numpy() > 0  # a gene predicted not to change is no candidate: no change recovers none
     real_called = (observed.fdr.loc[truth.index, truth.columns] < fdr).to_numpy()
     values = np.full(len(truth), np.nan)
-    rows = zip(_ordered(truth.abs().to_numpy()), real_called, _ordered(strength.to_numpy()), called)
+    # with k, the observed DE genes' top k by |log2 fold change|; without, all of them, in whatever order
+    real_orders = _ordered(truth.abs().to_numpy()) if k else np.broadcast_to(np.arange(truth.shape[1]), truth.shape)
+    rows = zip(real_orders, real_called, _ordered(strength.to_numpy()), called)
     for row, (real_order, real, order, candidates) in enumerate(rows):
         real_genes, predicted_genes = real_order[real[real_order]], order[candidates[order]]
         if not real_genes.size or not predicted_rows[row]:
