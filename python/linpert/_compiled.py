@@ -25,9 +25,9 @@ def numba():
     except ImportError:
         return None
     if "NUMBA_THREADING_LAYER" not in os.environ:
-        # numba would pick OpenMP where libgomp is found. torch and scikit-learn load OpenMP runtimes of their own, and
-        # several in one process can crash an idle worker thread. The workqueue layer needs none, and Kernels already
-        # runs one kernel at a time, which is all workqueue asks.
+        # numba would pick OpenMP where libgomp is found, beside the OpenMP runtimes that torch and scikit-learn load
+        # of their own. The workqueue layer needs none, was no slower on the Norman-size run (benchmarks/README.md),
+        # and Kernels already runs one kernel at a time, which is all workqueue asks.
         module.config.THREADING_LAYER = "workqueue"
     return module
 

@@ -31,9 +31,9 @@ def add_rows_rounds(block, codes: np.ndarray, sums: np.ndarray) -> None:
     """:func:`add_rows` once per round: ``sums[r, codes[r, i]] += block[i]`` (rounds × cells codes, rounds ×
     conditions × columns sums), as the replicate ceiling's random halves need.
 
-    Compiled, each core takes whole rounds and walks the cells once for each: a condition's cells are added in the
-    order :func:`add_rows` adds them, so the sums are its own, while the values are read once per round instead of
-    once per round and core's share of conditions, and there is no sorting.
+    Compiled, each core takes whole rounds and walks the cells in their order once for each, without sorting them
+    by condition first: a condition's cells are added in the order :func:`add_rows` adds them, so the sums are its
+    own, bit for bit.
     """
     codes = np.asarray(codes, dtype=np.int64)
     if numba() is not None and sparse.issparse(block) and block.format == "csr" and len(codes) > 1:

@@ -199,8 +199,8 @@ prange = range  # numba's prange once the kernels are compiled
 
 def _columns(indptr, indices, data, n_columns, blocks):  # pragma: no cover - compiled by numba
     """A CSR matrix's non-zero values column by column, in their own float type, with their rows (CSC without stored
-    zeros, the kernel counts zeros from the sizes): blocks of rows in parallel, each writing where its rows go in every column,
-    so each column's rows stay in order."""
+    zeros, the kernel counts zeros from the sizes): blocks of rows in parallel, each writing where its rows go in
+    every column, so each column's rows stay in order."""
     n_blocks = blocks.shape[0] - 1
     counts = np.zeros((n_blocks, n_columns), dtype=np.int64)
     for b in prange(n_blocks):
