@@ -12,7 +12,7 @@ from functools import cache, wraps
 
 from ._config import ENV_NUMBA
 
-__all__ = ["Kernels", "numba"]
+__all__ = ["Kernels", "between_kernels", "numba"]
 
 
 @cache
@@ -56,6 +56,15 @@ class Kernels:
 
 
 _RUNNING = threading.Lock()
+
+
+def between_kernels() -> threading.Lock:
+    """A lock that holds off every compiled kernel, in any thread, while the caller holds it.
+
+    ``tracemalloc.start()`` and ``stop()`` need it: on CPython before 3.12 they can crash the process when another
+    thread allocates without the GIL meanwhile (python/cpython#128679), as a kernel's worker threads do.
+    """
+    return _RUNNING
 
 
 def _one_at_a_time(kernel):

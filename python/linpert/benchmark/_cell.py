@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
+from .._compiled import between_kernels
 from .._errors import WorkerError
 from ..metrics import score
 
@@ -39,14 +40,16 @@ def _run_cell(data, split, label, model, readout, ctrl, dataset) -> dict:
     """Fit one model on one split, predict the scored conditions and score them."""
     train = data[list(split.train)].copy()
     scored = list(split.scored)
-    tracemalloc.start()
+    with between_kernels():  # another thread's kernel must not be running when tracing starts or stops
+        tracemalloc.start()
     t0 = time.perf_counter()
     model.fit(train)
     t1 = time.perf_counter()
     prediction = model.predict(scored)
     t2 = time.perf_counter()
     peak = tracemalloc.get_traced_memory()[1] / 2**20
-    tracemalloc.stop()
+    with between_kernels():
+        tracemalloc.stop()
     # adapters train in a worker process that tracemalloc cannot see; they report its peak themselves
     peak = max(peak, getattr(model, "peak_memory_mib_", None) or 0.0)
 
