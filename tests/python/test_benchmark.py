@@ -273,10 +273,10 @@ def test_memory_tracing_waits_for_a_kernel_running_in_another_thread(pseudobulk)
     tracing waited for the kernels."""
     import threading
 
-    from linpert import _compiled
+    from linpert._compiled import between_kernels
 
     finished = threading.Event()
-    with _compiled._RUNNING:  # a kernel is running in another thread
+    with between_kernels():  # as if a kernel were running in another thread
         runner = threading.Thread(target=lambda: (benchmark.run(pseudobulk, split="double", seeds=[1],
                                                                 models=["no_change"], n_genes=50, progress=False,
                                                                 interactions=False), finished.set()))

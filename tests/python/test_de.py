@@ -257,8 +257,8 @@ def test_compiled_kernels_take_turns():
 
 @pytest.mark.parametrize("setting, layer", [(None, "workqueue"), ("omp", "omp")])
 def test_kernels_use_the_workqueue_layer_unless_told_otherwise(setting, layer):
-    """numba's OpenMP layer beside the OpenMP runtimes that torch and scikit-learn load can crash an idle worker
-    thread; linpert picks workqueue, which needs none, and leaves a layer the user chose alone."""
+    """numba's OpenMP layer would be one more OpenMP runtime beside torch's and scikit-learn's; linpert picks
+    workqueue, which needs none, and leaves a layer the user chose alone."""
     pytest.importorskip("numba", reason="the compiled kernels are what this checks; CI installs linpert[fast]")
     import os
     import sys
