@@ -33,7 +33,7 @@ def add_rows_rounds(block, codes: np.ndarray, sums: np.ndarray) -> None:
 
     Compiled, each core takes whole rounds and walks the cells in their order once for each, without sorting them
     by condition first: a condition's cells are added in the order :func:`add_rows` adds them, so the sums are its
-    own, bit for bit.
+    own, bit for bit. A single round goes to :func:`add_rows`, whose cores share out its conditions instead.
     """
     codes = np.asarray(codes, dtype=np.int64)
     if numba() is not None and sparse.issparse(block) and block.format == "csr" and len(codes) > 1:
