@@ -52,22 +52,19 @@ def indicator(codes: np.ndarray, n_conditions: int) -> sparse.csr_matrix:
 
 
 def _add_product(block, codes: np.ndarray, sums: np.ndarray) -> np.ndarray:
-    """The NumPy path: values to float64 (finding the non-finite ones), then indicator × block."""
+    """The NumPy path: values to float64 (counting the non-finite ones), then indicator × block."""
     if sparse.issparse(block):
         block = block.tocsr()
-        values = block.data.astype(np.float64)
-        bad_rows = np.searchsorted(block.indptr, np.flatnonzero(~np.isfinite(values)), side="right") - 1
-        block = _compact(sparse.csr_matrix((values, block.indices, block.indptr), shape=block.shape))
+        block = _compact(sparse.csr_matrix((block.data.astype(np.float64), block.indices, block.indptr),
+                                           shape=block.shape))
     else:
         block = np.asarray(block, dtype=np.float64)
-        bad_rows = np.nonzero(~np.isfinite(block))[0]
-    bad = codes[bad_rows]
     present = codes[codes >= 0]
     if len(present):
         lo, hi = int(present.min()), int(present.max()) + 1  # only the conditions present get indicator rows
         product = indicator(np.where(codes >= 0, codes - lo, -1), hi - lo) @ block
         sums[lo:hi] += product.toarray() if sparse.issparse(product) else product
-    return np.bincount(bad[bad >= 0], minlength=len(sums))
+    return _non_finite(block, codes, len(sums))
 
 
 def condition_runs(codes: np.ndarray, n_parts: int, *, weights: np.ndarray | None = None) -> list[tuple[int, int]]:
@@ -101,28 +98,43 @@ def _add_compiled(block, codes: np.ndarray, sums: np.ndarray) -> np.ndarray:
     rows = rows[codes[rows] >= 0]
     runs = condition_runs(codes[rows], numba().get_num_threads(), weights=weights[rows])
     starts = np.array([a for a, _ in runs] + [len(rows)], dtype=np.int64)
-    bad = np.zeros(len(sums), dtype=np.int64)
     if sparse.issparse(block):
-        _KERNELS["csr"](block.indptr, block.indices, block.data, rows, codes, starts, sums, bad)
+        _KERNELS["csr"](block.indptr, _unsigned(block.indices), block.data, rows, codes, starts, sums)
     else:
-        _KERNELS["dense"](np.ascontiguousarray(block), rows, codes, starts, sums, bad)
-    return bad
+        _KERNELS["dense"](np.ascontiguousarray(block), rows, codes, starts, sums)
+    if np.isfinite(sums).all():  # a non-finite value leaves its sum non-finite: only then are they counted
+        return np.zeros(len(sums), dtype=np.int64)
+    return _non_finite(block, codes, len(sums))
+
+
+def _unsigned(indices: np.ndarray) -> np.ndarray:
+    """Column indices viewed as unsigned (they are never negative), so that the kernel's loads skip numba's test for
+    negative indices: an eighth of its time."""
+    unsigned = {np.dtype(np.int32): np.uint32, np.dtype(np.int64): np.uint64}.get(indices.dtype)
+    return indices if unsigned is None else indices.view(unsigned)
+
+
+def _non_finite(block, codes: np.ndarray, n_conditions: int) -> np.ndarray:
+    """The non-finite values of a block per condition (cells coded -1 count for none)."""
+    if sparse.issparse(block):
+        bad_rows = np.searchsorted(block.indptr, np.flatnonzero(~np.isfinite(block.data)), side="right") - 1
+    else:
+        bad_rows = np.nonzero(~np.isfinite(block))[0]
+    bad = codes[bad_rows]
+    return np.bincount(bad[bad >= 0], minlength=n_conditions)
 
 
 prange = range  # numba's prange once the kernels are compiled
 
 
-def _csr_sums(indptr, indices, data, rows, codes, starts, sums, bad):  # pragma: no cover - compiled by numba
-    """Part ``p`` adds the cells ``rows[starts[p]:starts[p + 1]]`` (whole conditions); NaN and inf are counted."""
+def _csr_sums(indptr, indices, data, rows, codes, starts, sums):  # pragma: no cover - compiled by numba
+    """Part ``p`` adds the cells ``rows[starts[p]:starts[p + 1]]`` (whole conditions). No test for NaN or inf in the
+    loop: it cost a fifth of the time, and a non-finite value shows in its sum."""
     for part in prange(len(starts) - 1):
         for row in rows[starts[part]:starts[part + 1]]:
-            code = codes[row]
-            target = sums[code]
+            target = sums[codes[row]]
             for k in range(indptr[row], indptr[row + 1]):
-                value = np.float64(data[k])
-                if not np.isfinite(value):
-                    bad[code] += 1
-                target[indices[k]] += value
+                target[indices[k]] += np.float64(data[k])
 
 
 def _csr_sums_rounds(indptr, indices, data, codes, sums):  # pragma: no cover - compiled by numba
@@ -138,17 +150,13 @@ def _csr_sums_rounds(indptr, indices, data, codes, sums):  # pragma: no cover - 
                 target[indices[k]] += np.float64(data[k])
 
 
-def _dense_sums(block, rows, codes, starts, sums, bad):  # pragma: no cover - compiled by numba
+def _dense_sums(block, rows, codes, starts, sums):  # pragma: no cover - compiled by numba
     for part in prange(len(starts) - 1):
         for row in rows[starts[part]:starts[part + 1]]:
-            code = codes[row]
-            target = sums[code]
+            target = sums[codes[row]]
             values = block[row]
             for gene in range(values.shape[0]):
-                value = np.float64(values[gene])
-                if not np.isfinite(value):
-                    bad[code] += 1
-                target[gene] += value
+                target[gene] += np.float64(values[gene])
 
 
 _KERNELS = Kernels(globals(), csr=_csr_sums, dense=_dense_sums, **{"csr rounds": _csr_sums_rounds})
