@@ -10,9 +10,11 @@ import os
 import threading
 from functools import cache, wraps
 
+import numpy as np
+
 from ._config import ENV_NUMBA
 
-__all__ = ["Kernels", "between_kernels", "numba"]
+__all__ = ["Kernels", "between_kernels", "numba", "unsigned"]
 
 
 @cache
@@ -53,6 +55,13 @@ class Kernels:
             jit = module.njit(parallel=True, cache=True, nogil=True)
             self._compiled.update({key: _one_at_a_time(jit(function)) for key, function in self._functions.items()})
         return self._compiled[name]
+
+
+def unsigned(indices: np.ndarray) -> np.ndarray:
+    """Indices (never negative) viewed as unsigned integers of their width, for a kernel to index with: numba then
+    skips its test for a negative index on every load, which cost the pseudobulk kernel an eighth of its time."""
+    kind = {np.dtype(np.int32): np.uint32, np.dtype(np.int64): np.uint64}.get(indices.dtype)
+    return indices if kind is None else indices.view(kind)
 
 
 _RUNNING = threading.Lock()

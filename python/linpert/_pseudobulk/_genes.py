@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .._compiled import Kernels, numba
+from .._compiled import Kernels, numba, unsigned
 from ._local import _Buffers, _check_h5ad_path, _file_element, _h5py, _read_ahead, _read_frame, _read_rows, _Source
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,7 +61,7 @@ def _select_columns(source: _Source, columns: np.ndarray, chunk_size: int) -> sp
     for block in _read_ahead(chunks):
         kept = np.empty(block.shape[0], dtype=np.int64)
         in_place = (scratch.get("indices", block.nnz, np.int32), scratch.get("data", block.nnz, block.data.dtype))
-        _KERNELS["keep"](block.indptr, block.indices, block.data, slot, *in_place, kept)
+        _KERNELS["keep"](block.indptr, unsigned(block.indices), block.data, slot, *in_place, kept)
         indptr = np.concatenate([[0], np.cumsum(kept)])
         packed = np.empty(indptr[-1], dtype=np.int32), np.empty(indptr[-1], dtype=block.data.dtype)
         _KERNELS["pack"](block.indptr, *in_place, indptr, *packed)

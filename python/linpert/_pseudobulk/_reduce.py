@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from .._compiled import Kernels, numba
+from .._compiled import Kernels, numba, unsigned
 
 __all__ = ["add_rows", "add_rows_rounds", "condition_runs", "indicator"]
 
@@ -37,7 +37,7 @@ def add_rows_rounds(block, codes: np.ndarray, sums: np.ndarray) -> None:
     """
     codes = np.asarray(codes, dtype=np.int64)
     if numba() is not None and sparse.issparse(block) and block.format == "csr" and len(codes) > 1:
-        _KERNELS["csr rounds"](block.indptr, block.indices, block.data, codes, sums)
+        _KERNELS["csr rounds"](block.indptr, unsigned(block.indices), block.data, codes, sums)
         return
     for round_codes, round_sums in zip(codes, sums):
         add_rows(block, round_codes, round_sums)
@@ -99,19 +99,12 @@ def _add_compiled(block, codes: np.ndarray, sums: np.ndarray) -> np.ndarray:
     runs = condition_runs(codes[rows], numba().get_num_threads(), weights=weights[rows])
     starts = np.array([a for a, _ in runs] + [len(rows)], dtype=np.int64)
     if sparse.issparse(block):
-        _KERNELS["csr"](block.indptr, _unsigned(block.indices), block.data, rows, codes, starts, sums)
+        _KERNELS["csr"](block.indptr, unsigned(block.indices), block.data, rows, codes, starts, sums)
     else:
         _KERNELS["dense"](np.ascontiguousarray(block), rows, codes, starts, sums)
     if np.isfinite(sums).all():  # a non-finite value leaves its sum non-finite: only then are they counted
         return np.zeros(len(sums), dtype=np.int64)
     return _non_finite(block, codes, len(sums))
-
-
-def _unsigned(indices: np.ndarray) -> np.ndarray:
-    """Column indices viewed as unsigned (they are never negative), so that the kernel's loads skip numba's test for
-    negative indices: an eighth of its time."""
-    unsigned = {np.dtype(np.int32): np.uint32, np.dtype(np.int64): np.uint64}.get(indices.dtype)
-    return indices if unsigned is None else indices.view(unsigned)
 
 
 def _non_finite(block, codes: np.ndarray, n_conditions: int) -> np.ndarray:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._compiled import Kernels, numba
+from .._compiled import Kernels, numba, unsigned
 from .._conditions import CONTROL
 
 #: The FDR below which a gene is called differentially expressed (cell-eval's default).
@@ -136,7 +136,7 @@ def by_gene(X) -> ByGene | None:
         return None
     if sparse.issparse(X) and X.format == "csr":
         data = X.data if X.data.dtype in (np.float32, np.float64) else X.data.astype(np.float64)
-        indptr, rows, values = _KERNELS["columns"](X.indptr, X.indices, data, X.shape[1], _row_blocks(X.indptr))
+        indptr, rows, values = _KERNELS["columns"](X.indptr, unsigned(X.indices), data, X.shape[1], _row_blocks(X.indptr))
     else:
         csc = sparse.csc_matrix(X, dtype=np.float64, copy=True)
         csc.eliminate_zeros()  # the kernel counts zeros from the sizes; a stored zero would count twice

@@ -164,6 +164,7 @@ def write_figures(
     groups = _shares(names, workers or min(cores(), 4))
     if len(groups) < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return _write(run, names, formats, dpi)
+    _import_matplotlib()  # once, here: each child would take a second to import it again
     _FORKED = run  # the children start as copies of this process, with the tables read so far
     try:
         with ProcessPoolExecutor(len(groups) - 1, mp_context=multiprocessing.get_context("fork")) as pool:
@@ -202,6 +203,13 @@ def _shares(names: list[str], n: int) -> list[list[str]]:
         groups[lightest] += unit
         load[lightest] += cost(unit)
     return [group for group in groups if group]
+
+
+def _import_matplotlib() -> None:
+    """matplotlib, with the canvases that write PNG and SVG."""
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.backends.backend_svg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
 
 
 def _write(run: RunFolder, names: list[str], formats, dpi: int) -> list[Path]:
