@@ -313,6 +313,30 @@ def test_bad_arguments():
         pseudobulk(make_cells(), chunk_size=0)
 
 
+@pytest.mark.parametrize("fmt", ["csr", "dense"])
+def test_add_rows_counts_the_non_finite_values_of_each_block_alone(fmt):
+    """The compiled kernel does not test each value: it counts them only where the sums show a NaN or inf. The
+    count must still be this block's alone, per condition, whether the sums or the values are looked at first."""
+    pytest.importorskip("numba", reason="the compiled kernel's way of counting is what this checks")
+    from linpert._pseudobulk._reduce import add_rows
+
+    rng = np.random.default_rng(5)
+    dense = rng.gamma(1.5, 1.0, (60, 8))
+    dense[[2, 2, 7, 30], [0, 5, 1, 3]] = [np.nan, np.inf, -np.inf, np.nan]
+    as_block = (lambda rows: sparse.csr_matrix(dense[rows])) if fmt == "csr" else (lambda rows: dense[rows])
+    codes = np.arange(60) % 3
+    codes[30] = -1  # a cell outside the view: its NaN counts for no condition
+    sums = np.zeros((3, 8))
+    # few conditions, many values: the sums are looked at first
+    np.testing.assert_array_equal(add_rows(as_block(np.arange(20)), codes[:20], sums), [0, 1, 2])
+    # the sums of condition 1 stay NaN; the next block adds no NaN of its own to it
+    np.testing.assert_array_equal(add_rows(as_block(np.arange(20, 40)), codes[20:40], sums), [0, 0, 0])
+    # as many conditions as cells, with few values each: the values are counted straight away
+    many = np.zeros((20, 8))
+    np.testing.assert_array_equal(add_rows(as_block(np.arange(20)), np.arange(20), many),
+                                  np.bincount([2, 2, 7], minlength=20))
+
+
 @pytest.mark.parametrize("layout", ["csr float32", "csr int64 indptr", "dense float64", "csr float64 with nan"])
 def test_the_compiled_reducer_and_its_numpy_twin_add_the_same_sums(layout, monkeypatch):
     """Every pseudobulk path (in memory, from a file, on Dask) adds blocks with linpert._reduce.add_rows."""

@@ -102,8 +102,18 @@ def _add_compiled(block, codes: np.ndarray, sums: np.ndarray) -> np.ndarray:
         _KERNELS["csr"](block.indptr, unsigned(block.indices), block.data, rows, codes, starts, sums)
     else:
         _KERNELS["dense"](np.ascontiguousarray(block), rows, codes, starts, sums)
-    if np.isfinite(sums).all():  # a non-finite value leaves its sum non-finite: only then are they counted
-        return np.zeros(len(sums), dtype=np.int64)
+    return _non_finite_added(block, codes, sums)
+
+
+def _non_finite_added(block, codes: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """The non-finite values just added, per condition. A NaN or inf leaves its condition's sums non-finite, so
+    where the sums of the conditions present are fewer than the block's values, they are looked at first, and the
+    values are counted only when one of them is not finite."""
+    present = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(sums)))
+    n_values = block.nnz if sparse.issparse(block) else block.size
+    if len(present) * sums.shape[1] < n_values:
+        if np.isfinite(sums if len(present) == len(sums) else sums[present]).all():
+            return np.zeros(len(sums), dtype=np.int64)
     return _non_finite(block, codes, len(sums))
 
 
