@@ -258,6 +258,26 @@ def test_write_figures_writes_what_applies(runs):
         plot.write_figures(runs["single"], formats=("gif",))
 
 
+def test_figures_and_a_report_inside_the_run_folder_are_reused_while_nothing_changes(runs, tmp_path, capsys):
+    """linpert run writes its report into the run folder, after the figures: that must not make them look stale."""
+    from linpert.cli import _figures_and_report
+
+    folder = shutil.copytree(runs["double"].root, tmp_path / "run")
+    shutil.rmtree(folder / "figures", ignore_errors=True)
+    _figures_and_report([folder], folder / "report.html", title="t")
+    drawn = {p: p.stat().st_mtime_ns for p in [folder / "report.html", *(folder / "figures").iterdir()]}
+    assert len(drawn) == 2 * len(DOUBLE_FIGURES) + 1
+    capsys.readouterr()
+    _figures_and_report([folder], folder / "report.html", title="t")
+    assert f"Reused 0 finished cells, {len(DOUBLE_FIGURES)} figures and the report" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in drawn} == drawn
+    # drawn again, a figure is the same bytes in either format (SVG ids from a fixed salt): nothing to rewrite
+    (folder / "results.parquet").touch()
+    plot.write_figures(folder)
+    assert {p: p.stat().st_mtime_ns for p in drawn if p.parent.name == "figures"} == \
+        {p: t for p, t in drawn.items() if p.parent.name == "figures"}
+
+
 def test_a_folder_that_is_no_run_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a finished linpert run folder"):
         plot.beeswarm_l2(tmp_path)

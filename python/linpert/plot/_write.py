@@ -106,9 +106,12 @@ def figures(
 
 def figure_bytes(fig, fmt: str, *, dpi: int = 150) -> bytes:
     """A figure rendered to ``png``/``svg``/``pdf`` bytes (metadata without dates, so output is reproducible)."""
+    import matplotlib
+
     buffer = io.BytesIO()
     metadata = {"Software": None} if fmt == "png" else {"Date": None} if fmt in ("svg", "pdf") else None
-    fig.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata, facecolor="white")
+    with matplotlib.rc_context({"svg.hashsalt": "linpert"}):  # SVG ids from a fixed salt, not a random one
+        fig.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata, facecolor="white")
     return buffer.getvalue()
 
 
@@ -118,8 +121,13 @@ def figures_current(run_folder: RunFolder | str | os.PathLike, *, formats: tuple
     files = [run.root / "figures" / f"{name}.{fmt}" for name in figure_names(run) for fmt in formats]
     if not all(f.is_file() for f in files):
         return False
-    sources = [p for p in run.root.iterdir() if p.name not in ("figures", "run.lock")]
+    sources = [p for p in run.root.iterdir() if p.name not in _NOT_SOURCES]
     return min(f.stat().st_mtime_ns for f in files) >= newest_change(sources)
+
+
+#: What a run folder holds that no figure is drawn from: the figures, the lock of a run in progress, and the report
+#: that ``linpert run`` writes beside the tables (it shows the figures, and is written after them).
+_NOT_SOURCES = ("figures", "run.lock", "report.html")
 
 
 def write_figures(
