@@ -132,6 +132,7 @@ def _demo(args) -> int:
 def _run(args) -> int:
     from . import benchmark
     from .models import resolve_models, split_model_specs
+    from .plot import start_figures
 
     data, name, cells = _load(args.data, condition_key=args.condition_key, progress=not args.quiet,
                               scheduler=args.scheduler)
@@ -141,6 +142,7 @@ def _run(args) -> int:
     models = resolve_models(split_model_specs(args.models or DEFAULT_MODELS[split]))
     if cells is not None:
         _give_cells(models, cells)
+    started = {}
     result = benchmark.run(
         data,
         split=split,
@@ -154,10 +156,11 @@ def _run(args) -> int:
         locfdr_args=_locfdr_options(args.locfdr),
         metrics=_metric_names(args.metrics),
         cells=cells,
+        on_scored=lambda folder: started.update({folder: start_figures(folder)}),
     )
     _print_summary(result)
     _figures_and_report([result.out], result.out / "report.html", title=f"linpert: {name}, {split} split",
-                        reused=result.reused)
+                        reused=result.reused, started=started)
     return 0
 
 
@@ -254,10 +257,12 @@ def _simulated_pseudobulk(preset: str, seed: int, *, progress: bool):
     return data
 
 
-def _figures_and_report(folders: list[Path], report: Path, *, title: str, reused: int = 0) -> None:
+def _figures_and_report(folders: list[Path], report: Path, *, title: str, reused: int = 0,
+                        started: dict | None = None) -> None:
     """Draw the paper's figures for each run folder and gather everything into one HTML report.
 
-    What is newer than everything it shows is kept, and one line says what was reused.
+    What is newer than everything it shows is kept, and one line says what was reused. ``started``: per folder, the
+    figures :func:`linpert.plot.start_figures` began drawing during the run (or None).
     """
     from ._io import newest_change
     from .plot import figure_names, write_figures
@@ -266,10 +271,11 @@ def _figures_and_report(folders: list[Path], report: Path, *, title: str, reused
 
     kept = []
     for folder in folders:
-        if figures_current(folder):
+        begun = (started or {}).get(folder)
+        if begun is None and figures_current(folder):
             kept += figure_names(folder)
         else:
-            write_figures(folder)
+            write_figures(folder, started=begun)
     report_current = report.is_file() and report.stat().st_mtime_ns >= newest_change(folders)
     if not report_current:
         write_report(folders, report, title=title)

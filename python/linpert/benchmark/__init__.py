@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
@@ -91,6 +91,7 @@ def run(
     metrics: Sequence[str] | None = None,
     cells: Any = None,
     scheduler: Any = None,
+    on_scored: Callable[[Path], Any] | None = None,
 ) -> BenchmarkResult:
     """Run the paper's benchmark on a pseudobulk.
 
@@ -138,6 +139,10 @@ def run(
         Run the grid's cells as tasks on a Dask cluster (``pip install 'linpert[dask]'``): the scheduler's address
         (``"tcp://host:8786"``) or a ``distributed.Client``. Workers write finished cells into ``out``, which must
         then be a folder they can all reach; the table is the same as without a scheduler.
+    on_scored
+        Called with the run folder once every score and its tables are written there, before the interaction
+        analysis (with ``out`` only). ``linpert run`` passes :func:`linpert.plot.start_figures`, so that the figures
+        of the scores are drawn while the interactions are called.
 
     Returns
     -------
@@ -169,7 +174,8 @@ def run(
     grid = [(seed, label, model) for seed in seeds for label, model in labelled]
     plan = _Plan(pb, split, splits, grid, readout, ctrl, dataset, n_genes)
     options = dict(common_only=common_only, progress=progress, interactions=interactions, scheduler=scheduler,
-                   locfdr_args=locfdr_args, metrics=resolve_metrics(metrics, cells=cells is not None), cells=cells)
+                   locfdr_args=locfdr_args, metrics=resolve_metrics(metrics, cells=cells is not None), cells=cells,
+                   on_scored=on_scored)
     if out is None:
         return _run_grid(plan, None, **options)
     config = _run_config(pb, split, dataset, n_genes, labelled)
@@ -198,7 +204,7 @@ class _Plan:
 
 
 def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, scheduler, locfdr_args,
-              metrics, cells) -> BenchmarkResult:
+              metrics, cells, on_scored=None) -> BenchmarkResult:
     """Fit, predict and score every cell of the grid not already in the store, then build and write the tables."""
     from ..metrics import scorecard
 
@@ -247,6 +253,8 @@ def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, schedu
         store.finish(results, timing, summary, card, restriction, forest, calibrated)
         store.save_observed(plan.observed)
         store.save_published(published, fidelity)
+        if on_scored is not None:
+            on_scored(store.root)
     calls, evaluation, note = _interaction_step(data, split, n_genes, predictions, store, interactions, locfdr_args)
     return BenchmarkResult(
         results, timing, summary, store.root if store else None, restriction, calls, evaluation, forest, failures,

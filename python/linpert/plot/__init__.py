@@ -1,7 +1,8 @@
 """The paper's figures, drawn from a benchmark run (matplotlib, Agg canvas; no pyplot state is touched).
 
 Each function takes the tables :func:`linpert.benchmark.run` writes, or the run folder itself, and returns a
-matplotlib Figure; :func:`write_figures` writes every figure that applies to a run to ``<run>/figures/``.
+matplotlib Figure; :func:`write_figures` writes every figure that applies to a run to ``<run>/figures/``
+(:func:`start_figures` begins those that need no interaction analysis early, in another process).
 
 * :func:`beeswarm_l2`, :func:`pearson_delta`: error per perturbation and model (Fig. 1a, 2a; ED Figs 2a, 8a).
 * :func:`observed_vs_predicted`: one perturbation up close (Fig. 1b).
@@ -39,7 +40,7 @@ from ._interactions import (
 )
 from ._run import RunFolder
 from ._style import display_name, model_colours
-from ._write import CAPTIONS, figure_bytes, figure_names, figures, write_figures
+from ._write import CAPTIONS, figure_bytes, figure_names, figures, start_figures, write_figures
 
 __all__ = [
     "CAPTIONS",
@@ -61,6 +62,7 @@ __all__ = [
     "precision_recall_roc",
     "ranking_curves",
     "resources",
+    "start_figures",
     "tpr_fdp",
     "write_figures",
 ]

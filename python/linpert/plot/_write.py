@@ -48,6 +48,11 @@ CAPTIONS = {
 }
 
 
+#: The figures drawn from the interaction analysis (``interactions/``); the others need only the scores.
+INTERACTION_FIGURES = ("interaction_classes", "locfdr_histogram", "tpr_fdp", "precision_recall_roc",
+                       "deviation_scatter")
+
+
 def _plans(run: RunFolder) -> list[tuple[str, Callable[[], object]]]:
     """The figures that apply to this run, each as (name, a function drawing it)."""
     plans = [("l2_beeswarm", lambda: beeswarm_l2(run))]
@@ -115,14 +120,20 @@ def figure_bytes(fig, fmt: str, *, dpi: int = 150) -> bytes:
     return buffer.getvalue()
 
 
-def figures_current(run_folder: RunFolder | str | os.PathLike, *, formats: tuple[str, ...] = ("png", "svg")) -> bool:
-    """Whether every figure that applies to a run is written and newer than everything in the run it is drawn from."""
+def figures_current(run_folder: RunFolder | str | os.PathLike, *, formats: tuple[str, ...] = ("png", "svg"),
+                    names: Iterable[str] | None = None) -> bool:
+    """Whether every figure that applies to a run (or those of ``names``) is written and newer than everything in the
+    run it is drawn from: the interaction figures than everything, the others than everything but ``interactions/``."""
     run = as_run(run_folder)
-    files = [run.root / "figures" / f"{name}.{fmt}" for name in figure_names(run) for fmt in formats]
-    if not all(f.is_file() for f in files):
-        return False
     sources = [p for p in run.root.iterdir() if p.name not in _NOT_SOURCES]
-    return min(f.stat().st_mtime_ns for f in files) >= newest_change(sources)
+    newest = {True: newest_change(sources), False: newest_change([p for p in sources if p.name != "interactions"])}
+    for name in figure_names(run) if names is None else names:
+        files = [run.root / "figures" / f"{name}.{fmt}" for fmt in formats]
+        if not all(f.is_file() for f in files):
+            return False
+        if min(f.stat().st_mtime_ns for f in files) < newest[name in INTERACTION_FIGURES]:
+            return False
+    return True
 
 
 #: What a run folder holds that no figure is drawn from: the figures, the lock of a run in progress, and the report
@@ -132,7 +143,7 @@ _NOT_SOURCES = ("figures", "run.lock", "report.html")
 
 def write_figures(
     run_folder: RunFolder | str | os.PathLike, *, formats: tuple[str, ...] = ("png", "svg"), dpi: int = 150,
-    workers: int | None = None,
+    workers: int | None = None, started: Started | None = None,
 ) -> list[Path]:
     """Write every figure that applies to a run to ``<run_folder>/figures/<name>.<format>``, atomically.
 
@@ -149,6 +160,9 @@ def write_figures(
     workers
         Processes that draw at once (default: one per core, at most 4). Drawing is CPU-bound Python, so the figures
         are shared out between forked processes; where ``fork`` is unavailable they are drawn one by one.
+    started
+        What :func:`start_figures` began drawing earlier, with the same ``formats`` and ``dpi``: those figures are not
+        drawn again, and their process is waited for.
 
     Returns
     -------
@@ -160,16 +174,70 @@ def write_figures(
     >>> from linpert.plot import write_figures
     >>> paths = write_figures("linpert-results/demo/double")  # doctest: +SKIP
     """
+    run = as_run(run_folder)
+    _check_formats(formats)
+    names = [name for name in figure_names(run) if started is None or name not in started.names]
+    written = _write_shared(run, names, formats, dpi, workers or min(cores(), 4))
+    if started is not None:
+        written += started.wait()
+    order = {name: i for i, name in enumerate(figure_names(run))}
+    return sorted(written, key=lambda path: (order.get(path.stem, len(order)), path.suffix))
+
+
+def start_figures(
+    run_folder: RunFolder | str | os.PathLike, *, formats: tuple[str, ...] = ("png", "svg"), dpi: int = 150,
+) -> Started | None:
+    """Begin drawing, in a forked process, the figures of a run that need no interaction analysis, unless they are
+    current; the caller goes on meanwhile. ``linpert run`` starts them once the scores are written, so that they are
+    drawn on the core the interaction analysis leaves idle.
+
+    Returns what was started, for :func:`write_figures` (``started=``) to draw the rest and wait for; None where
+    nothing was (no ``fork`` on this platform, or nothing to draw).
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    _check_formats(formats)
+    run = as_run(run_folder)
+    names = [name for name in figure_names(run) if name not in INTERACTION_FIGURES]
+    if not names or figures_current(run, formats=formats, names=names):
+        return None
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    return Started(names, pool, pool.submit(_write_folder, str(run.root), names, formats, dpi))
+
+
+class Started:
+    """Figures that :func:`start_figures` is drawing in a forked process."""
+
+    def __init__(self, names: list[str], pool, future) -> None:
+        self.names, self._pool, self._future = names, pool, future
+
+    def wait(self) -> list[Path]:
+        """The files written, once the process is done; its warnings are raised here."""
+        try:
+            paths, said = self._future.result()
+        finally:
+            self._pool.shutdown()
+        for message, category in said:
+            warnings.warn(message, category, stacklevel=3)
+        return paths
+
+
+def _check_formats(formats) -> None:
+    unknown = [f for f in formats if f not in ("png", "svg", "pdf")]
+    if unknown:
+        raise ValueError(f"Unknown figure format(s) {unknown}; use 'png', 'svg' or 'pdf'.")
+
+
+def _write_shared(run: RunFolder, names: list[str], formats, dpi: int, workers: int) -> list[Path]:
+    """Draw and write the named figures, shared out between this process and forked children."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     global _FORKED
-    run = as_run(run_folder)
-    unknown = [f for f in formats if f not in ("png", "svg", "pdf")]
-    if unknown:
-        raise ValueError(f"Unknown figure format(s) {unknown}; use 'png', 'svg' or 'pdf'.")
-    names = figure_names(run)
-    groups = _shares(names, workers or min(cores(), 4))
+    groups = _shares(names, workers)
     if len(groups) < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return _write(run, names, formats, dpi)
     _import_matplotlib()  # once, here: each child would take a second to import it again
@@ -182,11 +250,10 @@ def write_figures(
                 paths, said = child.result()
                 written += paths
                 for message, category in said:
-                    warnings.warn(message, category, stacklevel=2)
+                    warnings.warn(message, category, stacklevel=3)
     finally:
         _FORKED = None
-    order = {name: i for i, name in enumerate(names)}
-    return sorted(written, key=lambda path: (order.get(path.stem, len(order)), path.suffix))
+    return written
 
 
 #: Seconds each figure took to draw and write as PNG and SVG on a Norman-sized run (the rest take about 0.4), to share
@@ -237,3 +304,10 @@ def _write_forked(names: list[str], formats, dpi: int) -> tuple[list[Path], list
         warnings.simplefilter("always")
         written = _write(_FORKED, names, formats, dpi)
     return written, [(str(w.message), w.category) for w in caught]
+
+
+def _write_folder(root: str, names: list[str], formats, dpi: int) -> tuple[list[Path], list[tuple[str, type]]]:
+    """:func:`_write_forked` from the run folder as the child finds it (the parent goes on writing to it)."""
+    global _FORKED
+    _FORKED = RunFolder(root)
+    return _write_forked(names, formats, dpi)
