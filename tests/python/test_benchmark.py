@@ -131,8 +131,11 @@ def test_double_benchmark_scores_interactions_and_writes_them(pseudobulk, tmp_pa
 
     pb = with_planted_interactions(pseudobulk)
     out = tmp_path / "run"
+    seen = []  # on_scored comes once the scores are written, before the interaction analysis (the CLI draws then)
     result = benchmark.run(pb, split="double", seeds=[1, 2], models=["no_change", "additive"], out=out, n_genes=100,
-                           progress=False, interactions=True)
+                           progress=False, interactions=True, on_scored=lambda folder: seen.append(
+                               (folder, (folder / "results.parquet").is_file(), (folder / "interactions").exists())))
+    assert seen == [(out, True, False)]
     calls = result.interaction_calls
     assert len(calls.table) == 20 * 100  # every double (not only the scored ones) × read-out genes
     assert calls.n_interactions >= 5  # the planted deviations on read-out genes

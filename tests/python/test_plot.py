@@ -278,6 +278,23 @@ def test_figures_and_a_report_inside_the_run_folder_are_reused_while_nothing_cha
         {p: t for p, t in drawn.items() if p.parent.name == "figures"}
 
 
+def test_figures_started_early_are_drawn_once_and_waited_for(runs, tmp_path):
+    """linpert run starts the figures of the scores before the interaction analysis; write_figures draws the rest."""
+    folder = shutil.copytree(runs["double"].root, tmp_path / "run")
+    shutil.rmtree(folder / "figures", ignore_errors=True)
+    started = plot.start_figures(folder)
+    early = DOUBLE_FIGURES - set(plot._write.INTERACTION_FIGURES)
+    assert set(started.names) == early
+    paths = plot.write_figures(folder, started=started)
+    assert sorted(p.name for p in paths) == sorted(f"{n}.{f}" for n in DOUBLE_FIGURES for f in ("png", "svg"))
+    assert sorted(p.name for p in (folder / "figures").iterdir()) == sorted(p.name for p in paths)
+    assert plot.start_figures(folder) is None  # nothing to start while they are current
+    # new interaction tables make only the interaction figures stale
+    (folder / "interactions" / "auc.csv").write_text((folder / "interactions" / "auc.csv").read_text())
+    assert plot._write.figures_current(folder, names=sorted(early))
+    assert not plot._write.figures_current(folder)
+
+
 def test_a_folder_that_is_no_run_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a finished linpert run folder"):
         plot.beeswarm_l2(tmp_path)
