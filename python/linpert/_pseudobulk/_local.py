@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ from .._compiled import numba
 from .._config import cores
 from .._conditions import CONTROL, canonical_names, condition_table, require_control
 from .._io import describe_file, is_hdf5
+from ._raw import RawArray
 from ._reduce import _compact, add_rows, condition_runs, indicator
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -94,6 +95,13 @@ class _Source:
     element: Any = None  # h5py Dataset (dense) or Group (sparse) in an open file
     rows: np.ndarray | None = None  # positions of the cells in the file, for a view of a backed AnnData
     columns: np.ndarray | None = None  # positions of the genes in the file, for a view of a backed AnnData
+    stored: dict = field(default_factory=dict, repr=False)  # name -> RawArray or None, see raw()
+
+    def raw(self, name: str) -> RawArray | None:
+        """Where the sparse element's array ``name`` lies in the file, for os.preadv (None: h5py reads it)."""
+        if name not in self.stored:
+            self.stored[name] = RawArray.of(self.element[name])
+        return self.stored[name]
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -538,7 +546,7 @@ def _read_rows(source: _Source, start: int, stop: int, buffers: _Buffers):
     if isinstance(source.element, _h5py().Dataset):
         return source.element[start:stop]
     shape = (stop - start, source.shape[1])
-    return _read_compressed(source.element, start, stop, sparse.csr_matrix, shape, buffers)
+    return _read_compressed(source, start, stop, sparse.csr_matrix, shape, buffers)
 
 
 def _read_columns(source: _Source, start: int, stop: int, buffers: _Buffers):
@@ -546,19 +554,24 @@ def _read_columns(source: _Source, start: int, stop: int, buffers: _Buffers):
     if source.matrix is not None:
         return source.matrix[:, start:stop]
     shape = (source.shape[0], stop - start)
-    return _read_compressed(source.element, start, stop, sparse.csc_matrix, shape, buffers)
+    return _read_compressed(source, start, stop, sparse.csc_matrix, shape, buffers)
 
 
-def _read_compressed(group, start: int, stop: int, kind, shape: tuple[int, int], buffers: _Buffers):
+def _read_compressed(source: _Source, start: int, stop: int, kind, shape: tuple[int, int], buffers: _Buffers):
     """Rows (CSR) or columns (CSC) ``start:stop`` straight from the file's ``indptr``, ``indices`` and ``data``."""
+    group = source.element
     indptr = group["indptr"][start : stop + 1]
     lo, hi = int(indptr[0]), int(indptr[-1])
-    arrays = []
-    for name in ("data", "indices"):
-        out = buffers.get(name, hi - lo, group[name].dtype)
-        if hi > lo:
+    arrays = [buffers.get(name, hi - lo, group[name].dtype) for name in ("data", "indices")]
+    raw = [source.raw(name) for name in ("data", "indices")]
+    if hi > lo and None in raw:
+        for name, out in zip(("data", "indices"), arrays):
             group[name].read_direct(out, np.s_[lo:hi])
-        arrays.append(out)
+    elif hi > lo:  # stored raw: the values and the indices read at once, on two cores
+        with ThreadPoolExecutor(1) as helper:
+            indices = helper.submit(raw[1].read, lo, hi, arrays[1])
+            raw[0].read(lo, hi, arrays[0])
+            indices.result()
     return _compact(kind((*arrays, indptr - lo), shape=shape))
 
 
