@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -75,6 +76,11 @@ def parse_condition(name: str, *, sep: str = "+") -> Condition:
     """
     if not isinstance(name, str):
         raise TypeError(f"A condition name must be a string, got {type(name).__name__}: {name!r}.")
+    return _parse(name, sep)
+
+
+@lru_cache(maxsize=2**16)  # a Condition is immutable; every fit and every table parses the same few hundred names
+def _parse(name: str, sep: str) -> Condition:
     tokens = [t.strip() for t in name.strip().split(sep)]
     if not tokens or any(t == "" for t in tokens):
         raise ValueError(

@@ -261,7 +261,7 @@ class LinearModel(PerturbationModel):
             self._pert_table = pca if spec == "pca" else None
             self._pert_dim, self._pert_source = k, spec
         if self._pert_table is not None:  # plain lookups: pandas indexing per condition is slow
-            self._pert_rows = {gene: i for i, gene in enumerate(self._pert_table.index)}
+            self._pert_rows = dict(zip(self._pert_table.index.tolist(), range(len(self._pert_table))))
             self._pert_values = self._pert_table.to_numpy(dtype=np.float64)
 
     def _gene_matrix(self, spec, data: TrainingData, pca: pd.DataFrame | None, k: int) -> np.ndarray:
