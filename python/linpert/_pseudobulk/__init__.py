@@ -7,6 +7,7 @@ condition's cells (spec §1; a mean, not a sum, and no re-normalisation). The la
   kernel where numba is installed, a sparse indicator product otherwise) with its non-finite count;
 * :mod:`._local`: the sources (an in-memory matrix; a backed ``.h5ad`` read chunk by chunk, the next chunk read while
   this one is reduced), the checks of values and labels, and the result's assembly;
+* :mod:`._raw`: a file's arrays read with ``os.preadv`` where HDF5 stores them as plain bytes (h5py reads the rest);
 * :mod:`._dask`: the reducer as Dask tasks over lazily read data, added in a tree;
 * :mod:`._genes`: every cell on a few genes, read from a file chunk by chunk (the read-out genes' cells).
 
