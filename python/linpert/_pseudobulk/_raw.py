@@ -19,10 +19,10 @@ _MAX_CHUNKS = 100_000
 
 
 class RawArray:
-    """Where the values of a raw 1-D dataset lie in its file: ``starts[i]`` (an element) at byte ``offsets[i]``."""
+    """Where the values of a raw 1-D dataset lie in its file: those from ``i * step`` on begin at byte ``offsets[i]``."""
 
-    def __init__(self, path: str, dtype: np.dtype, size: int, starts: np.ndarray, offsets: np.ndarray) -> None:
-        self.path, self.dtype, self.size, self.starts, self.offsets = path, dtype, size, starts, offsets
+    def __init__(self, path: str, dtype: np.dtype, size: int, step: int, offsets: np.ndarray) -> None:
+        self.path, self.dtype, self.size, self.step, self.offsets = path, dtype, size, step, offsets
 
     @classmethod
     def of(cls, dataset) -> RawArray | None:
@@ -38,22 +38,20 @@ class RawArray:
             return None
         layout = plist.get_layout()
         if layout == h5py.h5d.CONTIGUOUS:
-            offset = dataset.id.get_offset()
+            step, offset = dataset.size, dataset.id.get_offset()
             pieces = [] if offset is None else [(0, offset)]
         elif layout == h5py.h5d.CHUNKED and hasattr(dataset.id, "chunk_iter"):
-            pieces = []
-            if -(-dataset.size // dataset.chunks[0]) <= _MAX_CHUNKS:
+            step, pieces = dataset.chunks[0], []
+            if -(-dataset.size // step) <= _MAX_CHUNKS:
                 dataset.id.chunk_iter(lambda info: pieces.append((info.chunk_offset[0], info.byte_offset)))
         else:
             return None
-        step = dataset.size if layout == h5py.h5d.CONTIGUOUS else dataset.chunks[0]
-        if len(pieces) != -(-dataset.size // step):  # a chunk never written holds fill values the file does not store
-            return None
         pieces.sort()
-        starts, offsets = (np.array(column, dtype=np.int64) for column in zip(*pieces))
-        if not np.array_equal(starts, np.arange(len(starts), dtype=np.int64) * step):
+        # every chunk written, one per step (a chunk never written holds fill values the file does not store)
+        if [start for start, _ in pieces] != list(range(0, dataset.size, step)):
             return None
-        return cls(dataset.file.filename, dataset.dtype, dataset.size, starts, offsets)
+        offsets = np.array([offset for _, offset in pieces], dtype=np.int64)
+        return cls(dataset.file.filename, dataset.dtype, dataset.size, step, offsets)
 
     def read(self, lo: int, hi: int, out: np.ndarray) -> None:
         """Values ``lo:hi`` into ``out`` (a contiguous array of the dataset's type, at least ``hi - lo`` long)."""
@@ -63,13 +61,12 @@ class RawArray:
         itemsize = self.dtype.itemsize
         fd = os.open(self.path, os.O_RDONLY)
         try:
-            piece = int(np.searchsorted(self.starts, lo, side="right")) - 1
             at = lo
             while at < hi:
-                end = hi if piece + 1 == len(self.starts) else min(hi, int(self.starts[piece + 1]))
+                piece, end = at // self.step, min(hi, (at // self.step + 1) * self.step)
                 _read_fully(fd, target[(at - lo) * itemsize : (end - lo) * itemsize],
-                            int(self.offsets[piece]) + (at - int(self.starts[piece])) * itemsize)
-                at, piece = end, piece + 1
+                            int(self.offsets[piece]) + (at - piece * self.step) * itemsize)
+                at = end
         finally:
             os.close(fd)
 

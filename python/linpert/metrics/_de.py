@@ -136,7 +136,8 @@ def by_gene(X) -> ByGene | None:
         return None
     if sparse.issparse(X) and X.format == "csr":
         data = X.data if X.data.dtype in (np.float32, np.float64) else X.data.astype(np.float64)
-        indptr, rows, values = _KERNELS["columns"](X.indptr, unsigned(X.indices), data, X.shape[1], _row_blocks(X.indptr))
+        indices = unsigned(X.indices)
+        indptr, rows, values = _KERNELS["columns"](X.indptr, indices, data, X.shape[1], _row_blocks(X.indptr))
     else:
         csc = sparse.csc_matrix(X, dtype=np.float64, copy=True)
         csc.eliminate_zeros()  # the kernel counts zeros from the sizes; a stored zero would count twice

@@ -176,11 +176,12 @@ def write_figures(
     """
     run = as_run(run_folder)
     _check_formats(formats)
-    names = [name for name in figure_names(run) if started is None or name not in started.names]
-    written = _write_shared(run, names, formats, dpi, workers or min(cores(), 4))
+    names = figure_names(run)
+    left = [name for name in names if started is None or name not in started.names]
+    written = _write_shared(run, left, formats, dpi, workers or min(cores(), 4))
     if started is not None:
         written += started.wait()
-    order = {name: i for i, name in enumerate(figure_names(run))}
+    order = {name: i for i, name in enumerate(names)}
     return sorted(written, key=lambda path: (order.get(path.stem, len(order)), path.suffix))
 
 
