@@ -19,7 +19,7 @@ _MAX_CHUNKS = 100_000
 
 
 class RawArray:
-    """Where the values of a raw 1-D dataset lie in its file: those from ``i * step`` on begin at byte ``offsets[i]``."""
+    """Where a raw 1-D dataset's values lie in its file: those from ``i * step`` on begin at byte ``offsets[i]``."""
 
     def __init__(self, path: str, dtype: np.dtype, size: int, step: int, offsets: np.ndarray) -> None:
         self.path, self.dtype, self.size, self.step, self.offsets = path, dtype, size, step, offsets
