@@ -197,6 +197,10 @@ def _settings(run) -> str:
         ("scored rows", len(run.results)),
         ("folder", str(run.root.resolve())),
     ]
+    dropped = config.get("dropped_conditions")
+    if dropped:
+        rows.append(("conditions dropped on loading", f"{len(dropped['names'])}, {dropped['reason']}: "
+                                                      f"{', '.join(dropped['names'])}"))
     rows += [(f"model {label}", spec) for label, spec in config.get("models", {}).items()]
     body = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in rows)
     return f'<table class="settings">{body}</table>'

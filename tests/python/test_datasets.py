@@ -27,7 +27,7 @@ from linpert.datasets import _registry
 from linpert.datasets._download import download, verify_cached
 from linpert.datasets._readers import SCFOUNDATION_NORMAN_FILE
 
-from test_readers import gears_cells, norman_cells
+from test_readers import gears_cells, norman_cells, write_go_files
 
 
 @dataclass
@@ -343,14 +343,23 @@ def _means(cells: ad.AnnData, condition: str) -> np.ndarray:
     return cells.X[rows].toarray().astype(np.float64).mean(0)
 
 
+def _serve_go_files(server, tmp_path, genes) -> None:
+    write_go_files(tmp_path / "go", genes)
+    for name in ("gene2go_all.pkl", "essential_all_data_pert_genes.pkl"):
+        server.serve(f"/{name}", (tmp_path / "go" / name).read_bytes())
+
+
 def test_adamson_download_pseudobulk_and_cache_hit(server, tmp_path, monkeypatch, count_pseudobulk):
-    cells = gears_cells(["ctrl", "B+ctrl", "A+ctrl"], n_per=4, seed=3)
+    cells = gears_cells(["ctrl", "B+ctrl", "A+ctrl", "NOGO+ctrl"], n_per=4, seed=3)
     server.serve("/adamson.zip", _zip({"adamson/perturb_processed.h5ad": _h5ad_bytes(cells, tmp_path)}))
+    _serve_go_files(server, tmp_path, ["A", "B"])
     monkeypatch.setenv("LINPERT_MIRROR", server.url)
     cache = tmp_path / "cache"
 
-    pb = datasets.adamson(cache_dir=cache, progress=False)
+    with pytest.warns(UserWarning, match=r"adamson: dropped 1 condition as the paper did \(not in GEARS' GO graph"):
+        pb = datasets.adamson(cache_dir=cache, progress=False)
     assert pb.obs_names.tolist() == ["ctrl", "A+ctrl", "B+ctrl"]
+    assert pb.uns["linpert"]["dropped_conditions"] == ["NOGO+ctrl"]
     assert pb.var_names.tolist() == [f"G{j}" for j in range(6)]
     for name in pb.obs_names:
         np.testing.assert_allclose(pb[name].X[0], _means(cells, name), rtol=1e-12)
@@ -360,27 +369,35 @@ def test_adamson_download_pseudobulk_and_cache_hit(server, tmp_path, monkeypatch
     assert pb.uns["linpert"]["cache"]["raw_sha256"] == hashlib.sha256(raw.read_bytes()).hexdigest()
     assert _leftovers(cache) == [
         "adamson.pseudobulk.h5ad",
+        "essential_all_data_pert_genes.pkl",
+        "essential_all_data_pert_genes.pkl.manifest.json",
+        "gene2go_all.pkl",
+        "gene2go_all.pkl.manifest.json",
         "perturb_processed.h5ad",
         "perturb_processed.h5ad.manifest.json",
     ]
-    assert len(server.requests) == 1 and len(count_pseudobulk) == 1
+    assert len(server.requests) == 3 and len(count_pseudobulk) == 1
 
-    again = datasets.adamson(cache_dir=cache, progress=False)  # no request, no pseudobulk: read from the cache
-    assert len(server.requests) == 1 and len(count_pseudobulk) == 1
+    with pytest.warns(UserWarning, match="dropped 1"):
+        again = datasets.adamson(cache_dir=cache, progress=False)  # no request, no pseudobulk: read from the cache
+    assert len(server.requests) == 3 and len(count_pseudobulk) == 1
     np.testing.assert_array_equal(again.X, pb.X)
 
     monkeypatch.setattr(_registry, "_pseudobulk_version", lambda: "a newer pseudobulk")
-    datasets.adamson(cache_dir=cache, progress=False)  # a new pseudobulk version invalidates the cache
-    assert len(server.requests) == 1 and len(count_pseudobulk) == 2
+    with pytest.warns(UserWarning, match="dropped 1"):
+        datasets.adamson(cache_dir=cache, progress=False)  # a new pseudobulk version invalidates the cache
+    assert len(server.requests) == 3 and len(count_pseudobulk) == 2
 
-    backed = datasets.adamson(level="cells", cache_dir=cache)
+    with pytest.warns(UserWarning, match="dropped 1"):
+        backed = datasets.adamson(level="cells", cache_dir=cache)
     try:
         assert backed.isbacked and backed.n_obs == 12
     finally:
         backed.file.close()
-    loaded = datasets.adamson(level="cells", cache_dir=cache, backed=False)
-    np.testing.assert_array_equal(loaded.X.toarray(), cells.X.toarray())
-    assert len(server.requests) == 1
+    with pytest.warns(UserWarning, match="dropped 1"):
+        loaded = datasets.adamson(level="cells", cache_dir=cache, backed=False)
+    np.testing.assert_array_equal(loaded.X.toarray(), cells.X[:12].toarray())
+    assert len(server.requests) == 3
 
 
 def test_a_changed_raw_file_invalidates_the_pseudobulk(server, tmp_path, monkeypatch, count_pseudobulk):
@@ -389,6 +406,7 @@ def test_a_changed_raw_file_invalidates_the_pseudobulk(server, tmp_path, monkeyp
     first = gears_cells(["ctrl", "A+ctrl"], seed=1)
     (cache / "replogle_k562_essential").mkdir(parents=True)
     first.write_h5ad(cache / "replogle_k562_essential" / "perturb_processed.h5ad")  # put there by hand
+    write_go_files(cache, ["A"])
     pb = datasets.replogle_k562(cache_dir=cache, progress=False)
     np.testing.assert_allclose(pb["A+ctrl"].X[0], _means(first, "A+ctrl"), rtol=1e-12)
     assert server.requests == []  # adopted, not downloaded
@@ -456,6 +474,7 @@ def test_a_damaged_pseudobulk_cache_is_rebuilt(tmp_path, count_pseudobulk):
     cells = gears_cells(["ctrl", "A+ctrl"], seed=4)
     (tmp_path / "adamson").mkdir()
     cells.write_h5ad(tmp_path / "adamson" / "perturb_processed.h5ad")
+    write_go_files(tmp_path, ["A"])
     datasets.adamson(cache_dir=tmp_path, progress=False)
     (tmp_path / "adamson" / "adamson.pseudobulk.h5ad").write_bytes(b"half a file")
     pb = datasets.adamson(cache_dir=tmp_path, progress=False)

@@ -49,12 +49,23 @@ def norman_cells(*, gene_name: bool = False) -> ad.AnnData:
     return cells
 
 
+def write_go_files(folder, genes, *, without_go=("NOGO",)) -> None:
+    """GEARS' two GO files: ``genes`` can be perturbed; ``without_go`` are essential genes that have no GO terms."""
+    import pickle
+
+    folder.mkdir(parents=True, exist_ok=True)
+    gene2go = {gene: {f"GO:{i:07d}"} for i, gene in enumerate(genes)} | {"ONLYGO": {"GO:9999999"}}
+    (folder / "gene2go_all.pkl").write_bytes(pickle.dumps(gene2go))
+    (folder / "essential_all_data_pert_genes.pkl").write_bytes(pickle.dumps([*genes, *without_go]))
+
+
 @pytest.fixture
 def gears_folder(tmp_path):
     folder = tmp_path / "adamson"
     folder.mkdir()
     cells = gears_cells(["ctrl", "A+ctrl", "B+ctrl"])
     cells.write_h5ad(folder / "perturb_processed.h5ad")
+    write_go_files(tmp_path, ["A", "B"])
     return folder, cells
 
 
@@ -71,6 +82,40 @@ def test_read_gears_folder_file_and_backed(gears_folder):
         np.testing.assert_array_equal(backed.X[2:5].toarray(), cells.X[2:5].toarray())
     finally:
         backed.file.close()
+
+
+GEARS_CONDITIONS = ["ctrl", "A+ctrl", "ctrl+B", "A+B", "B+C", "NOGO+ctrl", "ONLYGO+ctrl", "A+NOGO", "Z+ctrl"]
+GEARS_KEEPS = ["ctrl", "A+ctrl", "ctrl+B", "A+B", "B+C"]  # by GEARS 0.1.2's filter_pert_in_go, worked by hand
+
+
+def test_read_gears_keeps_what_gears_keeps_and_says_what_it_dropped(tmp_path):
+    folder = tmp_path / "data" / "screen"
+    folder.mkdir(parents=True)
+    cells = gears_cells(GEARS_CONDITIONS, n_per=2)
+    cells.write_h5ad(folder / "perturb_processed.h5ad")
+    write_go_files(tmp_path / "data", ["A", "B", "C"])
+    dropped = ["NOGO+ctrl", "ONLYGO+ctrl", "A+NOGO", "Z+ctrl"]
+    with pytest.warns(UserWarning, match=r"screen: dropped 4 conditions not in GEARS' GO graph.*NOGO\+ctrl"):
+        got = read_gears(folder)
+    assert got.obs["condition"].unique().tolist() == GEARS_KEEPS
+    assert got.uns["linpert"]["dropped_conditions"] == dropped
+    assert "essential_all_data_pert_genes.pkl" in got.uns["linpert"]["dropped_reason"]
+    kept = cells.obs["condition"].isin(GEARS_KEEPS).to_numpy()
+    np.testing.assert_array_equal(got.X.toarray(), cells.X[kept].toarray())
+    with pytest.warns(UserWarning, match="dropped 4"):
+        backed = read_gears(folder, backed=True)
+    try:
+        assert backed.isbacked and backed.n_obs == 2 * len(GEARS_KEEPS)
+    finally:
+        backed.file.close()
+    assert read_gears(folder, gears_filter=False).n_obs == cells.n_obs  # every condition, on request
+
+    elsewhere = tmp_path / "go"
+    write_go_files(elsewhere, ["A", "B", "C", "Z"])
+    with pytest.warns(UserWarning, match="dropped 3"):
+        assert "Z+ctrl" in set(read_gears(folder, go_files=elsewhere).obs["condition"])
+    with pytest.raises(FileNotFoundError, match="has no gene2go_all.pkl or essential_all_data_pert_genes.pkl"):
+        read_gears(folder, go_files=tmp_path / "nowhere")
 
 
 def test_read_gears_requires_gene_name(tmp_path):

@@ -36,7 +36,7 @@ def _fingerprint(data) -> str:
 
 
 def _run_config(data, split, dataset, n_genes, labelled) -> dict:
-    return {
+    config = {
         "format": FORMAT_VERSION,
         "dataset": dataset,
         "data": _fingerprint(data),
@@ -44,6 +44,11 @@ def _run_config(data, split, dataset, n_genes, labelled) -> dict:
         "n_genes": int(n_genes),
         "models": {label: _model_identity(model) for label, model in labelled},
     }
+    provenance = data.uns.get("linpert", {}) or {}
+    if len(provenance.get("dropped_conditions", [])):  # what loading the data left out, for the report
+        config["dropped_conditions"] = {"names": [str(n) for n in provenance["dropped_conditions"]],
+                                        "reason": str(provenance.get("dropped_reason", ""))}
+    return config
 
 
 def _model_identity(model) -> str:

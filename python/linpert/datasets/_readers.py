@@ -142,8 +142,16 @@ def _gears_file(path: Path) -> Path:
     return path
 
 
-def read_gears(path: str | os.PathLike, *, backed: bool = False) -> AnnData:
-    """Read a dataset in GEARS' format: its folder ``<data_path>/<name>/`` or its ``perturb_processed.h5ad``.
+def read_gears(
+    path: str | os.PathLike,
+    *,
+    backed: bool = False,
+    gears_filter: bool = True,
+    go_files: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> AnnData:
+    """Read a dataset in GEARS' format (its folder ``<data_path>/<name>/`` or its ``perturb_processed.h5ad``), keeping
+    the conditions GEARS' ``PertData`` keeps, as the paper did.
 
     GEARS' files hold log-normalised expression in ``X``, the condition (``ctrl``, ``A+ctrl``, ``A+B``) in
     ``obs['condition']``, gene symbols in ``var['gene_name']`` and Ensembl IDs as ``var_names``.
@@ -153,13 +161,22 @@ def read_gears(path: str | os.PathLike, *, backed: bool = False) -> AnnData:
     path
         A GEARS dataset folder holding ``perturb_processed.h5ad``, or that file.
     backed
-        Open the file read-only on disk instead of loading it.
+        Open the file read-only on disk instead of loading it (with conditions dropped, a view of the backed file).
+    gears_filter
+        Keep only the conditions GEARS 0.1.2's ``PertData.load`` keeps: ``ctrl`` and perturbations of genes in its
+        GO graph (see :mod:`linpert.datasets._gears`). The dropped ones are named in a warning and in
+        ``uns['linpert']['dropped_conditions']``. ``False`` keeps every condition of the file.
+    go_files
+        The folder with GEARS' ``gene2go_all.pkl`` and ``essential_all_data_pert_genes.pkl``. Default: the dataset
+        folder's parent (GEARS' ``data_path``) when it holds them, else linpert's cache (downloaded once).
+    cache_dir
+        linpert's cache folder for that download; default ``$LINPERT_DATA_DIR``, else ``~/.cache/linpert``.
 
     Examples
     --------
     >>> adata = read_gears("data/adamson")  # doctest: +SKIP
-    >>> adata.obs["condition"].iloc[0], adata.var["gene_name"].iloc[0]  # doctest: +SKIP
-    ('ctrl', 'RP11-34P13.8')
+    >>> adata.obs["condition"].nunique(), len(adata.uns["linpert"]["dropped_conditions"])  # doctest: +SKIP
+    (82, 6)
     """
     file = _gears_file(Path(path))
     adata = _open(file, backed=backed)
@@ -171,6 +188,37 @@ def read_gears(path: str | os.PathLike, *, backed: bool = False) -> AnnData:
             "symbols there; for a file that keeps symbols elsewhere use linpert.datasets.read_anndata() and pass "
             "gene_key=... to linpert.pseudobulk()."
         )
+    if not gears_filter:
+        return adata
+    from ._gears import dropped_by_gears, find_go_files, perturbable_genes
+
+    genes = perturbable_genes(find_go_files(file, go_files, cache_dir))
+    dropped = dropped_by_gears(adata.obs["condition"].astype(str).unique(), genes)
+    return _drop_conditions(adata, dropped, backed=backed, what=file.parent.name)
+
+
+def _drop_conditions(adata: AnnData, dropped: list[str], *, backed: bool, what: str) -> AnnData:
+    """Drop the cells of ``dropped``, say so in a warning and record the names and the reason in ``uns['linpert']``."""
+    import warnings
+
+    from ._gears import DROP_REASON
+
+    if dropped:
+        keep = ~adata.obs["condition"].astype(str).isin(dropped).to_numpy()
+        adata = adata[keep] if backed else adata[keep].copy()
+        if not backed and hasattr(adata.obs["condition"], "cat"):
+            adata.obs["condition"] = adata.obs["condition"].cat.remove_unused_categories()
+        shown = ", ".join(dropped[:10]) + (f" and {len(dropped) - 10} more" if len(dropped) > 10 else "")
+        warnings.warn(
+            f"{what}: dropped {len(dropped)} condition{'s' * (len(dropped) != 1)} {DROP_REASON}: {shown}. "
+            "Pass gears_filter=False to keep them.",
+            UserWarning,
+            stacklevel=3,
+        )
+    if not adata.is_view:  # a view of a backed file would be loaded to record it: the warning says it there
+        info = dict(adata.uns.get("linpert", {}))
+        info.update(dropped_conditions=list(dropped), dropped_reason=DROP_REASON)
+        adata.uns["linpert"] = info
     return adata
 
 

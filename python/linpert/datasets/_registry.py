@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from .._conditions import canonical_names
 from .._config import ENV_MIRROR
 from ._download import DownloadError, data_dir, download, verify_cached, write_manifest
 from ._readers import (
@@ -315,10 +316,24 @@ def _pseudobulk_version() -> str:
     return str(_pseudobulk.PSEUDOBULK_VERSION)
 
 
-def _read_cells(resource: Resource, path: Path, *, backed: bool, drop_unmapped: bool = True) -> AnnData:
+def _read_cells(
+    resource: Resource, path: Path, *, backed: bool, cache_dir=None, drop_unmapped: bool = True
+) -> AnnData:
     if resource.reader == "scfoundation_norman":
         return read_scfoundation_norman(path, backed=backed, drop_unmapped=drop_unmapped)
-    return read_gears(path, backed=backed)
+    return read_gears(path, backed=backed, gears_filter=drop_unmapped, cache_dir=cache_dir)
+
+
+def _dropped(resource: Resource, raw: Path, conditions, cache_dir) -> tuple[list[str], str, dict]:
+    """The conditions the paper's loading drops, why, and the files that decided it (for the cache key)."""
+    if resource.reader == "scfoundation_norman":
+        # the paper ran scFoundation's GEARS 0.0.2 fork on this file, whose GO graph lacks IER5L
+        return unmapped_norman_conditions(conditions), "not in the GO graph of scFoundation's GEARS fork", {}
+    from ._gears import DROP_REASON, GO_FILES, dropped_by_gears, find_go_files, perturbable_genes
+
+    folder = find_go_files(raw, None, cache_dir)
+    files = {name: verify_cached(folder / name) for name in GO_FILES}
+    return dropped_by_gears(conditions, perturbable_genes(folder)), DROP_REASON, files
 
 
 def _close(adata: AnnData) -> None:
@@ -339,32 +354,41 @@ def _cached_pseudobulk(path: Path, key: dict) -> AnnData | None:
     return pb if {k: str(v) for k, v in dict(stored).items()} == key else None
 
 
-def _pseudobulk(resource: Resource, raw: Path, *, progress: bool) -> AnnData:
+def _pseudobulk(resource: Resource, raw: Path, *, progress: bool, cache_dir=None) -> AnnData:
+    import warnings
+
     from .. import _pseudobulk
     from .._io import atomic_write
 
-    key = {"raw_sha256": verify_cached(raw), "pseudobulk_version": _pseudobulk_version()}
-    cache = raw.with_name(f"{resource.name}.pseudobulk.h5ad")
-    cached = _cached_pseudobulk(cache, key)
-    if cached is not None:
-        return cached
-    # the unmapped Norman conditions are dropped after averaging: a condition's mean does not depend on the others,
-    # and the raw file can then be read in chunks without a subsetting view
+    # the conditions are dropped after averaging: a condition's mean does not depend on the others, and the raw
+    # file can then be read in chunks without a subsetting view
     cells = _read_cells(resource, raw, backed=True, drop_unmapped=False)
     try:
-        pb = _pseudobulk.pseudobulk(cells, condition_key="condition", gene_key="gene_name", progress=progress)
+        names = cells.obs["condition"].astype(str).unique()
     finally:
         _close(cells)
-    dropped: list[str] = []
-    if resource.reader == "scfoundation_norman":
-        dropped = unmapped_norman_conditions(pb.obs_names)
-        pb = pb[~pb.obs_names.isin(dropped)].copy()
-    info = dict(pb.uns.get("linpert", {}))
-    info.update(dataset=resource.name, source_url=resource.url, raw_file=raw.name, cache=key)
+    dropped, reason, go_files = _dropped(resource, raw, names, cache_dir)
+    key = {"raw_sha256": verify_cached(raw), "pseudobulk_version": _pseudobulk_version(),
+           **{f"{name}_sha256": digest for name, digest in go_files.items()}}
+    cache = raw.with_name(f"{resource.name}.pseudobulk.h5ad")
+    pb = _cached_pseudobulk(cache, key)
+    if pb is None:
+        cells = _read_cells(resource, raw, backed=True, drop_unmapped=False)
+        try:
+            pb = _pseudobulk.pseudobulk(cells, condition_key="condition", gene_key="gene_name", progress=progress)
+        finally:
+            _close(cells)
+        gone = set(canonical_names(names)[dropped]) if dropped else set()
+        pb = pb[~pb.obs_names.isin(gone)].copy()
+        info = dict(pb.uns.get("linpert", {}))
+        info.update(dataset=resource.name, source_url=resource.url, raw_file=raw.name, cache=key,
+                    dropped_conditions=list(dropped), dropped_reason=reason)
+        pb.uns["linpert"] = info
+        atomic_write(cache, pb, kind="h5ad")
     if dropped:
-        info["dropped_conditions"] = list(dropped)
-    pb.uns["linpert"] = info
-    atomic_write(cache, pb, kind="h5ad")
+        warnings.warn(f"{resource.name}: dropped {len(dropped)} condition{'s' * (len(dropped) != 1)} as the paper "
+                      f"did ({reason}): {', '.join(dropped[:10])}{' ...' if len(dropped) > 10 else ''}.",
+                      UserWarning, stacklevel=4)
     return pb
 
 
@@ -406,8 +430,8 @@ def load(
         raise ValueError(f"{name!r} is a resource, not a dataset; get its file with linpert.datasets.fetch({name!r}).")
     raw = fetch(name, cache_dir=cache_dir, progress=progress)
     if level == "cells":
-        return _read_cells(resource, raw, backed=backed)
-    return _pseudobulk(resource, raw, progress=progress)
+        return _read_cells(resource, raw, backed=backed, cache_dir=cache_dir)
+    return _pseudobulk(resource, raw, progress=progress, cache_dir=cache_dir)
 
 
 def norman(
