@@ -149,6 +149,11 @@ def _run_section(run, anchor: str) -> str:
         wide["model"] = wide["model"].map(display_name)
         wide = wide.rename(columns={"auprc": "AUPRC (mean ± SE)", "roc_auc": "ROC AUC (mean ± SE)"})
         out += ["<h3>Finding genetic interactions</h3>", _table(wide)]
+        if run.no_interactions:
+            names = ", ".join(display_name(m) for m in run.no_interactions)
+            out.append(f'<p class="note">{_e(names)}: predicts no interactions. Its every prediction equals the '
+                       "additive expectation (to rounding), so it is not ranked, has no predicted classes and no "
+                       "AUPRC or ROC AUC; the paper leaves it out of this analysis too.</p>")
         calls = run.interaction_table("calls")
         counts = calls["class"].value_counts().rename_axis("class").reset_index(name="pairs")
         null = run.null or {}

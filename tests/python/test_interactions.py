@@ -217,6 +217,44 @@ def test_interactions_are_recovered_at_the_stated_fdr(simulated):
     assert perfect_genes.to_dict() == truth_genes.set_index("name")["n"].to_dict()
 
 
+def test_additive_predicts_no_interactions_and_the_other_tables_stay_bit_identical(simulated):
+    _, pb = simulated
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # locfdr's misfit warning on this small histogram
+        calls = call_interactions(pb, n_genes=200, backend="python")
+    doubles = list(calls.table["perturbation"].unique())
+    genes = list(calls.table["gene"].unique())
+    singles = [n for n in pb.obs_names if "+" not in n or n.endswith("+ctrl")]
+    # the additive model's own arithmetic, whose deviations from calls' A + B − ctrl are rounding (±1e-15)
+    additive = linpert.models.Additive().fit(pb[singles].copy()).predict(doubles)[:, genes].to_df()
+    deviation = additive.to_numpy() - calls.table.pivot(index="perturbation", columns="gene", values="additive").loc[
+        doubles, genes].to_numpy()
+    assert 0 < np.abs(deviation).max() < 1e-13  # the noise the earlier analysis ranked and classed
+    rng = np.random.default_rng(0)
+    observed = pb[doubles, genes].to_df()
+    others = {(1, "noisy"): observed + rng.normal(0, 0.1, observed.shape), (2, "noisy"): observed,
+              (1, "no_change"): pd.DataFrame(np.tile(pb["ctrl", genes].X, (len(doubles), 1)), index=doubles,
+                                             columns=genes)}
+
+    alone = evaluate_interactions(calls, others, top_k=50, recurrence_k=20)
+    beside = evaluate_interactions(calls, {**others, (1, "additive"): additive, (2, "additive"): additive},
+                                   top_k=50, recurrence_k=20)
+    assert beside.no_interactions == ("additive",) and alone.no_interactions == ()
+    for name in ("curves", "tpr_fdp", "auc", "auc_summary", "top_classes", "recurrence"):
+        pd.testing.assert_frame_equal(getattr(beside, name), getattr(alone, name), check_exact=True, obj=name)
+    assert set(beside.pairs["model"]) == {"noisy", "no_change", "additive"}  # its pairs stay, for the figures
+    assert linpert.interactions.predicts_no_interactions(beside.pairs) == ["additive"]
+
+
+def test_predicted_deviation_is_zero_only_within_rounding():
+    from linpert.interactions import ZERO_DEVIATION, predicted_deviation
+
+    additive = np.array([0.0, 1.0, 8.0, 8.0, 8.0])
+    predicted = additive + np.array([1e-300, 1e-16, 7 * ZERO_DEVIATION, 9 * ZERO_DEVIATION, 1e-9])
+    assert predicted_deviation(predicted, additive).tolist()[:3] == [0.0, 0.0, 0.0]
+    assert (predicted_deviation(predicted, additive)[3:] > 0).all()
+
+
 def test_top_predictions_are_the_head_of_a_stable_sort():
     """The top pairs per group are found by a partition, not a full sort: they must still be the head of a stable
     descending sort by |predicted − additive|, ties in table order, NaN predictions skipped, groups in sorted order."""

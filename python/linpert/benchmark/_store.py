@@ -235,6 +235,7 @@ class _Store:
         atomic_write(folder / "auc_summary.csv", evaluation.auc_summary, kind="csv")
         atomic_write(folder / "top_classes.csv", evaluation.top_classes, kind="csv")
         atomic_write(folder / "recurrence.csv", evaluation.recurrence, kind="csv")
+        atomic_write(folder / "no_interactions.json", json.dumps(list(evaluation.no_interactions)))
 
     def predictions_path(self, name: str) -> Path:
         return self.root / "predictions" / f"{name}.parquet"

@@ -7,6 +7,11 @@ perturbations recur among them.
 
 Pairs whose prediction is NaN (a model that could not predict a perturbation) are never called: they are left out of
 the ranking but their observed interactions still count among the positives, so they cost recall.
+
+A predicted deviation within floating-point tolerance of zero (:data:`ZERO_DEVIATION`) is zero: the additive model
+differs from the additive expectation only by the order of its sums (±1e-15), and ranking that noise would "call"
+interactions it never predicted. A model with no deviation at all predicts no interactions: it is listed in
+``no_interactions`` and left out of the curves, areas, top classes and recurrence (the paper leaves additive out too).
 """
 
 from __future__ import annotations
@@ -21,6 +26,21 @@ from ._calling import InteractionCalls, classify_prediction
 
 #: The FDP grid of the paper's curves: 101 points in [0, 1].
 FDP_GRID = np.linspace(0.0, 1.0, 101)
+#: A predicted deviation at most this times ``max(1, |predicted|, |additive|)`` is rounding, and counts as zero.
+ZERO_DEVIATION = 1e-12
+
+
+def predicted_deviation(predicted, additive) -> np.ndarray:
+    """``predicted − additive``, with deviations within floating-point tolerance of zero set to exactly zero.
+
+    >>> predicted_deviation(np.array([2.0 + 4e-16, 2.5, np.nan]), np.array([2.0, 2.0, 2.0])).tolist()
+    [0.0, 0.5, nan]
+    """
+    predicted = np.asarray(predicted, dtype=np.float64)
+    additive = np.asarray(additive, dtype=np.float64)
+    deviation = predicted - additive
+    scale = np.maximum(1.0, np.maximum(np.abs(predicted), np.abs(additive)))
+    return np.where(np.abs(deviation) <= ZERO_DEVIATION * scale, 0.0, deviation)
 
 
 @dataclass
@@ -46,6 +66,9 @@ class InteractionEvaluation:
     recurrence
         Counts of genes and perturbations among each model's top ``recurrence_k`` pairs per seed, and the same for the
         observed deviations (``model = 'ground_truth'``) (ED Fig. 5).
+    no_interactions
+        Models whose every prediction equals the additive expectation (to rounding): they predict no interaction, so
+        they have no rows in the tables above but ``pairs``.
     """
 
     pairs: pd.DataFrame
@@ -56,13 +79,14 @@ class InteractionEvaluation:
     top_classes: pd.DataFrame
     recurrence: pd.DataFrame
     thresholds: tuple[float, float] = field(default=(np.nan, np.nan))
+    no_interactions: tuple[str, ...] = ()
 
 
 # ------------------------------------------------------------------------------------------------ ranking helpers
 def _ranked_labels(observed_calls, predicted, additive) -> tuple[np.ndarray, int, int]:
     """Observed labels in the order of descending ``|predicted − additive|`` (stable), NaN scores left out."""
     labels = np.asarray(observed_calls, dtype=bool).ravel()
-    score = np.abs(np.asarray(predicted, dtype=np.float64).ravel() - np.asarray(additive, dtype=np.float64).ravel())
+    score = np.abs(predicted_deviation(np.ravel(predicted), np.ravel(additive)))
     if not labels.size == score.size:
         raise ValueError(
             f"observed_calls has {labels.size} values but predicted/additive have {score.size}; pass one value per "
@@ -212,7 +236,7 @@ def top_predictions(pairs: pd.DataFrame, *, k: int = 500, by: str | list[str] = 
     (:func:`classify_prediction`).
     """
     keys = [by] if isinstance(by, str) else list(by)
-    deviation = pairs["predicted"].to_numpy(dtype=np.float64) - pairs["additive"].to_numpy(dtype=np.float64)
+    deviation = predicted_deviation(pairs["predicted"].to_numpy(), pairs["additive"].to_numpy())
     scored = np.flatnonzero(~np.isnan(deviation))
     size = np.abs(deviation)
     # each group's positions, largest first (ties in table order), groups in sorted order: what a stable sort of the
@@ -339,13 +363,28 @@ def evaluate_interactions(
             summary.append({"model": model, "metric": metric, "mean": mean, "se": se, "n_seeds": len(group)})
     top = top_predictions(pairs, k=top_k, by="model")
     top = top.rename(columns={"class": "observed_class"})
+    silent = predicts_no_interactions(pairs)
+
+    def ranked(table: pd.DataFrame) -> pd.DataFrame:
+        # computed with every model, then the silent ones left out: the others' rows are exactly as without them
+        return table[~table["model"].isin(silent)].reset_index(drop=True)
+
     return InteractionEvaluation(
         pairs=pairs,
-        curves=curves,
-        tpr_fdp=average_curves(curves),
-        auc=auc,
-        auc_summary=pd.DataFrame(summary),
-        top_classes=top,
-        recurrence=recurrence(pairs, k=recurrence_k),
+        curves=ranked(curves),
+        tpr_fdp=ranked(average_curves(curves)),
+        auc=ranked(auc),
+        auc_summary=ranked(pd.DataFrame(summary)),
+        top_classes=ranked(top),
+        recurrence=ranked(recurrence(pairs, k=recurrence_k)),
         thresholds=(calls.lower, calls.upper),
+        no_interactions=tuple(silent),
     )
+
+
+def predicts_no_interactions(pairs: pd.DataFrame) -> list[str]:
+    """The models of ``pairs`` whose every predicted deviation from the additive expectation is zero (to rounding)."""
+    deviation = predicted_deviation(pairs["predicted"].to_numpy(), pairs["additive"].to_numpy())
+    predicted = ~np.isnan(deviation)
+    deviates = pd.Series(deviation[predicted] != 0.0).groupby(pairs["model"].to_numpy()[predicted], sort=False).any()
+    return [str(model) for model, any_deviation in deviates.items() if not any_deviation]

@@ -50,6 +50,7 @@ def tpr_fdp(table: Source, *, title: str | None = None, published: pd.DataFrame 
     ``published``: the paper's curves to draw beside, dashed and in grey (:func:`linpert.published.interactions`
     ``("tpr_fdp")``); for a run folder on the paper's Norman data they are drawn unless ``False``.
     """
+    silent = [] if isinstance(table, pd.DataFrame) else as_run(table).no_interactions
     if published is None and not isinstance(table, pd.DataFrame):
         published = as_run(table).published_interactions("tpr_fdp")
     table = _interaction_table(table, "tpr_fdp")
@@ -74,8 +75,18 @@ def tpr_fdp(table: Source, *, title: str | None = None, published: pd.DataFrame 
     ax.set_ylabel("true positive rate  TP / (TP + FN)")
     ax.set_title(title or "Finding the observed interactions", fontsize=11)
     ax.legend(frameon=False, loc="upper left", fontsize=9)
+    _note_silent(ax, silent)
     tidy_axes(ax)
     return fig
+
+
+def _note_silent(ax, silent: list[str]) -> None:
+    """Name the models that predict no interaction, which a ranking figure leaves out."""
+    if silent:
+        names = ", ".join(display_name(m) for m in silent)
+        ax.text(0.99, 0.01, f"{names}: predicts no interactions (equal to the additive expectation), not ranked",
+                transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="#555555",
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85})
 
 
 # ---------------------------------------------------------------------------------------------------- PR / ROC
@@ -92,10 +103,13 @@ def ranking_curves(pairs: pd.DataFrame, *, max_points: int = 400) -> pd.DataFram
     DataFrame
         ``model, seed, recall, precision, fpr``.
     """
+    from ..interactions import predicted_deviation, predicts_no_interactions
+
     parts = []
+    pairs = pairs[~pairs["model"].isin(predicts_no_interactions(pairs))]
     for (model, seed), group in pairs.groupby(["model", "seed"], sort=False):
         labels = group["interaction"].to_numpy(bool)
-        score = np.abs(group["predicted"].to_numpy(np.float64) - group["additive"].to_numpy(np.float64))
+        score = np.abs(predicted_deviation(group["predicted"].to_numpy(), group["additive"].to_numpy()))
         n_pos, n_neg = int(labels.sum()), int((~labels).sum())
         keep = ~np.isnan(score)
         ranked = labels[keep][np.argsort(-score[keep], kind="stable")]
@@ -139,6 +153,9 @@ def precision_recall_roc(pairs: Source, auc_summary: pd.DataFrame | None = None,
             raise ValueError(f"{run.root} has no interaction calls and predictions to draw curves from.")
     if auc_summary is None:
         raise ValueError("Pass auc_summary= (interactions/auc_summary.csv) for the legend's AUC ± SE.")
+    from ..interactions import predicts_no_interactions
+
+    silent = predicts_no_interactions(pairs)
     curves = ranking_curves(pairs)
     models = model_order(curves["model"].unique())
     colours = model_colours(models)
@@ -168,6 +185,7 @@ def precision_recall_roc(pairs: Source, auc_summary: pd.DataFrame | None = None,
         ax.set_title(f"{name} (AUC ± SE over seeds)", fontsize=10)
         ax.legend(frameon=False, fontsize=8, loc="upper right" if metric == "auprc" else "lower right")
         tidy_axes(ax)
+    _note_silent(axes[0, 0], silent)
     if title:
         fig.suptitle(title)
     return fig
@@ -236,7 +254,12 @@ def deviation_scatter(
         pairs = run.pairs
     if pairs is None or top is None:
         raise ValueError("deviation_scatter needs the interaction pairs and the top predictions (top_classes.csv).")
-    models = model_order(pairs["model"].unique())
+    from ..interactions import predicts_no_interactions
+
+    silent = predicts_no_interactions(pairs)
+    models = model_order([m for m in pairs["model"].unique() if m not in silent])
+    if not models:
+        raise ValueError("No model predicts an interaction (every prediction equals the additive expectation).")
     fig, axes = new_figure(0.8 + 3.0 * len(models), 3.6, ncols=len(models), sharex=True, sharey=True)
     for ax, model in zip(axes[0], models):
         part = pairs[pairs["model"] == model]
@@ -257,6 +280,7 @@ def deviation_scatter(
         ax.legend(frameon=False, fontsize=7, loc="upper left", title=f"top {len(best)}", title_fontsize=7)
         tidy_axes(ax)
     axes[0, 0].set_ylabel("predicted − additive")
+    _note_silent(axes[0, -1], silent)
     fig.suptitle(title or "Deviation from the additive expectation: observed vs predicted")
     return fig
 

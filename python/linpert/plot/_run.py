@@ -261,6 +261,16 @@ class RunFolder:
         return interaction_pairs(calls, self.predictions)
 
     @cached_property
+    def no_interactions(self) -> list[str]:
+        """The models that predict no interaction (every prediction additive, to rounding): not ranked or classed."""
+        path = self.root / "interactions" / "no_interactions.json"
+        if path.is_file():
+            return list(json.loads(path.read_text()))
+        from ..interactions import predicts_no_interactions
+
+        return predicts_no_interactions(self.pairs) if self.pairs is not None else []  # a folder written before
+
+    @cached_property
     def null(self) -> dict[str, float] | None:
         """The locfdr null of the interaction calls: ``delta, sigma, p0, lower, upper`` (or None).
 
