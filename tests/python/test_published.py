@@ -15,7 +15,7 @@ from linpert.report import write_report
 def test_results_hold_every_dataset_model_and_seed_with_linperts_names():
     table = published.results()
     assert list(table.columns) == ["dataset", "split", "seed", "model", "perturbation", "set", "l2", "pearson_delta",
-                                   "r2"]
+                                   "r2", "figure"]
     assert set(table["dataset"]) == set(published.DATASETS)
     norman = published.results("norman")
     assert set(norman["model"]) == {"no_change", "additive", "scgpt", "scfoundation", "gears", "cpa", "geneformer",
@@ -45,8 +45,60 @@ def test_the_shipped_tables_are_the_conversion_of_the_source_data():
     convert = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(convert)
     source = SHARED / "reference" / "paper-source-data"
-    pd.testing.assert_frame_equal(convert.results(source), published.results())
-    pd.testing.assert_frame_equal(convert.resources(source), published.resources())
+    assert set(convert.TABLES) == set(published.TABLES)
+    for name, build in convert.TABLES.items():
+        pd.testing.assert_frame_equal(build(source), published.table(name), obj=name)
+
+    # every sheet of the source data is a table, or repeats one (the Panel A sheets of the Pearson-delta files)
+    converted = {(f, s) for f, s in _sheets_read(convert, source)}
+    every = {(path.name, sheet) for path in source.glob("*.xlsx") for sheet in pd.ExcelFile(path).sheet_names}
+    repeats = {("suppl-pearson_delta_performance.xlsx", "Panel A"): "perturbation_prediction.xlsx",
+               ("suppl-pearson_delta_performance_single_pert.xlsx", "Panel A"): "single_perturbation_prediction.xlsx"}
+    assert every - converted == set(repeats)
+    for (file, sheet), original in repeats.items():
+        pd.testing.assert_frame_equal(pd.read_excel(source / file, sheet_name=sheet),
+                                      pd.read_excel(source / original, sheet_name=sheet))
+
+
+def _sheets_read(convert, source):
+    """The (file, sheet) pairs the converter reads, recorded by running it."""
+    seen, real = [], pd.read_excel
+
+    def recording(path, sheet_name=0, **kwargs):
+        names = pd.ExcelFile(path).sheet_names
+        seen.append((path.name, names[sheet_name] if isinstance(sheet_name, int) else sheet_name))
+        return real(path, sheet_name=sheet_name, **kwargs)
+
+    convert.pd.read_excel = recording
+    try:
+        for build in convert.TABLES.values():
+            build(source)
+    finally:
+        convert.pd.read_excel = real
+    return seen
+
+
+def test_fig2c_holds_every_linear_model_variant_and_agrees_with_fig2a():
+    table = published.results("replogle_k562")
+    variants = {"linear", "linear_go_pert", "linear_rpe1_pert", "linear_random_gene", "linear_random_pert",
+                "linear_scfoundation_gene", "linear_scgpt_gene", "uce33"}
+    assert variants <= set(table.loc[table["figure"].str.contains("2c"), "model"])
+    assert set(published.MODEL_SPECS) <= set(published.results()["model"])
+    assert len(published.results().query("split == 'simulation' and figure.str.contains('2c')")) == 22_144
+    assert {"train", "test", "val"} == set(table["set"])
+    curves = published.l2_by_n("norman")
+    assert set(curves["sorted_by"]) == {"expr", "de"} and curves["n"].max() > 19_000  # over all genes
+
+
+def test_the_published_summary_averages_over_the_runs_own_perturbations():
+    from linpert.metrics._registry import summarise
+
+    scored = published.results("adamson").query("set != 'train'")
+    run = scored.query("model == 'linear' and figure == '2a,2c'").head(7)  # seven of the paper's perturbations
+    beside = published.summary("adamson", rows=run).set_index("model")
+    assert (beside["n"] == 7).all() and {"mean", "linear", "scgpt", "linear_go_pert", "uce33"} <= set(beside.index)
+    expected = summarise(scored.merge(run[["seed", "perturbation"]]).drop(columns="figure")).set_index("model")
+    pd.testing.assert_series_equal(beside["l2_mean"], expected["l2_mean"])
 
 
 def test_unknown_dataset_and_table():
@@ -70,6 +122,8 @@ def test_a_run_on_a_papers_dataset_shows_the_published_models_apart(tmp_path, ca
                            out=tmp_path / "run", progress=False, interactions=False)
     assert set(result.summary["model"]) == {"additive"}  # the run's own table holds only what ran
     assert (result.published["source"] == "published").all() and "scgpt" in set(result.published["model"])
+    # simulated perturbations share none with the paper: its summary is over its own, and says so
+    assert (result.published["perturbations"] == "the paper's (none shared with this run)").all()
     assert result.fidelity is None  # simulated perturbations: nothing to compare
     assert (tmp_path / "run" / "published" / "summary.csv").is_file()
     _print_summary(result)
@@ -111,7 +165,10 @@ def test_figures_of_a_run_on_a_papers_dataset_draw_the_published_models_apart(tm
     assert best == ["best:additive"]  # a published model never counts as the run's best
     assert len(beeswarm_l2(run, published=False).axes[0].get_xticklabels()) == 2
     curves = {line.get_gid(): line for line in tpr_fdp(run).axes[0].lines}
-    assert "tpr:additive" in curves and curves["published:scgpt"].get_color() == PUBLISHED_COLOUR
+    # additive predicts no interactions: no curve of its own, a note instead (its published curve is the paper's)
+    assert "tpr:additive" not in curves and "tpr:no_change" in curves
+    assert any("predicts no interactions" in t.get_text() for t in tpr_fdp(run).axes[0].texts)
+    assert curves["published:scgpt"].get_color() == PUBLISHED_COLOUR
     assert curves["published:no_change"].get_linestyle() == "--"
 
 

@@ -269,7 +269,12 @@ def _published(results: pd.DataFrame, dataset: str, split: str) -> tuple[pd.Data
     if published.DATASETS.get(dataset) != split:
         return None, None
     fidelity = published.fidelity(results, dataset)
-    return published.summary(dataset), fidelity if len(fidelity) else None
+    # over the run's own seeds and perturbations, so that the two summaries average over the same rows; a run that
+    # shares none with the paper (other names, simulated data) sees the paper's own, and the column says so
+    summary = published.summary(dataset, rows=results).assign(perturbations="this run's")
+    if summary.empty:
+        summary = published.summary(dataset).assign(perturbations="the paper's (none shared with this run)")
+    return summary, fidelity if len(fidelity) else None
 
 
 def _from_cells(cells, plan: _Plan, names: list[str], models: set[str], store):

@@ -178,12 +178,14 @@ class RunFolder:
 
     @cached_property
     def published_results(self) -> pd.DataFrame | None:
-        """The paper's per-perturbation results on this run's dataset, when the run is on one of its datasets."""
+        """The paper's per-perturbation results of its Figs 1a and 2a on this run's dataset (the scored rows of its
+        main models), when the run is on one of its datasets."""
         if self.published("summary") is None:
             return None
         from ..published import results
 
-        return results(self.config.get("dataset"))
+        table = results(self.config.get("dataset"))
+        return table[table["figure"].str.contains("1a|2a")].reset_index(drop=True)
 
     def published_interactions(self, name: str) -> pd.DataFrame | None:
         """The paper's interaction table ``name`` (e.g. ``tpr_fdp``) when this run is on its Norman data."""
