@@ -321,7 +321,9 @@ def _print_published(result) -> None:
 
     columns = ["model", "n", "l2_mean", "l2_median", "pearson_delta_mean"]
     with pd.option_context("display.width", 120, "display.precision", 3):
-        print("\nPublished by Ahlmann-Eltze et al. 2025 (not run here; linpert.published):")
+        over = result.published["perturbations"].iloc[0] if "perturbations" in result.published else "the paper's"
+        print(f"\nPublished by Ahlmann-Eltze et al. 2025 (not run here; linpert.published), over {over} "
+              "perturbations:")
         print(result.published[columns].to_string(index=False))
     if result.fidelity is not None:
         worst = result.fidelity.loc[result.fidelity["max_abs_l2_diff"].idxmax()]

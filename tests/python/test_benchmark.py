@@ -143,7 +143,9 @@ def test_double_benchmark_scores_interactions_and_writes_them(pseudobulk, tmp_pa
     pd.testing.assert_frame_equal(calls.table, expected.table)
 
     auc = result.interactions.auc
-    assert len(auc) == 2 * 2 and set(auc["model"]) == {"no_change", "additive"}
+    # additive predicts no interactions (its deviations are rounding): no ranked rows, and the folder says so
+    assert len(auc) == 2 and set(auc["model"]) == {"no_change"} and result.interactions.no_interactions == ("additive",)
+    assert json.loads((out / "interactions" / "no_interactions.json").read_text()) == ["additive"]
     # no_change, seed 1, by hand from the calls: its predicted deviation is ctrl − additive
     split = double_split(pb.obs_names, seed=1)
     part = calls.table[calls.table["perturbation"].isin(split.scored)]

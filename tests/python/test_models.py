@@ -255,29 +255,62 @@ def test_user_perturbation_embedding_of_another_dimension():
     assert np.isnan(pred["G2+G4"].X).all() and np.isfinite(pred["X1+ctrl"].X).all()
 
 
-def test_random_embeddings_are_seeded_and_match_the_equations():
+def test_random_embeddings_are_rs_draws_per_condition_of_the_split():
+    from linpert.embeddings._r_random import r_rnorm
+
     train = random_training(seed=5)
-    a = LinearModel(n_components=4, gene_embedding="random", perturbation_embedding="random", seed=11).fit(train)
+    query = ["G1+ctrl", "NEWGENE+ctrl", "G0+G2", "ctrl"]
+    split = [*train.obs_names, "G1+ctrl", "NEWGENE+ctrl"]
+    train.uns["linpert"] = {"split": {"seed": 11, "conditions": split}}  # what linpert.benchmark.run tells it
+    a = LinearModel(n_components=4, gene_embedding="random", perturbation_embedding="random").fit(train)
+    assert a.seed_ == 11  # the split's seed, as the paper's scripts
     b = LinearModel(n_components=4, gene_embedding="random", perturbation_embedding="random", seed=11).fit(train)
     c = LinearModel(n_components=4, gene_embedding="random", perturbation_embedding="random", seed=12).fit(train)
-    query = ["G1+ctrl", "NEWGENE+ctrl", "G0+G2", "ctrl"]
     np.testing.assert_array_equal(a.predict(query).X, b.predict(query).X)
     assert not np.allclose(a.predict(query).X, c.predict(query).X)
-    # a random perturbation embedding covers any gene, so nothing is dropped
     assert a.dropped_ == {} and np.isfinite(a.predict(query).X).all()
-    # a gene's random vector does not depend on which other conditions are requested
-    np.testing.assert_allclose(a.predict(["NEWGENE+ctrl"]).X, a.predict(query).X[[1]], rtol=1e-12)
-    # random G is N(0, 1)
-    G = a.gene_embedding_.to_numpy()
-    assert G.shape == (40, 4) and abs(G.mean()) < 0.3 and 0.7 < G.std() < 1.3
+
+    # R: set.seed(11); G <- matrix(rnorm(40 * 4), nrow = 40); P <- matrix(rnorm(4 * n), nrow = 4), one column per
+    # condition of the split in code-point order, ctrl included
+    G = r_rnorm(40 * 4, 11).reshape(4, 40).T
+    np.testing.assert_array_equal(a.gene_embedding_.to_numpy(), G)
+    order = sorted(set(split))
+    P = r_rnorm(4 * len(order), 11, skip=40 * 4).reshape(len(order), 4)
+    np.testing.assert_array_equal(a.perturbation_embedding_.loc[order].to_numpy(), P)
+    assert np.abs(a.perturbation_embedding_.loc["ctrl"]).sum() > 0  # the paper draws one for ctrl too
+
     # the predictions are the equations with those embeddings
-    P_of = {g: a._embed(parse(g + "+ctrl"))[0] for g in ["G1", "NEWGENE", "X1", "X2"] + list(train.var_names)}
-    expected, _ = reference_linear(train, query, G, P_of, 0.1)
-    np.testing.assert_allclose(a.predict(query).X, expected, rtol=1e-8, atol=1e-10)
-    # seed=None draws fresh entropy once, at fit; predict stays repeatable
-    d = LinearModel(n_components=4, gene_embedding="random", perturbation_embedding="random").fit(train)
-    np.testing.assert_array_equal(d.predict(query).X, d.predict(query).X)
+    X = np.asarray(train.X)
+    names = list(train.obs_names)
+    Y = (X - X[names.index("ctrl")]).T
+    Pt = P[[order.index(n) for n in names]].T
+    bias = Y.mean(axis=1, keepdims=True)
+    W = np.linalg.inv(G.T @ G + 0.1 * np.eye(4)) @ G.T @ (Y - bias) @ Pt.T @ np.linalg.inv(Pt @ Pt.T + 0.1 * np.eye(4))
+    expected = (G @ W @ P[[order.index(q) for q in query]].T + bias).T + X[names.index("ctrl")]
+    np.testing.assert_allclose(a.predict(query).X, expected, rtol=1e-10, atol=1e-12)
+
+    # fitted directly, the model knows only the training conditions: any other is NaN, with the reason
+    alone = LinearModel(n_components=4, perturbation_embedding="random", seed=3).fit(random_training(seed=5))
+    pred = alone.predict(["G0+ctrl", "NEWGENE+ctrl"])
+    assert np.isfinite(pred.X[0]).all() and np.isnan(pred.X[1]).all()
+    assert "drawn per condition of the split" in pred.obs["reason"].iloc[1]
+    d = LinearModel(n_components=4, gene_embedding="random").fit(random_training(seed=5))  # seed=None: fresh
     assert d.seed is None and isinstance(d.seed_, int)
+    np.testing.assert_array_equal(d.predict(query).X, d.predict(query).X)
+
+
+def test_a_ctrl_row_of_the_perturbation_embedding_embeds_the_control():
+    train = random_training(seed=2)
+    genes = [f"G{i}" for i in range(0, 24, 2)]
+    table = pd.DataFrame(np.random.default_rng(0).normal(size=(len(genes), 3)), index=genes)
+    with_ctrl = pd.concat([table, pd.DataFrame([[0.5, -1.0, 2.0]], index=["ctrl"])])
+    zero = LinearModel(n_components=3, perturbation_embedding=table).fit(train)
+    scored = LinearModel(n_components=3, perturbation_embedding=with_ctrl).fit(train)
+    # ctrl is zero without a row (the paper's script adds a zero column), its row's vector with one
+    np.testing.assert_allclose(zero.predict(["ctrl"]).X[0], zero.intercept_ + zero.ctrl_, rtol=1e-12)
+    expected = scored.gene_embedding_.to_numpy() @ scored.coef_ @ np.array([0.5, -1.0, 2.0])
+    np.testing.assert_allclose(scored.predict(["ctrl"]).X[0], expected + scored.intercept_ + scored.ctrl_, rtol=1e-12)
+    assert not np.allclose(zero.coef_, scored.coef_)  # the control's vector takes part in the fit too
 
 
 def parse(name):

@@ -38,7 +38,12 @@ def run_here(plan, todo: list, store, *, progress: bool) -> Iterator[tuple[tuple
 
 def _run_cell(data, split, label, model, readout, ctrl, dataset) -> dict:
     """Fit one model on one split, predict the scored conditions and score them."""
+    from ..models._linear import SPLIT_KEY
+
     train = data[list(split.train)].copy()
+    # which split the model is fitted on: the paper's scripts seed their random draws with it
+    train.uns["linpert"] = {**dict(train.uns.get("linpert", {})),
+                            SPLIT_KEY: {"seed": split.seed, "conditions": [*split.train, *split.val, *split.test]}}
     scored = list(split.scored)
     with between_kernels():  # another thread's kernel must not be running when tracing starts or stops
         tracemalloc.start()

@@ -22,8 +22,9 @@ def transfer_embedding(pb: AnnData, *, n_components: int = 10) -> pd.DataFrame:
 
     The conditions × genes matrix (every row: ``ctrl``, singles and any doubles) is centred per gene and its
     top ``n_components`` principal-component scores (``U·D``) are computed exactly (SVD). Each **single**
-    perturbation's scores become the embedding of its target gene; the rows of ``ctrl`` and of doubles shape the
-    PCA but are not returned (the linear model embeds ``ctrl`` as zero and a double as the sum of its genes). Each
+    perturbation's scores become the embedding of its target gene, and the reference control's scores the row
+    ``ctrl``: the paper's ``extract_pert_embedding_pca.R`` keeps it, so its linear model embeds ``ctrl`` by it, not
+    by zero. The rows of doubles shape the PCA but are not returned (a double is the sum of its genes). Each
     component's sign is fixed so that its largest-magnitude score is positive.
 
     Examples
@@ -33,7 +34,7 @@ def transfer_embedding(pb: AnnData, *, n_components: int = 10) -> pd.DataFrame:
     >>> pb = ad.AnnData(X, obs=pd.DataFrame(index=["ctrl", "A+ctrl", "B+ctrl", "C+ctrl"]))
     >>> emb = transfer_embedding(pb, n_components=1)
     >>> list(emb.index), emb["dim1"].round(3).tolist()
-    (['A', 'B', 'C'], [0.537, 1.699, -1.655])
+    (['ctrl', 'A', 'B', 'C'], [-0.581, 0.537, 1.699, -1.655])
     """
     if not (hasattr(pb, "X") and hasattr(pb, "obs_names")):
         raise TypeError("pb must be a pseudobulk AnnData; build one with linpert.pseudobulk(adata).")
@@ -55,8 +56,9 @@ def transfer_embedding(pb: AnnData, *, n_components: int = 10) -> pd.DataFrame:
     scores = scores * signs
 
     conditions = [parse_condition(str(name)) for name in pb.obs_names]
-    single = [i for i, c in enumerate(conditions) if not c.is_control and len(c.genes) == 1]
-    targets = pd.Index([conditions[i].genes[0] for i in single], name="gene", dtype=object)
+    single = [i for i, c in enumerate(conditions) if c.is_control or len(c.genes) == 1]
+    targets = pd.Index([conditions[i].genes[0] if conditions[i].genes else conditions[i].name for i in single],
+                       name="gene", dtype=object)
     if targets.has_duplicates:
         raise ValueError(f"Targets occur more than once: {sorted(set(targets[targets.duplicated()]))[:5]}.")
     return pd.DataFrame(scores[single], index=targets, columns=[f"dim{d + 1}" for d in range(k)])

@@ -7,17 +7,21 @@ With ``Y`` the training pseudobulk minus the control profile (genes × condition
     W = (GᵀG + λI)⁻¹ Gᵀ (Y − b) Pᵀ (P Pᵀ + λI)⁻¹,   b = rowMeans(Y),
 
 and predicts a perturbation with embedding ``p`` as ``G W p + b + ctrl``.
+
+The edges follow the paper's ``run_linear_pretrained_model.R``: ``ctrl`` is embedded as zero unless the perturbation
+embedding has a ``ctrl`` row (a transfer embedding does: the reference control's PC score); random embeddings are R's
+``rnorm`` after ``set.seed(seed)``, a gene embedding one vector per gene, a perturbation embedding one vector per
+condition of the split (``ctrl`` too), in the order the script draws them; the seed is the split's.
 """
 
 from __future__ import annotations
 
-import zlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from .._conditions import Condition, parse_condition
+from .._conditions import CONTROL, Condition, parse_condition
 from ._base import PerturbationModel, TrainingData, check_training
 
 if TYPE_CHECKING:
@@ -62,12 +66,19 @@ def pca_gene_scores(X: np.ndarray, n_components: int) -> np.ndarray:
     return scores * signs
 
 
-def _random_rows(genes: pd.Index | list[str], dim: int, entropy: int, stream: int) -> np.ndarray:
-    """N(0, 1) vectors, one per gene, each seeded by the gene's name so it does not depend on the other genes."""
-    out = np.empty((len(genes), dim))
-    for i, gene in enumerate(genes):
-        out[i] = np.random.default_rng([entropy, stream, zlib.crc32(str(gene).encode())]).standard_normal(dim)
-    return out
+#: Where the runner tells a model which split it is fitted on: ``uns["linpert"]["split"]`` of the training data,
+#: ``{"seed": ..., "conditions": [...]}`` (every condition of the split, the scored ones included).
+SPLIT_KEY = "split"
+
+
+def _split_context(train) -> dict:
+    return dict((getattr(train, "uns", {}) or {}).get("linpert", {}).get(SPLIT_KEY, {}) or {})
+
+
+def _irlba_draws(n_genes: int, n_conditions: int) -> int:
+    """How many normals ``irlba::prcomp_irlba`` takes from R's stream for the paper's training PCA: its start
+    vector, one per column, unless the matrix is tiny (fewer than 6 rows or columns: then it calls ``svd``)."""
+    return n_conditions if min(n_genes, n_conditions) >= 6 else 0
 
 
 def _check_embedding(value: Any, what: str) -> pd.DataFrame | str:
@@ -109,8 +120,9 @@ class LinearModel(PerturbationModel):
     2. ``G`` = PCA gene scores (``U·D``, genes × K) of the genes × training-conditions matrix of pseudobulk log
        expression, each condition centred, not scaled (see :func:`pca_gene_scores`).
     3. ``P``: a perturbation's embedding is the row of the perturbation embedding for its target gene; ``ctrl`` is
-       the zero vector. A training perturbation whose target has no embedding (with ``"pca"``: is not a measured
-       gene) is dropped and listed in ``dropped_``.
+       the zero vector unless the embedding has a ``ctrl`` row (as the paper's script: a transfer embedding gives
+       the reference control's PC score). A training perturbation whose target has no embedding (with ``"pca"``:
+       is not a measured gene) is dropped and listed in ``dropped_``.
     4. ``b = rowMeans(Y)`` over the kept conditions; ``W = (GᵀG + λI)⁻¹ Gᵀ (Y − b) Pᵀ (P Pᵀ + λI)⁻¹``; NaN entries of
        ``W`` are set to 0.
     5. Prediction ``G W p + b + ctrl``.
@@ -131,13 +143,20 @@ class LinearModel(PerturbationModel):
         ``"table:<file>"``; see :mod:`linpert.embeddings`). Genes it lacks are predicted as NaN and listed in
         ``missing_genes_``.
     perturbation_embedding
-        ``"pca"`` (the training PCA's gene scores), ``"random"`` (N(0, 1) per target gene, ``n_components``
-        columns), a DataFrame indexed by the target gene symbol, any number of columns, or an embedding spec string
+        ``"pca"`` (the training PCA's gene scores), ``"random"`` (N(0, 1), ``n_components`` columns, one vector per
+        condition of the split, ``ctrl`` included, as the paper's script draws them), a DataFrame indexed by the
+        target gene symbol (and optionally ``ctrl``), any number of columns, or an embedding spec string
         (``"go"``/``"go:<go_essential_all.csv>"`` for GEARS' GO embedding, ``"transfer:<pseudobulk.h5ad>"``,
         ``"table:<file>"``). A perturbation of a gene it lacks is predicted as NaN, with the reason.
     seed
-        Seed of the ``"random"`` embeddings; ``None`` draws fresh entropy at ``fit`` (kept in ``seed_``, so
-        ``predict`` stays repeatable).
+        Seed of the ``"random"`` embeddings, R's ``set.seed(seed)``: with the same seed the vectors are the paper's
+        script's, number for number. ``None``: the split's seed when :func:`linpert.benchmark.run` fits the model
+        (as the paper's scripts took the split's seed), else fresh entropy (kept in ``seed_``).
+
+    The random perturbation embedding draws one vector per condition of the split, in code-point order of the names
+    (the order of the paper's pseudobulk). :func:`linpert.benchmark.run` tells the model the split's conditions
+    (``uns["linpert"]["split"]`` of the training data); fitted directly, the model knows only the training
+    conditions, and predicts any other as NaN with that reason.
 
     Attributes
     ----------
@@ -147,7 +166,7 @@ class LinearModel(PerturbationModel):
         b, one value per training gene.
     gene_embedding_, perturbation_embedding_
         The embeddings used (DataFrames indexed by gene; the random perturbation embedding lists the training
-        targets only, others are drawn on demand from the same seed).
+        targets; for "random", one row per condition of the split).
     dropped_
         Training conditions left out of the fit, with the reason.
     missing_genes_
@@ -191,7 +210,10 @@ class LinearModel(PerturbationModel):
         pert_spec = _check_embedding(self.perturbation_embedding, "perturbation_embedding")
         data = check_training(train)
         self._remember(data)
-        self.seed_ = int(np.random.SeedSequence().entropy if self.seed is None else self.seed)
+        split = _split_context(train)
+        seed = self.seed if self.seed is not None else split.get("seed")
+        self.seed_ = int(np.random.SeedSequence().entropy % 2**31 if seed is None else seed)
+        self._conditions = sorted(map(str, split.get("conditions", data.conditions)))  # R's draw order
 
         pca = None
         if any(isinstance(spec, str) and spec == "pca" for spec in (gene_spec, pert_spec)):
@@ -206,7 +228,7 @@ class LinearModel(PerturbationModel):
             )
         G[~np.isfinite(G).all(axis=1)] = np.nan
 
-        self._set_perturbation_lookup(pert_spec, pca, k)
+        self._set_perturbation_lookup(pert_spec, pca, k, self._random_offset(gene_spec, data, k))
         columns, vectors, self.dropped_ = [], [], {}
         for name in data.conditions:
             vector, reason = self._embed(parse_condition(name))
@@ -232,13 +254,7 @@ class LinearModel(PerturbationModel):
         self.coef_ = W
         self.intercept_ = b
         self.gene_embedding_ = pd.DataFrame(G, index=data.genes)
-        if self._pert_table is not None:
-            self.perturbation_embedding_ = self._pert_table
-        else:
-            targets = pd.unique(pd.Series([g for c in columns for g in parse_condition(c).genes], dtype=object))
-            self.perturbation_embedding_ = pd.DataFrame(
-                _random_rows(list(targets), self._pert_dim, self.seed_, 1), index=pd.Index(targets, dtype=object)
-            )
+        self.perturbation_embedding_ = self._pert_table
         self.n_train_ = len(columns)
         self._GW = G @ W  # genes × L, NaN rows for genes without an embedding
         return self
@@ -253,31 +269,53 @@ class LinearModel(PerturbationModel):
             raise ValueError(f"ridge must be finite, got {ridge!r}.")
         return int(k), float(ridge)
 
-    def _set_perturbation_lookup(self, spec, pca: pd.DataFrame | None, k: int) -> None:
-        """Keep the perturbation embedding as a table of target genes (None for "random": drawn per gene)."""
+    def _random_offset(self, gene_spec, data: TrainingData, k: int) -> int:
+        """How many of R's normals the paper's script draws for the gene embedding before the perturbation one."""
+        if isinstance(gene_spec, str) and gene_spec == "random":
+            return len(data.genes) * k
+        if isinstance(gene_spec, str) and gene_spec == "pca":
+            return _irlba_draws(len(data.genes), len(data.conditions))
+        return 0
+
+    def _set_perturbation_lookup(self, spec, pca: pd.DataFrame | None, k: int, offset: int) -> None:
+        """Keep the perturbation embedding as a table indexed by target gene, or by condition for "random"."""
         if isinstance(spec, pd.DataFrame):
             self._pert_table, self._pert_dim, self._pert_source = spec, spec.shape[1], "user"
-        else:
-            self._pert_table = pca if spec == "pca" else None
+        elif spec == "random":  # one vector per condition of the split, in the order R draws them
+            from ..embeddings._r_random import r_rnorm
+
+            draws = r_rnorm(len(self._conditions) * k, self.seed_, skip=offset).reshape(len(self._conditions), k)
+            self._pert_table = pd.DataFrame(draws, index=pd.Index(self._conditions, name="condition", dtype=object))
             self._pert_dim, self._pert_source = k, spec
-        if self._pert_table is not None:  # plain lookups: pandas indexing per condition is slow
-            self._pert_rows = dict(zip(self._pert_table.index.tolist(), range(len(self._pert_table))))
-            self._pert_values = self._pert_table.to_numpy(dtype=np.float64)
+        else:
+            self._pert_table, self._pert_dim, self._pert_source = pca, k, spec
+        # plain lookups: pandas indexing per condition is slow
+        self._pert_rows = dict(zip(self._pert_table.index.tolist(), range(len(self._pert_table))))
+        self._pert_values = self._pert_table.to_numpy(dtype=np.float64)
 
     def _gene_matrix(self, spec, data: TrainingData, pca: pd.DataFrame | None, k: int) -> np.ndarray:
         if isinstance(spec, pd.DataFrame):
             return spec.reindex(data.genes).to_numpy(dtype=np.float64, copy=True)
         if spec == "pca":
             return pca.to_numpy(copy=True)
-        return np.random.default_rng([self.seed_, 0]).standard_normal((len(data.genes), k))
+        from ..embeddings._r_random import r_rnorm
+
+        # R's matrix(rnorm(genes * k), nrow = genes): filled column by column
+        return r_rnorm(len(data.genes) * k, self.seed_).reshape(k, len(data.genes)).T.copy()
 
     # ------------------------------------------------------------------------------------------------ predict
     def _embed(self, cond: Condition) -> tuple[np.ndarray | None, str]:
-        """The embedding of one condition (sum over its genes; zero for ctrl) or ``None`` and the reason."""
+        """The embedding of one condition (sum over its genes; ctrl's row, else zero, for ctrl) or ``None`` and
+        the reason."""
+        if self._pert_source == "random":  # a vector per condition, not per gene
+            row = self._pert_rows.get(cond.name)
+            if row is None:
+                return None, ("no random perturbation embedding: it is drawn per condition of the split, and this "
+                              "condition was not among them (fit through linpert.benchmark.run, which names them)")
+            return self._pert_values[row], ""
         if cond.is_control:
-            return np.zeros(self._pert_dim), ""
-        if self._pert_table is None:  # random: drawn per gene from the seed
-            return _random_rows(list(cond.genes), self._pert_dim, self.seed_, 1).sum(axis=0), ""
+            row = self._pert_rows.get(CONTROL)
+            return (np.zeros(self._pert_dim) if row is None else self._pert_values[row]), ""
         missing = [g for g in cond.genes if g not in self._pert_rows]
         if missing:
             why = (
