@@ -50,7 +50,7 @@ def pseudobulk(
 
     _require_dask("Pseudobulk of Dask-backed data")
     matrix, obs, var, label, what = _lazy_matrix(adata, layer=layer, chunk_size=chunk_size)
-    codes, conditions = _cell_conditions(obs, condition_key)
+    codes, conditions, appearance = _cell_conditions(obs, condition_key)
     genes = _gene_table(var, gene_key)
     if matrix.ndim != 2 or matrix.shape[0] != len(codes):
         raise ValueError(f"{what} has shape {matrix.shape} but obs has {len(codes)} cells.")
@@ -62,7 +62,8 @@ def pseudobulk(
                  stacklevel=3)
     n_cells = np.bincount(codes, minlength=len(conditions)).astype(np.int64)
     source = _Source(obs=obs, var=var, label=label, what=what)
-    result = _assemble(sums / n_cells[:, None], conditions, n_cells, genes, source, condition_key, layer, gene_key)
+    result = _assemble(sums / n_cells[:, None], conditions, n_cells, genes, source, condition_key, layer, gene_key,
+                       appearance)
     result.uns["linpert"]["backend"] = "dask"
     return result
 

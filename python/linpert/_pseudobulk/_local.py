@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import anndata
 
 # Bump when the numbers pseudobulk() returns change, so cached pseudobulks (linpert.datasets) are rebuilt.
-PSEUDOBULK_VERSION = 1
+PSEUDOBULK_VERSION = 2  # 2: records the conditions' order of first appearance
 # Ensembl gene IDs (ENSG…, ENSMUSG…, ENSDARG…), optionally versioned.
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
 # log1p-normalised values are almost never whole numbers (log1p(x) is one only for x = e^k - 1), so data whose
@@ -43,14 +43,15 @@ def local(adata, *, condition_key: str, layer: str | None, gene_key: str | None,
           progress: bool) -> anndata.AnnData:
     """:func:`linpert.pseudobulk` on this machine: in memory, or chunk by chunk from a file."""
     with _open(adata, layer=layer) as source:
-        codes, conditions = _cell_conditions(source.obs, condition_key)
+        codes, conditions, appearance = _cell_conditions(source.obs, condition_key)
         var = _gene_table(source.var, gene_key)
         codes_in_source = source.place(codes)
         sums, check = _accumulate(source, codes_in_source, len(conditions), int(chunk_size), progress=progress)
     sums = sums[:, source.columns] if source.columns is not None else sums
     check_values(check.non_finite, check.looks_like_counts, check.max_value, conditions, source.what, sums=sums)
     n_cells = np.bincount(codes, minlength=len(conditions)).astype(np.int64)
-    return _assemble(sums / n_cells[:, None], conditions, n_cells, var, source, condition_key, layer, gene_key)
+    return _assemble(sums / n_cells[:, None], conditions, n_cells, var, source, condition_key, layer, gene_key,
+                     appearance)
 
 
 def check_values(
@@ -269,8 +270,9 @@ def _sparse_encoding(group) -> str:
 # --- conditions and genes --------------------------------------------------------------------------------------------
 
 
-def _cell_conditions(obs: pd.DataFrame, condition_key: str) -> tuple[np.ndarray, list[str]]:
-    """Each cell's position in the sorted canonical conditions (``ctrl`` first), and those conditions."""
+def _cell_conditions(obs: pd.DataFrame, condition_key: str) -> tuple[np.ndarray, list[str], list[str]]:
+    """Each cell's position in the sorted canonical conditions (``ctrl`` first), those conditions, and the same in
+    the order they first appear among the cells (the order the paper's R pseudobulk gives its columns)."""
     if condition_key not in obs.columns:
         raise KeyError(
             f"obs has no column {condition_key!r}; its columns are {list(obs.columns)}. "
@@ -291,7 +293,8 @@ def _cell_conditions(obs: pd.DataFrame, condition_key: str) -> tuple[np.ndarray,
     names.remove(CONTROL)
     conditions = [CONTROL, *names]
     position = pd.Index(conditions).get_indexer(canonical.loc[list(raw_names)].to_numpy())
-    return position[raw_codes].astype(np.int64), conditions
+    appearance = [conditions[i] for i in pd.unique(position)]  # raw_names are in order of first appearance
+    return position[raw_codes].astype(np.int64), conditions, appearance
 
 
 def _gene_table(var: pd.DataFrame, gene_key: str | None) -> pd.DataFrame:
@@ -618,6 +621,7 @@ def _assemble(
     condition_key: str,
     layer: str | None,
     gene_key: str | None,
+    appearance: list[str],
 ) -> anndata.AnnData:
     provenance = {
         "source": source.label,
@@ -625,6 +629,7 @@ def _assemble(
         "layer": layer,
         "gene_key": gene_key,
         "n_cells": int(n_cells.sum()),
+        "condition_order": list(appearance),  # first appearance among the cells (the linear model's random draws)
     }
     gene_ids = var["gene_id"] if "gene_id" in var.columns else None
     return as_pseudobulk(means, conditions, var.index, n_cells=n_cells, gene_ids=gene_ids, provenance=provenance)

@@ -20,6 +20,7 @@ from ._base import PerturbationModel
 from ._baselines import Additive, Mean, NoChange
 from ._function import FunctionModel
 from ._linear import LinearModel, pca_gene_scores
+from ._transfer import TransferModel
 
 #: Model name -> class. The names are the ones the benchmark tables use.
 MODELS: dict[str, type[PerturbationModel]] = {
@@ -27,6 +28,7 @@ MODELS: dict[str, type[PerturbationModel]] = {
     "additive": Additive,
     "mean": Mean,
     "linear": LinearModel,
+    "transfer": TransferModel,
 }
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "Mean",
     "NoChange",
     "PerturbationModel",
+    "TransferModel",
     "make_model",
     "parse_model_spec",
     "pca_gene_scores",

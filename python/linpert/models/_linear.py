@@ -75,6 +75,16 @@ def _split_context(train) -> dict:
     return dict((getattr(train, "uns", {}) or {}).get("linpert", {}).get(SPLIT_KEY, {}) or {})
 
 
+def _draw_order(conditions, train) -> list[str]:
+    """The order in which the paper's script draws a random vector per condition: its pseudobulk's columns, which
+    follow the conditions' first appearance among the cells (``uns["linpert"]["condition_order"]``, recorded by
+    :func:`linpert.pseudobulk`); conditions of unknown order follow in code-point order."""
+    wanted = set(map(str, conditions))
+    known = (getattr(train, "uns", {}) or {}).get("linpert", {}).get("condition_order", [])
+    first = [c for c in dict.fromkeys(map(str, known)) if c in wanted]
+    return first + sorted(wanted.difference(first))
+
+
 def _irlba_draws(n_genes: int, n_conditions: int) -> int:
     """How many normals ``irlba::prcomp_irlba`` takes from R's stream for the paper's training PCA: its start
     vector, one per column, unless the matrix is tiny (fewer than 6 rows or columns: then it calls ``svd``)."""
@@ -153,8 +163,8 @@ class LinearModel(PerturbationModel):
         script's, number for number. ``None``: the split's seed when :func:`linpert.benchmark.run` fits the model
         (as the paper's scripts took the split's seed), else fresh entropy (kept in ``seed_``).
 
-    The random perturbation embedding draws one vector per condition of the split, in code-point order of the names
-    (the order of the paper's pseudobulk). :func:`linpert.benchmark.run` tells the model the split's conditions
+    The random perturbation embedding draws one vector per condition of the split, in the order the conditions first
+    appear among the cells (the order of the paper's pseudobulk; :func:`linpert.pseudobulk` records it). :func:`linpert.benchmark.run` tells the model the split's conditions
     (``uns["linpert"]["split"]`` of the training data); fitted directly, the model knows only the training
     conditions, and predicts any other as NaN with that reason.
 
@@ -213,7 +223,7 @@ class LinearModel(PerturbationModel):
         split = _split_context(train)
         seed = self.seed if self.seed is not None else split.get("seed")
         self.seed_ = int(np.random.SeedSequence().entropy % 2**31 if seed is None else seed)
-        self._conditions = sorted(map(str, split.get("conditions", data.conditions)))  # R's draw order
+        self._conditions = _draw_order(split.get("conditions", data.conditions), train)
 
         pca = None
         if any(isinstance(spec, str) and spec == "pca" for spec in (gene_spec, pert_spec)):
