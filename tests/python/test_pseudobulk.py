@@ -212,13 +212,18 @@ def test_gene_symbols_from_gene_name_column():
 def test_provenance_survives_h5ad_round_trip(tmp_path):
     cells = make_cells()
     result = pseudobulk(cells, layer=None)
+    # the conditions in the order they first appear among the cells (the order of the paper's R pseudobulk)
+    appearance = list(dict.fromkeys(cells.obs["condition"].astype(str).map(CANONICAL)))
     assert result.uns["linpert"] == {
         "source": "in-memory", "condition_key": "condition", "layer": None, "gene_key": "gene_name", "n_cells": 61,
+        "condition_order": appearance,
     }  # fmt: skip
+    assert appearance[:2] == ["ctrl", "D+E"] and sorted(appearance) == sorted(result.obs_names)
     back = anndata.read_h5ad(write(result, tmp_path / "pb.h5ad"))
     np.testing.assert_array_equal(back.X, result.X)
     pd.testing.assert_frame_equal(back.obs, result.obs)
     assert back.uns["linpert"]["n_cells"] == 61 and back.uns["linpert"]["source"] == "in-memory"
+    assert list(back.uns["linpert"]["condition_order"]) == appearance
 
 
 def test_progress_bar(capsys):
