@@ -143,15 +143,27 @@ def test_observed_values_are_the_pseudobulk_on_the_readout_genes(runs):
     np.testing.assert_allclose(observed.loc["ctrl"].to_numpy(), ctrl[data.var_names.get_indexer(genes)])
 
 
-def test_l2_by_n_at_all_genes_equals_the_scored_l2(runs):
-    run = runs["double"]
+def test_l2_by_n_runs_over_all_genes_and_meets_the_scored_l2_at_the_read_out_genes(runs):
+    run, data = runs["double"], runs["data"]
     fig = plot.l2_by_n(run, n_genes=N_GENES)
     means = run.results.groupby("model")["l2"].mean()
-    for order in ("expression", "de"):
-        for model, mean in means.items():
-            line = _by_gid(fig, f"l2_by_n:{order}:{model}")[f"l2_by_n:{order}:{model}"]
-            assert line.get_xdata()[-1] == N_GENES
-            np.testing.assert_allclose(line.get_ydata()[-1], mean, rtol=1e-10)
+    for model, mean in means.items():
+        line = _by_gid(fig, f"l2_by_n:expression:{model}")[f"l2_by_n:expression:{model}"]
+        at_readout = list(line.get_xdata()).index(N_GENES)  # the read-out genes are the top expressed ones
+        np.testing.assert_allclose(line.get_ydata()[at_readout], mean, rtol=1e-10)
+    # past the read-out genes, over all 200 (Extended Data Figs 2b, 8b), to 191, the grid's last point: no change's
+    # L2 is |obs − ctrl| over the 191 most expressed genes, or over the 191 largest changes
+    ctrl = np.asarray(data["ctrl"].X).ravel()
+    changes = [np.asarray(data[p].X).ravel() - ctrl for p in run.results.query("model == 'no_change'")["perturbation"]]
+    top = np.argsort(-ctrl, kind="stable")[:191]
+    expected = {"expression": np.mean([np.linalg.norm(c[top]) for c in changes]),
+                "de": np.mean([np.linalg.norm(np.sort(np.abs(c))[::-1][:191]) for c in changes])}
+    for order, value in expected.items():
+        line = _by_gid(fig, f"l2_by_n:{order}:no_change")[f"l2_by_n:{order}:no_change"]
+        assert line.get_xdata()[-1] == 191 > N_GENES
+        np.testing.assert_allclose(line.get_ydata()[-1], value, rtol=1e-10)
+    table = run.l2_by_n
+    assert (table["genes"] == "all").all() and table["se"].notna().any()
 
 
 def test_prediction_spread_marks_the_observed_mean_sd(runs):

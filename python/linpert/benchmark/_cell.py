@@ -59,8 +59,8 @@ def _run_cell(data, split, label, model, readout, ctrl, dataset) -> dict:
     peak = max(peak, getattr(model, "peak_memory_mib_", None) or 0.0)
 
     values, reasons = _aligned(prediction, scored, data.var_names, label)
-    pred = values[:, readout]
-    obs = np.asarray(data[scored].X, dtype=np.float64)[:, readout]
+    observed = np.asarray(data[scored].X, dtype=np.float64)
+    pred, obs = values[:, readout], observed[:, readout]
     table = score(pred, obs, ctrl[readout])
     assignment = split.assignment()
     kinds = data.obs["kind"].reindex(scored).to_numpy()
@@ -93,7 +93,27 @@ def _run_cell(data, split, label, model, readout, ctrl, dataset) -> dict:
         "environment": _environment(model),
     }
     predictions = pd.DataFrame(pred, index=scored, columns=data.var_names[readout])
-    return {"results": results, "timing": timing, "predictions": predictions}
+    return {"results": results, "timing": timing, "predictions": predictions,
+            "l2_by_n": l2_by_n_sums(values, observed, ctrl)}
+
+
+def l2_by_n_sums(predicted: np.ndarray, observed: np.ndarray, control: np.ndarray) -> pd.DataFrame:
+    """The L2 over the top n of **all** genes (Extended Data Figs 2b, 8b: the curves run past the read-out genes),
+    summed over the perturbations predicted on every gene: ``order, n, count, sum, sum_sq``, so that seeds pool.
+
+    Only the predictions kept for the other metrics are the read-out genes', so this is computed here, where the
+    whole prediction is at hand.
+    """
+    from ..metrics import l2_by_n
+
+    whole = np.isfinite(predicted).all(axis=1)
+    parts = []
+    for order in ("expression", "de"):
+        table = l2_by_n(predicted[whole], observed[whole], control, order=order)
+        grouped = table.assign(sq=table["l2"] ** 2).groupby("n", sort=True)
+        parts.append(pd.DataFrame({"order": order, "count": grouped.size(), "sum": grouped["l2"].sum(),
+                                   "sum_sq": grouped["sq"].sum()}).reset_index())
+    return pd.concat(parts, ignore_index=True)[["order", "n", "count", "sum", "sum_sq"]]
 
 
 def _aligned(prediction, conditions: list[str], genes: pd.Index, label: str) -> tuple[np.ndarray, np.ndarray]:

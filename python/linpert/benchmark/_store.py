@@ -23,6 +23,7 @@ from .._io import atomic_write, read_matrix
 FORMAT_VERSION = 1
 #: The folder of a run that keeps the cell-level work (DE tests, replicate ceiling) of a cell file.
 CELL_WORK = "from_cells"
+L2_BY_N = "l2_by_n"  # each cell's L2 over the top n of all genes
 DE_TABLES = ("log2_fold_change", "statistic", "p_value", "fdr")
 
 
@@ -33,6 +34,15 @@ def _fingerprint(data) -> str:
     h.update("\n".join(map(str, data.var_names)).encode())
     h.update(np.ascontiguousarray(data.X, dtype=np.float64).tobytes())
     return h.hexdigest()[:16]
+
+
+def cell_name(seed: int, label: str) -> str:
+    """The file stem of a cell's files (``cells/``, ``predictions/``), for the writer and every reader alike; labels
+    that clean to the same characters (``a/b``, ``a_b``) still get distinct ones."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+    if safe != label:
+        safe += "-" + hashlib.sha256(label.encode()).hexdigest()[:8]
+    return f"seed{seed}__{safe}"
 
 
 def _run_config(data, split, dataset, n_genes, labelled) -> dict:
@@ -116,7 +126,7 @@ class _Store:
         except BaseException:
             self.close()
             raise
-        for folder in (self.cells, self.root / "splits", self.root / "predictions"):
+        for folder in (self.cells, self.root / "splits", self.root / "predictions", self.root / L2_BY_N):
             folder.mkdir(exist_ok=True)
 
     def __enter__(self) -> _Store:
@@ -189,11 +199,7 @@ class _Store:
         return {**{k: self.config[k] for k in _RUN_KEYS}, "model": self.config["models"][label]}
 
     def _name(self, seed: int, label: str) -> str:
-        """The cell's file stem; labels that clean to the same characters (``a/b``, ``a_b``) still get distinct ones."""
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
-        if safe != label:
-            safe += "-" + hashlib.sha256(label.encode()).hexdigest()[:8]
-        return f"seed{seed}__{safe}"
+        return cell_name(seed, label)
 
     def load(self, seed: int, label: str) -> dict | None:
         name = self._name(seed, label)
@@ -208,11 +214,17 @@ class _Store:
         timing.pop("run", None)
         return {"results": results, "timing": timing}
 
+    def l2_by_n_path(self, seed: int, label: str) -> Path:
+        """A cell's L2 over the top n of all genes (:func:`._cell.l2_by_n_sums`); absent in older run folders."""
+        return self.root / L2_BY_N / f"{self._name(seed, label)}.parquet"
+
     def save(self, seed: int, label: str, cell: dict) -> None:
         name = self._name(seed, label)
         atomic_write(self.predictions_path(name), cell["predictions"], kind="matrix")
         timing = {**cell["timing"], "run": self._record(label)}
         atomic_write(self.cells / f"{name}.timing.json", json.dumps(timing, indent=2))
+        if cell.get("l2_by_n") is not None:
+            atomic_write(self.l2_by_n_path(seed, label), cell["l2_by_n"], kind="parquet")
         # the results file is written last: its presence marks the cell as finished
         atomic_write(self.cells / f"{name}.parquet", cell["results"], kind="parquet")
 

@@ -276,17 +276,25 @@ def forest(table: Source, *, title: str | None = None, published: pd.DataFrame |
 
 
 # ---------------------------------------------------------------------------------------------------- L2 by n
-def l2_by_n(table: Source, *, n_genes: int | None = None, title: str | None = None):
-    """Mean L2 over the top-n read-out genes against n, genes by control expression and by change (ED Figs 2b/8b).
+def l2_by_n(table: Source, *, n_genes: int | None = None, title: str | None = None,
+            published: pd.DataFrame | None | bool = None):
+    """Mean L2 over the top-n genes against n, genes by control expression and by change (ED Figs 2b/8b).
 
-    ``table`` has ``model, order ('expression'/'de'), n, l2`` (the mean over perturbations of
-    :func:`linpert.metrics.l2_by_n`; a run folder gives it). A dashed line marks ``n_genes`` (default: the largest n).
+    ``table`` has ``model, order ('expression'/'de'), n, l2`` and optionally ``se`` (a band of ± one standard error)
+    and ``genes`` (``all``, as the paper, or ``read-out``); a run folder gives it, over all genes. A dashed line
+    marks ``n_genes``, the read-out genes of the other metrics (default: the largest n). ``published``: the paper's
+    curves (:func:`linpert.published.l2_by_n`), drawn thin and grey; for a run folder on one of the paper's datasets
+    they are drawn unless ``False``.
     """
+    if published is None and not isinstance(table, pd.DataFrame):
+        run = as_run(table)
+        published = _published_l2_by_n(run.config.get("dataset")) if run.published("summary") is not None else None
     table = _table(table, "l2_by_n")
     _check_columns(table, ["model", "order", "n", "l2"], "l2_by_n")
     models = model_order(table["model"].unique())
     colours = model_colours(models)
     n_genes = int(table["n"].max()) if n_genes is None else n_genes
+    genes = table["genes"].iloc[0] if "genes" in table and len(table) else "all"
     fig, axes = new_figure(8.4, 3.6, ncols=2, sharey=True)
     titles = {"expression": "genes ranked by control expression", "de": "genes ranked by observed change (uses truth)"}
     for ax, order in zip(axes[0], ("expression", "de")):
@@ -295,17 +303,37 @@ def l2_by_n(table: Source, *, n_genes: int | None = None, title: str | None = No
             line = part[part["model"] == model].sort_values("n")
             (drawn,) = ax.plot(line["n"], line["l2"], color=colours[model], linewidth=1.8, label=display_name(model))
             drawn.set_gid(f"l2_by_n:{order}:{model}")
+            if "se" in line and line["se"].notna().any():
+                ax.fill_between(line["n"], line["l2"] - line["se"], line["l2"] + line["se"], color=colours[model],
+                                alpha=0.18, linewidth=0)
+        if isinstance(published, pd.DataFrame):
+            for model, line in published[published["order"] == order].groupby("model", sort=True):
+                (drawn,) = ax.plot(line["n"], line["l2"], color=PUBLISHED_COLOUR, linewidth=0.9, linestyle="--",
+                                   label="the paper's models (published)")
+                drawn.set_gid(f"published:{order}:{model}")
         ax.axvline(n_genes, color="#555555", linestyle="--", linewidth=0.9)
         ax.set_xscale("log")
         plain_log_ticks(ax.xaxis)
-        ax.set_xlabel("n, the number of read-out genes")
+        ax.set_xlabel(f"n, the number of genes ({genes}; dashed: the read-out genes)")
         ax.set_title(titles[order], fontsize=10)
         tidy_axes(ax)
     axes[0, 0].set_ylabel("mean L2 over the top n genes")
-    axes[0, 1].legend(frameon=False, fontsize=9)
+    handles = dict(zip(*reversed(axes[0, 0].get_legend_handles_labels())))  # label -> handle, each label once
+    axes[0, 1].legend(list(handles.values()), list(handles), frameon=False, fontsize=8)
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _published_l2_by_n(dataset: str | None) -> pd.DataFrame | None:
+    """The paper's curves of this dataset, in the columns of a run's (``order``: ``expression`` or ``de``)."""
+    from ..published import DATASETS, l2_by_n
+
+    if dataset not in DATASETS:
+        return None
+    curves = l2_by_n(dataset)
+    return pd.DataFrame({"model": curves["model"], "order": curves["sorted_by"].map({"expr": "expression", "de": "de"}),
+                         "n": curves["n"], "l2": curves["l2_mean"]})
 
 
 # ---------------------------------------------------------------------------------------------------- spread

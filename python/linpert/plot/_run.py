@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import warnings
 from functools import cached_property
 from pathlib import Path
@@ -20,7 +19,6 @@ import pandas as pd
 from .._conditions import CONTROL
 from .._io import read_matrix
 
-_PREDICTION_FILE = re.compile(r"^seed(-?\d+)__(.+)\.parquet$")
 
 
 class RunFolder:
@@ -113,14 +111,12 @@ class RunFolder:
     @cached_property
     def prediction_files(self) -> dict[tuple[int, str], Path]:
         """``(seed, model) → path`` of the stored predictions, for the models of ``results``."""
-        folder = self.root / "predictions"
-        names = {_safe(m): m for m in self.results["model"].unique()}
-        found = {}
-        for path in sorted(folder.glob("seed*__*.parquet")) if folder.is_dir() else []:
-            match = _PREDICTION_FILE.match(path.name)
-            if match and match.group(2) in names:
-                found[(int(match.group(1)), names[match.group(2)])] = path
-        return found
+        from ..benchmark._store import cell_name
+
+        cells = self.results[["seed", "model"]].drop_duplicates().sort_values(["seed", "model"], kind="stable")
+        paths = {(int(seed), model): self.root / "predictions" / f"{cell_name(int(seed), model)}.parquet"
+                 for seed, model in cells.itertuples(index=False)}
+        return {key: path for key, path in paths.items() if path.is_file()}
 
     @cached_property
     def predictions(self) -> dict[tuple[int, str], pd.DataFrame]:
@@ -220,7 +216,32 @@ class RunFolder:
 
     @cached_property
     def l2_by_n(self) -> pd.DataFrame | None:
-        """Mean L2 over the top-n genes per model, n and gene order (``expression``/``de``), seeds pooled."""
+        """Mean L2 (and its standard error) over the top-n genes per model, n and gene order (``expression``/
+        ``de``), perturbations and seeds pooled: over all genes, as the paper's Extended Data Figs 2b and 8b, from
+        the sums each cell stored; in a run folder without them, over the read-out genes."""
+        stored = self._l2_by_n_all_genes()
+        return stored if stored is not None else self._l2_by_n_readout()
+
+    def _l2_by_n_all_genes(self) -> pd.DataFrame | None:
+        from ..benchmark._store import L2_BY_N, cell_name
+
+        parts = []
+        for (seed, model) in self.prediction_files:
+            path = self.root / L2_BY_N / f"{cell_name(seed, model)}.parquet"
+            if not path.is_file():
+                return None
+            parts.append(pd.read_parquet(path).assign(model=model))
+        if not parts:
+            return None
+        sums = pd.concat(parts, ignore_index=True).groupby(["model", "order", "n"], sort=False)[
+            ["count", "sum", "sum_sq"]].sum().reset_index()
+        sums = sums[sums["count"] > 0]
+        mean = sums["sum"] / sums["count"]
+        variance = (sums["sum_sq"] - sums["count"] * mean**2) / (sums["count"] - 1)
+        se = np.sqrt(variance.clip(lower=0) / sums["count"]).where(sums["count"] > 1)
+        return sums[["model", "order", "n"]].assign(l2=mean, se=se, genes="all").reset_index(drop=True)
+
+    def _l2_by_n_readout(self) -> pd.DataFrame | None:
         from ..metrics import l2_by_n
 
         parts = []
@@ -235,7 +256,7 @@ class RunFolder:
         if not parts:
             return None
         table = pd.concat(parts, ignore_index=True).dropna(subset=["l2"])
-        return table.groupby(["model", "order", "n"], sort=False)["l2"].mean().reset_index()
+        return table.groupby(["model", "order", "n"], sort=False)["l2"].mean().reset_index().assign(genes="read-out")
 
     @cached_property
     def spread(self) -> pd.DataFrame | None:
@@ -297,11 +318,6 @@ class RunFolder:
 
 
 _NULL_KEYS = ("delta", "sigma", "p0", "lower", "upper")
-
-
-def _safe(label: str) -> str:
-    """The file-name form of a model label, as the runner's store writes it."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
 
 
 def as_run(run: RunFolder | str | os.PathLike) -> RunFolder:
