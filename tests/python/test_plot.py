@@ -20,9 +20,10 @@ N_GENES = 131  # a point of linpert.metrics.l2_grid, so L2 over all read-out gen
 DOUBLE_FIGURES = {
     "l2_beeswarm", "pearson_delta", "observed_vs_predicted", "l2_by_n", "prediction_spread", "resources",
     "interaction_classes", "locfdr_histogram", "tpr_fdp", "precision_recall_roc", "deviation_scatter", "scorecard",
+    "dataset_overview", "deviation_qq", "class_mosaic", "gene_predictions",
 }
 SINGLE_FIGURES = {"l2_beeswarm", "pearson_delta", "forest", "resources", "observed_vs_predicted", "l2_by_n",
-                  "prediction_spread", "scorecard"}
+                  "prediction_spread", "scorecard", "dataset_overview"}
 
 
 @pytest.fixture(scope="module")
@@ -338,3 +339,92 @@ def test_log_axes_label_their_ticks_as_plain_numbers(runs):
         labels = [t.get_text() for t in (ax.get_xticklabels() if axis == "x" else ax.get_yticklabels())]
         assert labels and all("$" not in label for label in labels), (name, labels)
         assert all(float(label.replace(",", "")) >= 0 for label in labels if label), (name, labels)  # 0.1, 1,000
+
+
+# -- the figures of the paper's Extended Data: dataset overview, QQ plot, chosen genes, transfer, class mosaic ----
+def test_dataset_overview_tells_the_size_and_marks_the_control(runs, monkeypatch):
+    run, data = runs["double"], runs["data"]
+    fig = plot.dataset_overview(run)
+    table = next(a for ax in fig.axes for a in ax.tables if a.get_gid() == "dataset-table")
+    cells = {table[r, 0].get_text().get_text() for r in range(1, 9) if (r, 0) in table.get_celld()}
+    assert {"200", f"{N_GENES}", "12", "30", "1"} <= cells  # genes, read-out genes, singles, doubles, control
+    control = _by_gid(fig, "overview:control")["overview:control"]
+    assert len(control.get_offsets()) == 1
+    assert len(_by_gid(fig, "overview:double")["overview:double"].get_offsets()) == 30
+    # without umap-learn, the first two principal components, and the axes say so
+    import builtins
+
+    real_import = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
+                        if name == "umap" else real_import(name, *a, **k))
+    fallback = plot.dataset_overview(run)
+    assert [ax.get_xlabel() for ax in fallback.axes if ax.get_xlabel()] == ["PC 1"]
+    coords = np.vstack([c.get_offsets() for c in fallback.axes[1].collections])
+    observed = run.observed.to_numpy()
+    u, d, _ = np.linalg.svd(observed - observed.mean(axis=0), full_matrices=False)
+    np.testing.assert_allclose(np.sort(np.abs(coords[:, 0])), np.sort(np.abs(u[:, 0] * d[0])), rtol=1e-10)
+
+
+def test_deviation_qq_draws_the_fitted_null_as_its_line(runs):
+    run = runs["double"]
+    fig = plot.deviation_qq(run)
+    line = _by_gid(fig, "null-line")["null-line"]
+    x, y = line.get_xdata(), line.get_ydata()
+    assert (y[1] - y[0]) / (x[1] - x[0]) == pytest.approx(run.null["sigma"], rel=1e-12)
+    assert y[0] - run.null["sigma"] * x[0] == pytest.approx(run.null["delta"], abs=1e-12)
+
+
+def test_gene_predictions_show_each_models_prediction_of_the_chosen_genes(runs):
+    run = runs["double"]
+    pairs = run.pairs[run.pairs["seed"] == 1]
+    genes = plot._extended.chosen_genes(pairs)
+    counts = pairs.drop_duplicates(["perturbation", "gene"]).groupby("gene")["interaction"].sum()
+    assert counts[genes[0]] == counts.max() and len(genes) == 2
+    fig = plot.gene_predictions(run)
+    for model in ("no_change", "linear"):
+        marks = _by_gid(fig, f"predicted:{genes[0]}:{model}")[f"predicted:{genes[0]}:{model}"]
+        part = pairs[(pairs["gene"] == genes[0]) & (pairs["model"] == model)].sort_values("observed", kind="stable")
+        np.testing.assert_array_equal(marks.get_offsets()[:, 1], part["predicted"].to_numpy())
+    with pytest.raises(ValueError, match="not read-out genes"):
+        plot.gene_predictions(run, genes=["NOT_A_GENE"])
+
+
+def test_class_mosaic_widths_count_the_predictions_and_heights_the_observed_classes(runs):
+    run = runs["double"]
+    top = run.interaction_table("top_classes")
+    fig = plot.class_mosaic(run)
+    bars = _bars(fig, "mosaic:linear:")
+    part = top[top["model"] == "linear"]
+    for predicted, group in part.groupby("predicted_class"):
+        mine = {gid: bar for gid, bar in bars.items() if gid.split(":")[2] == predicted}
+        assert sum(bar.get_height() for bar in mine.values()) == pytest.approx(1.0)
+        assert next(iter(mine.values())).get_width() == pytest.approx(len(group) / len(part))
+        for gid, bar in mine.items():
+            assert bar.get_height() == pytest.approx((group["observed_class"] == gid.split(":")[3]).mean())
+    assert not any(gid.startswith("mosaic:additive") for gid in _bars(fig, "mosaic:"))  # no interactions predicted
+
+
+def _bars(fig, prefix):
+    return {p.get_gid(): p for ax in fig.axes for p in ax.patches if (p.get_gid() or "").startswith(prefix)}
+
+
+def test_transfer_error_relates_the_transfer_models_error_to_the_cell_lines_difference(tmp_path):
+    from linpert.models import TransferModel
+
+    target = make_pseudobulk(n_genes=120, n_singles=40, n_doubles=0, seed=4)
+    reference = make_pseudobulk(n_genes=120, n_singles=40, n_doubles=0, seed=5)
+    run = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        benchmark.run(target, split="simulation", seeds=[1], n_genes=80, out=run, progress=False,
+                      models=["mean", ("transfer", TransferModel(reference=reference, n_components=5))])
+    assert "transfer_error" in plot.figure_names(run)
+    folder = plot.RunFolder(run)
+    np.testing.assert_array_equal(folder.reference_control("transfer").to_numpy(), np.asarray(reference["ctrl"].X)[0])
+    assert folder.reference_control("mean") is None
+    fig = plot.transfer_error(run)
+    points = _by_gid(fig, "transfer:transfer")["transfer:transfer"].get_offsets()
+    scores = folder.results.query("model == 'transfer'").set_index("perturbation")["pearson_delta"]
+    readout = set(folder.observed.columns)
+    expected = [scores[p] for p in scores.index if p.split("+")[0] in readout and np.isfinite(scores[p])]
+    np.testing.assert_allclose(np.sort(points[:, 1]), np.sort(expected))

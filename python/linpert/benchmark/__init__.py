@@ -252,6 +252,7 @@ def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, schedu
     if store:
         store.finish(results, timing, summary, card, restriction, forest, calibrated)
         store.save_observed(plan.observed)
+        store.save_conditions(data.obs)
         store.save_published(published, fidelity)
         if on_scored is not None:
             on_scored(store.root)

@@ -94,7 +94,9 @@ def _run_cell(data, split, label, model, readout, ctrl, dataset) -> dict:
     }
     predictions = pd.DataFrame(pred, index=scored, columns=data.var_names[readout])
     return {"results": results, "timing": timing, "predictions": predictions,
-            "l2_by_n": l2_by_n_sums(values, observed, ctrl)}
+            "l2_by_n": l2_by_n_sums(values, observed, ctrl),
+            # a model that learns from another dataset names its control profile (Extended Data Fig. 9)
+            "reference_control": getattr(model, "reference_control_", None)}
 
 
 def l2_by_n_sums(predicted: np.ndarray, observed: np.ndarray, control: np.ndarray) -> pd.DataFrame:

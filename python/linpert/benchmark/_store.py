@@ -24,6 +24,7 @@ FORMAT_VERSION = 1
 #: The folder of a run that keeps the cell-level work (DE tests, replicate ceiling) of a cell file.
 CELL_WORK = "from_cells"
 L2_BY_N = "l2_by_n"  # each cell's L2 over the top n of all genes
+REFERENCE = "reference"  # the control profile of the dataset a transfer model learned from, per cell
 DE_TABLES = ("log2_fold_change", "statistic", "p_value", "fdr")
 
 
@@ -53,6 +54,7 @@ def _run_config(data, split, dataset, n_genes, labelled) -> dict:
         "split": split,
         "n_genes": int(n_genes),
         "models": {label: _model_identity(model) for label, model in labelled},
+        "genes": int(data.n_vars),  # every gene of the data, for the dataset overview
     }
     provenance = data.uns.get("linpert", {}) or {}
     if len(provenance.get("dropped_conditions", [])):  # what loading the data left out, for the report
@@ -225,6 +227,9 @@ class _Store:
         atomic_write(self.cells / f"{name}.timing.json", json.dumps(timing, indent=2))
         if cell.get("l2_by_n") is not None:
             atomic_write(self.l2_by_n_path(seed, label), cell["l2_by_n"], kind="parquet")
+        if cell.get("reference_control") is not None:  # a transfer model's other dataset, for Extended Data Fig. 9
+            table = cell["reference_control"].rename("ctrl").to_frame()
+            atomic_write(self.root / REFERENCE / f"{self._name(seed, label)}.parquet", table, kind="parquet")
         # the results file is written last: its presence marks the cell as finished
         atomic_write(self.cells / f"{name}.parquet", cell["results"], kind="parquet")
 
@@ -282,6 +287,11 @@ class _Store:
         if ceiling is not None:
             atomic_write(folder / "ceiling.parquet", ceiling, kind="parquet")
         atomic_write(folder / "key.json", json.dumps(key, indent=1))
+
+    def save_conditions(self, obs: pd.DataFrame) -> None:
+        """Each condition's kind and number of cells (``conditions.csv``), for the dataset overview."""
+        table = obs.reindex(columns=["kind", "n_cells"]).rename_axis("condition").reset_index()
+        atomic_write(self.root / "conditions.csv", table, kind="csv")
 
     def save_observed(self, observed: pd.DataFrame) -> None:
         """The observed pseudobulk on the read-out genes (every condition), for figures that need the truth."""

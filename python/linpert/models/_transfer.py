@@ -17,6 +17,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from .._conditions import Condition
 from ._base import PerturbationModel, check_training
@@ -47,7 +48,8 @@ class TransferModel(PerturbationModel):
         λ of the ridge regression between the two datasets' scores (the script's default: 0.1).
 
     Conditions the reference lacks are predicted as NaN, with the reason; training conditions it lacks are left out
-    of the regression (``dropped_``), as the script matches them by name.
+    of the regression (``dropped_``), as the script matches them by name. ``reference_control_`` is the reference's
+    control profile (the runner keeps it for :func:`linpert.plot.transfer_error`, Extended Data Fig. 9).
 
     Examples
     --------
@@ -91,6 +93,7 @@ class TransferModel(PerturbationModel):
         target = np.vstack([scores[:, matched].T, np.zeros((design.shape[1], scores.shape[0]))])
         self.coef_ = np.linalg.lstsq(stacked, target, rcond=None)[0].T  # K × (K + 1)
         self.rotation_, self.centre_ = rotation, centre
+        self.reference_control_ = pd.Series(reference.ctrl, index=reference.genes, name="ctrl")
         return self
 
     def _design(self, names: list[str]) -> np.ndarray:

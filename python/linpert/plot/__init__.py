@@ -9,7 +9,9 @@ matplotlib Figure; :func:`write_figures` writes every figure that applies to a r
 * :func:`forest`: mean L2 ratio to the mean baseline (Fig. 2c). :func:`l2_by_n`: error against n (ED Figs 2b, 8b).
 * :func:`prediction_spread` (ED Fig. 7), :func:`resources` (ED Fig. 10).
 * :func:`tpr_fdp` (Fig. 1c), :func:`precision_recall_roc` (ED Fig. 4), :func:`interaction_classes` (Fig. 1e),
-  :func:`deviation_scatter` (Fig. 1f), :func:`locfdr_histogram` (ED Fig. 3b).
+  :func:`deviation_scatter` and :func:`class_mosaic` (Fig. 1f), :func:`deviation_qq` and :func:`locfdr_histogram`
+  (ED Fig. 3), :func:`gene_predictions` (ED Fig. 6).
+* :func:`dataset_overview` (ED Fig. 1), :func:`transfer_error` (ED Fig. 9).
 
 Examples
 --------
@@ -20,6 +22,7 @@ Examples
 
 from __future__ import annotations
 
+from ._extended import class_mosaic, dataset_overview, deviation_qq, gene_predictions, transfer_error
 from ._figures import (
     beeswarm_l2,
     forest,
@@ -46,7 +49,12 @@ __all__ = [
     "CAPTIONS",
     "RunFolder",
     "beeswarm_l2",
+    "class_mosaic",
+    "dataset_overview",
+    "deviation_qq",
+    "gene_predictions",
     "scorecard_heatmap",
+    "transfer_error",
     "deviation_scatter",
     "display_name",
     "figure_bytes",

@@ -314,10 +314,10 @@ def l2_by_n(table: Source, *, n_genes: int | None = None, title: str | None = No
         ax.axvline(n_genes, color="#555555", linestyle="--", linewidth=0.9)
         ax.set_xscale("log")
         plain_log_ticks(ax.xaxis)
-        ax.set_xlabel(f"n, the number of genes ({genes}; dashed: the read-out genes)")
         ax.set_title(titles[order], fontsize=10)
         tidy_axes(ax)
     axes[0, 0].set_ylabel("mean L2 over the top n genes")
+    fig.supxlabel(f"n, the number of genes ({genes} genes; dashed line: the read-out genes)", fontsize=10)
     handles = dict(zip(*reversed(axes[0, 0].get_legend_handles_labels())))  # label -> handle, each label once
     axes[0, 1].legend(list(handles.values()), list(handles), frameon=False, fontsize=8)
     if title:

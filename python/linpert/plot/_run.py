@@ -284,6 +284,22 @@ class RunFolder:
         return interaction_pairs(calls, self.predictions)
 
     @cached_property
+    def conditions(self) -> pd.DataFrame | None:
+        """Each condition of the data with its ``kind`` and ``n_cells`` (``conditions.csv``), or None."""
+        path = self.root / "conditions.csv"
+        return pd.read_csv(path, index_col="condition") if path.is_file() else None
+
+    def reference_control(self, model: str) -> pd.Series | None:
+        """The control profile of the dataset a transfer model learned from (by gene), or None for other models."""
+        from ..benchmark._store import REFERENCE, cell_name
+
+        for seed, label in self.prediction_files:
+            path = self.root / REFERENCE / f"{cell_name(seed, label)}.parquet"
+            if label == model and path.is_file():
+                return pd.read_parquet(path)["ctrl"]
+        return None
+
+    @cached_property
     def no_interactions(self) -> list[str]:
         """The models that predict no interaction (every prediction additive, to rounding): not ranked or classed."""
         path = self.root / "interactions" / "no_interactions.json"

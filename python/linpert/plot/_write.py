@@ -21,18 +21,25 @@ from ._figures import (
     resources,
     scorecard_heatmap,
 )
+from ._extended import class_mosaic, dataset_overview, deviation_qq, gene_predictions, transfer_error
 from ._interactions import deviation_scatter, interaction_classes, locfdr_histogram, precision_recall_roc, tpr_fdp
 from ._run import RunFolder, as_run
 
 #: Figure name → (what it shows, for captions, and the paper's figure it mirrors).
 CAPTIONS = {
+    "dataset_overview": "The data: its size, and the conditions' mean profiles over the read-out genes in two "
+    "dimensions (UMAP with umap-learn installed, else principal components), the control in red (Extended Data "
+    "Fig. 1a, b).",
     "l2_beeswarm": "Prediction error (L2 over the read-out genes) per perturbation; red: the mean per model, dashed: "
     "the best model's mean (paper Fig. 1a / 2a).",
     "pearson_delta": "Pearson delta per perturbation; red: the mean per model (Extended Data Figs 2a / 8a).",
     "observed_vs_predicted": "Observed against predicted change of one perturbation (Fig. 1b).",
     "forest": "Mean L2 ratio to the mean baseline with its 95 % bootstrap interval; faded where the interval "
     "contains 1 (Fig. 2c).",
-    "l2_by_n": "Mean L2 over the top-n genes (Extended Data Figs 2b / 8b).",
+    "l2_by_n": "Mean L2 over the top-n of all genes, ± one standard error; dashed: the read-out genes; grey: the "
+    "paper's published curves (Extended Data Figs 2b / 8b).",
+    "transfer_error": "A model that learned from another dataset against the difference between the two controls: "
+    "the controls, the error per read-out gene and the Pearson delta per perturbation (Extended Data Fig. 9).",
     "prediction_spread": "Per-gene standard deviation across perturbations, predicted and observed (Extended Data "
     "Fig. 7).",
     "resources": "Elapsed time and peak memory per model, one point per seed (Extended Data Fig. 10).",
@@ -45,17 +52,27 @@ CAPTIONS = {
     "class (Fig. 1f).",
     "locfdr_histogram": "Deviations from additivity, the fitted locfdr null and the 5 % fdr thresholds (Extended "
     "Data Fig. 3b).",
+    "deviation_qq": "Quantiles of the deviations from additivity against the standard normal's; the line is the "
+    "fitted null, its slope the null's standard deviation (Extended Data Fig. 3a).",
+    "class_mosaic": "Each model's top predictions by predicted class (bar widths) and the observed class within "
+    "each (Fig. 1f, bottom).",
+    "gene_predictions": "Two genes with the most interactions across the scored doubles of one seed: observed "
+    "(coloured by class), predicted (black squares), the additive range (grey boxes), the control (line) "
+    "(Extended Data Fig. 6).",
 }
 
 
 #: The figures drawn from the interaction analysis (``interactions/``); the others need only the scores.
 INTERACTION_FIGURES = ("interaction_classes", "locfdr_histogram", "tpr_fdp", "precision_recall_roc",
-                       "deviation_scatter")
+                       "deviation_scatter", "deviation_qq", "class_mosaic", "gene_predictions")
 
 
 def _plans(run: RunFolder) -> list[tuple[str, Callable[[], object]]]:
     """The figures that apply to this run, each as (name, a function drawing it)."""
-    plans = [("l2_beeswarm", lambda: beeswarm_l2(run))]
+    plans = []
+    if run.observed is not None and run.conditions is not None:
+        plans.append(("dataset_overview", lambda: dataset_overview(run)))
+    plans.append(("l2_beeswarm", lambda: beeswarm_l2(run)))
     if run.results["pearson_delta"].notna().any():
         plans.append(("pearson_delta", lambda: pearson_delta(run)))
     if run.forest is not None and len(run.forest):
@@ -68,19 +85,27 @@ def _plans(run: RunFolder) -> list[tuple[str, Callable[[], object]]]:
             ("l2_by_n", lambda: l2_by_n(run, n_genes=run.config.get("n_genes"))),
             ("prediction_spread", lambda: prediction_spread(run)),
         ]
+    if any(run.reference_control(model) is not None for model in run.results["model"].unique()):
+        plans.append(("transfer_error", lambda: transfer_error(run)))
     if run.timings is not None and len(run.timings):
         plans.append(("resources", lambda: resources(run)))
     if run.has_interactions:
         plans += [
             ("interaction_classes", lambda: interaction_classes(run)),
+            ("deviation_qq", lambda: deviation_qq(run)),
             ("locfdr_histogram", lambda: locfdr_histogram(run)),
         ]
         if run.interaction_table("tpr_fdp") is not None:
             plans.append(("tpr_fdp", lambda: tpr_fdp(run)))
         if run.prediction_files and run.interaction_table("auc_summary") is not None:
             plans.append(("precision_recall_roc", lambda: precision_recall_roc(run)))
-        if run.prediction_files and run.interaction_table("top_classes") is not None:
+        top = run.interaction_table("top_classes")
+        if run.prediction_files and top is not None:
             plans.append(("deviation_scatter", lambda: deviation_scatter(run)))
+        if top is not None and len(top):
+            plans.append(("class_mosaic", lambda: class_mosaic(run)))
+        if run.prediction_files:
+            plans.append(("gene_predictions", lambda: gene_predictions(run)))
     return plans
 
 
@@ -259,10 +284,10 @@ def _write_shared(run: RunFolder, names: list[str], formats, dpi: int, workers: 
 
 #: Seconds each figure took to draw and write as PNG and SVG on a Norman-sized run (the rest take about 0.4), to share
 #: them out evenly between processes.
-_COST = {"precision_recall_roc": 1.9, "deviation_scatter": 1.9, "l2_by_n": 1.2, "prediction_spread": 1.2,
+_COST = {"dataset_overview": 3.0, "precision_recall_roc": 1.9, "deviation_scatter": 1.9, "l2_by_n": 1.2, "prediction_spread": 1.2,
          "locfdr_histogram": 1.0, "interaction_classes": 0.8, "observed_vs_predicted": 0.8, "l2_beeswarm": 0.6}
 #: Figures drawn from the same costly table (the interaction pairs), kept in one process so that it is built once.
-_TOGETHER = ("precision_recall_roc", "deviation_scatter")
+_TOGETHER = ("precision_recall_roc", "deviation_scatter", "gene_predictions")
 _FORKED: RunFolder | None = None
 
 
