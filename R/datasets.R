@@ -87,9 +87,16 @@ dataset_cached <- function(name, cache_dir = NULL) {
 #' Read a dataset in GEARS' format
 #'
 #' Reads GEARS' `perturb_processed.h5ad` (or the folder that holds it) into a
-#' `SingleCellExperiment` (Python `linpert.datasets.read_gears()`).
+#' `SingleCellExperiment` (Python `linpert.datasets.read_gears()`), keeping the
+#' conditions GEARS' own `PertData` keeps, as the paper loaded its data: the
+#' control and perturbations of genes in GEARS' GO graph. The dropped conditions
+#' are named in a warning.
 #'
 #' @param path The `.h5ad` file or its folder.
+#' @param gears_filter `FALSE` keeps every condition of the file.
+#' @param go_files The folder with GEARS' `gene2go_all.pkl` and
+#'   `essential_all_data_pert_genes.pkl`; by default the dataset folder's parent
+#'   when it holds them, else linpert's cache (downloaded once).
 #' @return A `SingleCellExperiment`, genes × cells, assay `logcounts`.
 #' @export
 #' @examples
@@ -97,10 +104,11 @@ dataset_cached <- function(name, cache_dir = NULL) {
 #' sce <- read_gears("data/norman")
 #' pb <- pseudobulk(sce)
 #' }
-read_gears <- function(path) {
+read_gears <- function(path, gears_filter = TRUE, go_files = NULL) {
   .check_string(path, "path")
   if (!file.exists(path)) stop("`path` '", path, "' does not exist; pass a GEARS .h5ad file or its folder.", call. = FALSE)
-  .sce_from_python(.linpert_bridge()$read_gears(normalizePath(path)))
+  if (!is.null(go_files)) go_files <- normalizePath(go_files, mustWork = FALSE)
+  .sce_from_python(.linpert_bridge()$read_gears(normalizePath(path), isTRUE(gears_filter), go_files))
 }
 
 #' Convert between SingleCellExperiment and Python's AnnData

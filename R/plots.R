@@ -74,3 +74,31 @@ plot_forest <- function(forest) {
 
 # ggplot2's .data pronoun, for R CMD check
 utils::globalVariables(".data")
+
+#' Write every figure of a benchmark run
+#'
+#' Draws every figure that applies to a run folder (the `out` of
+#' [run_benchmark()]) into its `figures/` folder, as Python's
+#' `linpert.plot.write_figures()` does: the paper's Figs 1a-f, 2a and 2c and its
+#' Extended Data figures, among them the dataset overview (ED Fig. 1), the QQ
+#' plot of the deviations from additivity (ED Fig. 3a), chosen genes across the
+#' doubles (ED Fig. 6), a transfer model against the cell lines' difference
+#' (ED Fig. 9) and the mosaic of the top predictions' classes (Fig. 1f).
+#'
+#' @param run_folder A run folder written by [run_benchmark()] with `out`.
+#' @param formats File formats: any of `"png"`, `"svg"`, `"pdf"`.
+#' @return The paths written, invisibly.
+#' @export
+#' @examples
+#' \dontrun{
+#' res <- run_benchmark(pseudobulk(simulate_screen("norman")), out = "runs/norman")
+#' write_figures("runs/norman")
+#' }
+write_figures <- function(run_folder, formats = c("png", "svg")) {
+  .check_string(run_folder, "run_folder")
+  if (!dir.exists(run_folder)) {
+    stop("`run_folder` '", run_folder, "' is not a folder; pass the `out` of run_benchmark().", call. = FALSE)
+  }
+  formats <- match.arg(formats, c("png", "svg", "pdf"), several.ok = TRUE)
+  invisible(unlist(reticulate::py_to_r(.linpert_bridge()$write_figures(normalizePath(run_folder), as.list(formats)))))
+}

@@ -355,10 +355,18 @@ def dataset_cached(name: str, cache_dir: str | None = None) -> bool:
     return bool(table.loc[name, "cached"])
 
 
-def read_gears(path: str) -> dict[str, Any]:
+def read_gears(path: str, gears_filter: bool = True, go_files: str | None = None) -> dict[str, Any]:
     import linpert
 
-    return anndata_to_r(linpert.datasets.read_gears(path, backed=False))
+    cells = linpert.datasets.read_gears(path, backed=False, gears_filter=gears_filter, go_files=go_files)
+    return anndata_to_r(cells)
+
+
+def write_figures(folder: str, formats: Sequence[str]) -> list[str]:
+    """:func:`linpert.plot.write_figures` for R: the paths written."""
+    from linpert.plot import write_figures as write
+
+    return [str(path) for path in write(folder, formats=tuple(_strings(formats)))]
 
 
 # ------------------------------------------------------------------------------------------------------ splits

@@ -117,6 +117,19 @@ test_that("run_benchmark() returns the tables, takes custom models, and feeds fo
   expect_error(run_benchmark(pb, seeds = 1.5), "`seeds` must be whole numbers")
 })
 
+test_that("write_figures() draws a run folder's figures, the Extended Data ones among them", {
+  skip_without_linpert()
+  pb <- small_screen()$pb
+  out <- file.path(tempfile("run"))
+  res <- suppressWarnings(run_benchmark(pb, seeds = 1, n_genes = 100, out = out,
+                                        models = list(no_change = "no_change", additive = "additive")))
+  paths <- write_figures(out, formats = "png")
+  expect_true(all(file.exists(paths)))
+  drawn <- sub("\\.png$", "", basename(paths))
+  expect_true(all(c("dataset_overview", "deviation_qq", "class_mosaic", "gene_predictions", "tpr_fdp") %in% drawn))
+  expect_error(write_figures(file.path(out, "nothing")), "is not a folder")
+})
+
 test_that("go_embedding() with igraph in R matches igraph's golden values and the Python backend", {
   skip_without_linpert()
   skip_if_not_installed("igraph")
@@ -181,7 +194,7 @@ test_that("published_results() returns the paper's numbers as a data frame", {
   norman <- published_results("norman")
   expect_s3_class(norman, "data.frame")
   expect_identical(names(norman), c("dataset", "split", "seed", "model", "perturbation", "set", "l2",
-                                    "pearson_delta", "r2"))
+                                    "pearson_delta", "r2", "figure"))
   means <- tapply(norman$l2, norman$model, mean)
   expect_equal(unname(means["additive"] / means["no_change"]), 0.4925, tolerance = 1e-3)
   expect_setequal(unique(published_results()$dataset), c("norman", "adamson", "replogle_k562", "replogle_rpe1"))

@@ -23,9 +23,13 @@ _KIND_COLOURS = {"single": "#0072b2", "double": "#e69f00", "control": "#d62728"}
 def embed_2d(profiles: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, str]:
     """Two coordinates per profile: UMAP (umap-learn, as the paper) when installed, else the first two principal
     components; and the method's name for the axis labels."""
+    import warnings
+
     centred = profiles - profiles.mean(axis=0)
     try:
-        import umap
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # umap-learn warns at import that its TensorFlow variant is unavailable
+            import umap
     except ImportError:
         u, d, _ = np.linalg.svd(centred, full_matrices=False)
         return u[:, :2] * d[:2], "PC"
