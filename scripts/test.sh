@@ -4,7 +4,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${LINPERT_VENV:-$root/.venv}
-"$root/scripts/setup.sh" --with-r "test,r,bench,gears,dask,fast"
+"$root/scripts/setup.sh" --with-r "test,r,bench,gears,dask,fast,umap"
 cd "$root"
 
 # R packages the tests need go into a private library, so the test never touches the user's R library. R's locfdr

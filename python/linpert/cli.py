@@ -103,22 +103,21 @@ def _parser() -> argparse.ArgumentParser:
 
 def _demo(args) -> int:
     from . import benchmark
-    from ._io import atomic_write
+    from .models import TransferModel
 
     out = Path(args.out)
     reused = 0
     for preset, split, folder in (("norman", "double", "double"), ("replogle", "simulation", "single")):
-        path = out / "data" / f"simulated-{preset}.pseudobulk.h5ad"
-        data = _read_pseudobulk(path) if path.exists() else None
-        if data is None:
-            print(f"Simulating a {preset.capitalize()}-like screen (seed {args.seed}) ...", flush=True)
-            data = _simulated_pseudobulk(preset, args.seed, progress=not args.quiet)
-            atomic_write(path, data, kind="h5ad")
+        data = _demo_data(out, preset, args.seed, quiet=args.quiet)
+        models: list = DEFAULT_MODELS[split].split(",")
+        if split == "simulation":  # the paper's transfer between two cell lines (Extended Data Fig. 9)
+            other = _demo_data(out, preset, args.seed, quiet=args.quiet, cell_line=1)
+            models.append(("transfer", TransferModel(reference=other, n_components=10)))
         result = benchmark.run(
             data,
             split=split,
             seeds=_ints(DEFAULT_SEEDS[split]),
-            models=DEFAULT_MODELS[split].split(","),
+            models=models,
             out=out / folder,
             dataset=f"simulated-{preset}",
             progress=not args.quiet,
@@ -127,6 +126,21 @@ def _demo(args) -> int:
         _print_summary(result)
     _figures_and_report([out / "double", out / "single"], out / "report.html", title="linpert demo", reused=reused)
     return 0
+
+
+def _demo_data(out: Path, preset: str, seed: int, *, quiet: bool, cell_line: int = 0):
+    """A simulated screen's pseudobulk, kept in ``out/data`` under a name that says everything that made it."""
+    from ._io import atomic_write
+
+    line = f"-line{cell_line}" if cell_line else ""
+    path = out / "data" / f"simulated-{preset}-seed{seed}{line}.pseudobulk.h5ad"
+    data = _read_pseudobulk(path) if path.exists() else None
+    if data is None:
+        what = f"{preset.capitalize()}-like screen" + (f" in another cell line ({cell_line})" if cell_line else "")
+        print(f"Simulating a {what} (seed {seed}) ...", flush=True)
+        data = _simulated_pseudobulk(preset, seed, progress=not quiet, cell_line=cell_line)
+        atomic_write(path, data, kind="h5ad")
+    return data
 
 
 def _run(args) -> int:
@@ -248,11 +262,12 @@ def _read_pseudobulk(path: Path):
     return anndata.read_h5ad(path) if is_pseudobulk else None
 
 
-def _simulated_pseudobulk(preset: str, seed: int, *, progress: bool):
+def _simulated_pseudobulk(preset: str, seed: int, *, progress: bool, cell_line: int = 0):
     from ._pseudobulk import pseudobulk
     from .datasets import simulate
 
-    data = pseudobulk(simulate(preset, seed=seed), progress=progress)
+    cell_type = {0: None, 1: "RPE1"}.get(cell_line, f"line{cell_line}")
+    data = pseudobulk(simulate(preset, seed=seed, cell_line=cell_line, cell_type=cell_type), progress=progress)
     data.uns["linpert"]["dataset"] = f"simulated-{preset}"
     return data
 

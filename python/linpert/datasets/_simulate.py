@@ -80,6 +80,7 @@ _LOG_MEAN_CENTER, _LOG_MEAN_SD = math.log(0.25), 1.5
 _LOG_DISPERSION_CENTER, _LOG_DISPERSION_SD = math.log(0.2), 0.5
 # Library size: log-normal size factor, median 1, sdlog 0.35 (totals vary about 2-fold across most cells).
 _SIZE_FACTOR_SD = 0.35
+_CELL_LINE_SD = 0.5  # how far another cell line's control log means lie from the first's
 # Perturbation strength: log-normal, median 1, capped at 3; some perturbations barely act, a few act strongly.
 _STRENGTH_SD, _STRENGTH_MAX = 0.5, 3.0
 # Variance of the k-th latent program decays as 0.8^(2k): a few programs dominate, as in real perturbation screens.
@@ -127,6 +128,7 @@ def simulate(
     saturation: float | None = None,
     effect_scale: float | None = None,
     cell_type: str | None = None,
+    cell_line: int = 0,
 ) -> AnnData:
     """Simulate a Perturb-seq experiment with known ground truth, as cell-level data in GEARS' format.
 
@@ -160,6 +162,11 @@ def simulate(
         Standard deviation, across genes, of a median-strength perturbation's effect on log-scale means.
     cell_type
         Written to ``obs['cell_type']`` and into ``obs['condition_name']``.
+    cell_line
+        0: the screen itself. Another number: the same screen in another cell line (as the paper's K562 and RPE1,
+        Extended Data Fig. 9): the same targets and perturbation effects on a control that differs gene by gene
+        (log-mean shifts of standard deviation 0.5), with other cells. :class:`linpert.models.TransferModel` learns
+        from one line to predict the other.
 
     Returns
     -------
@@ -207,6 +214,7 @@ def simulate(
         saturation=saturation,
         effect_scale=effect_scale,
         cell_type=cell_type,
+        cell_line=cell_line,
     )
     rng = np.random.default_rng(params["seed"])
     n_genes = params["n_genes"]
@@ -219,6 +227,9 @@ def simulate(
     pairs = _pick_pairs(params["n_singles"], params["n_doubles"], rng)
     curves = _saturation_curves(n_genes, params["saturation"], rng)
     single_change, double_change = _respond(singles, targets, pairs, curves)
+    if params["cell_line"]:  # the same effects on another line's control, and that line's own cells
+        rng = np.random.default_rng([params["seed"], params["cell_line"]])
+        ctrl_log_mean = ctrl_log_mean + rng.normal(0.0, _CELL_LINE_SD, n_genes)
 
     single_names = [f"{symbols[t]}+{CONTROL}" for t in targets]
     double_names = [f"{symbols[targets[a]]}+{symbols[targets[b]]}" for a, b in pairs]
@@ -297,6 +308,10 @@ def _resolve_params(preset: str, **overrides: Any) -> dict[str, Any]:
             raise ValueError(f"{key} must be an integer >= {low}, got {value!r}.")
         params[key] = int(value)
     params["seed"] = int(params["seed"])
+    params.setdefault("cell_line", 0)
+    if not isinstance(params["cell_line"], Integral) or isinstance(params["cell_line"], bool) or params["cell_line"] < 0:
+        raise ValueError(f"cell_line must be a non-negative integer (0: the screen itself), got {params['cell_line']!r}.")
+    params["cell_line"] = int(params["cell_line"])
 
     modality = params["modality"]
     if not isinstance(modality, str) or modality.lower() not in MODALITIES:
