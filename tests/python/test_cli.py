@@ -35,18 +35,20 @@ def test_demo_end_to_end_and_resumes(tmp_path, capsys):
     double = pd.read_csv(out / "double" / "results.csv")
     single = pd.read_csv(out / "single" / "results.csv")
     assert set(double["model"]) == {"no_change", "additive", "linear"} and set(double["seed"]) == {1, 2, 3, 4, 5}
-    assert set(single["model"]) == {"mean", "linear"} and set(single["seed"]) == {1, 2}
+    assert set(single["model"]) == {"mean", "linear", "transfer"} and set(single["seed"]) == {1, 2}
     assert double.groupby("seed")["perturbation"].nunique().eq(62).all()  # 124 doubles: half to train, half scored
     summary = double.groupby("model")["l2"].mean()
     assert summary["additive"] < summary["no_change"]  # the simulated doubles are mostly additive
     single_summary = single.groupby("model")["l2"].mean()
     assert single_summary["linear"] < single_summary["mean"]  # low-rank effects: the linear model learns them
+    assert single_summary["transfer"] < single_summary["linear"]  # the same effects in another cell line: transfer
+    assert (out / "data" / "simulated-replogle-seed0-line1.pseudobulk.h5ad").is_file()
     drawn = {p: p.stat().st_mtime_ns for p in [out / "report.html", *out.glob("*/figures/*")]}
-    assert len(drawn) == 41  # 20 figures as PNG and SVG, and the report
+    assert len(drawn) == 53  # 26 figures (16 of the double run, 10 of the single) as PNG and SVG, and the report
     assert main(["demo", "--out", str(out), "--quiet"]) == 0  # a second run reuses everything and says so
     second = capsys.readouterr().out
     assert second.splitlines()[-1] == first.splitlines()[-1]
-    assert "Reused 19 finished cells, 20 figures and the report: unchanged since the last run" in second
+    assert "Reused 21 finished cells, 26 figures and the report: unchanged since the last run" in second
     assert {p: p.stat().st_mtime_ns for p in drawn} == drawn  # nothing redrawn
 
 

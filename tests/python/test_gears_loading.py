@@ -70,3 +70,22 @@ def test_the_paper_conditions_give_the_published_split_labels_with_nothing_extra
     # without the filter the extra conditions enter the split and move the paper's labels
     unfiltered = linpert.pseudobulk(read_gears(tmp_path / "adamson", gears_filter=False))
     assert list(simulation_split(unfiltered.obs_names, seed=1).train) != golden["gears_0.1.2"]["1"]["train"]
+
+
+def test_a_run_on_loaded_data_names_what_loading_dropped(tmp_path):
+    from linpert import benchmark
+    from linpert.report import write_report
+
+    write_go_files(tmp_path, ["A", "B", "C", "D"])
+    (tmp_path / "screen").mkdir()
+    conditions = ["ctrl", "A+ctrl", "B+ctrl", "C+ctrl", "D+ctrl", "A+B", "C+D", "A+C", "B+D", "NOGO+ctrl"]
+    gears_cells(conditions, n_per=3, n_genes=8).write_h5ad(tmp_path / "screen" / "perturb_processed.h5ad")
+    with pytest.warns(UserWarning, match="dropped 1 condition"):
+        pb = linpert.pseudobulk(read_gears(tmp_path / "screen"))  # the pseudobulk keeps what loading dropped
+    assert pb.uns["linpert"]["dropped_conditions"] == ["NOGO+ctrl"] and "NOGO+ctrl" not in pb.obs_names
+    out = tmp_path / "run"
+    benchmark.run(pb, split="double", seeds=[1], models=["additive"], out=out, progress=False, interactions=False,
+                  n_genes=8)
+    assert json.loads((out / "run.json").read_text())["dropped_conditions"]["names"] == ["NOGO+ctrl"]
+    report = write_report(out, tmp_path / "report.html").read_text()
+    assert "conditions dropped on loading" in report and "NOGO+ctrl" in report
