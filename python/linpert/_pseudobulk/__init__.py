@@ -102,5 +102,15 @@ def pseudobulk(
     if _dask.wants_dask(cells, layer=layer, scheduler=scheduler):
         from ._dask import pseudobulk as on_dask
 
-        return on_dask(cells, **options, scheduler=scheduler)
-    return local(cells, **options)
+        return _keep_dropped(cells, on_dask(cells, **options, scheduler=scheduler))
+    return _keep_dropped(cells, local(cells, **options))
+
+
+def _keep_dropped(cells: Any, result: anndata.AnnData) -> anndata.AnnData:
+    """What a reader left out of the cells (``read_gears``: the conditions outside GEARS' graph) stays on record."""
+    given = (getattr(cells, "uns", None) or {}).get("linpert", {}) if not isinstance(cells, (str, os.PathLike)) else {}
+    for key in ("dropped_conditions", "dropped_reason"):
+        if key in given:
+            value = given[key]
+            result.uns["linpert"][key] = value if isinstance(value, str) else [str(v) for v in value]
+    return result
