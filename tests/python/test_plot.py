@@ -428,3 +428,23 @@ def test_transfer_error_relates_the_transfer_models_error_to_the_cell_lines_diff
     readout = set(folder.observed.columns)
     expected = [scores[p] for p in scores.index if p.split("+")[0] in readout and np.isfinite(scores[p])]
     np.testing.assert_allclose(np.sort(points[:, 1]), np.sort(expected))
+
+
+def test_labels_that_clean_to_one_file_name_are_read_back_as_their_own(tmp_path):
+    """``a/b`` and ``a_b`` become distinct files (the store adds a suffix); the figures read each label's own."""
+    from linpert.models import FunctionModel
+
+    pb = make_pseudobulk(n_genes=60, n_singles=8, n_doubles=12, seed=2)
+
+    def shifted(by):
+        return FunctionModel(fit=lambda train: np.asarray(train["ctrl"].X).ravel() + by,
+                             predict=lambda ctrl, conditions: np.tile(ctrl, (len(conditions), 1)))
+
+    out = tmp_path / "run"
+    benchmark.run(pb, split="double", seeds=[1], models=[("a/b", shifted(0.0)), ("a_b", shifted(1.0))], out=out,
+                  progress=False, interactions=False, n_genes=40)
+    run = plot.RunFolder(out)
+    ctrl = np.asarray(pb["ctrl"].X).ravel()[top_expressed_genes(np.asarray(pb["ctrl"].X).ravel(), n_genes=40)]
+    for label, by in (("a/b", 0.0), ("a_b", 1.0)):
+        predicted = run.predictions[(1, label)].to_numpy()
+        np.testing.assert_allclose(predicted, np.tile(ctrl + by, (len(predicted), 1)), rtol=1e-12)
