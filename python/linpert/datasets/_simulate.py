@@ -309,8 +309,9 @@ def _resolve_params(preset: str, **overrides: Any) -> dict[str, Any]:
         params[key] = int(value)
     params["seed"] = int(params["seed"])
     params.setdefault("cell_line", 0)
-    if not isinstance(params["cell_line"], Integral) or isinstance(params["cell_line"], bool) or params["cell_line"] < 0:
-        raise ValueError(f"cell_line must be a non-negative integer (0: the screen itself), got {params['cell_line']!r}.")
+    line = params["cell_line"]
+    if not isinstance(line, Integral) or isinstance(line, bool) or line < 0:
+        raise ValueError(f"cell_line must be a non-negative integer (0: the screen itself), got {line!r}.")
     params["cell_line"] = int(params["cell_line"])
 
     modality = params["modality"]

@@ -164,9 +164,10 @@ class LinearModel(PerturbationModel):
         (as the paper's scripts took the split's seed), else fresh entropy (kept in ``seed_``).
 
     The random perturbation embedding draws one vector per condition of the split, in the order the conditions first
-    appear among the cells (the order of the paper's pseudobulk; :func:`linpert.pseudobulk` records it). :func:`linpert.benchmark.run` tells the model the split's conditions
-    (``uns["linpert"]["split"]`` of the training data); fitted directly, the model knows only the training
-    conditions, and predicts any other as NaN with that reason.
+    appear among the cells (the order of the paper's pseudobulk; :func:`linpert.pseudobulk` records it).
+    :func:`linpert.benchmark.run` tells the model the split's conditions (``uns["linpert"]["split"]`` of the training
+    data); fitted directly, the model knows only the training conditions, and predicts any other as NaN with that
+    reason.
 
     Attributes
     ----------
@@ -175,8 +176,8 @@ class LinearModel(PerturbationModel):
     intercept_
         b, one value per training gene.
     gene_embedding_, perturbation_embedding_
-        The embeddings used (DataFrames indexed by gene; the random perturbation embedding lists the training
-        targets; for "random", one row per condition of the split).
+        The embeddings used: DataFrames indexed by gene, except a random perturbation embedding, indexed by the
+        conditions of the split.
     dropped_
         Training conditions left out of the fit, with the reason.
     missing_genes_

@@ -152,7 +152,8 @@ def gene_predictions(run: Source, genes: list[str] | None = None, *, seed: int |
     genes = chosen_genes(pairs) if genes is None else list(genes)
     missing = [g for g in genes if g not in set(pairs["gene"])]
     if missing:
-        raise ValueError(f"Genes {missing} are not read-out genes of this run; choose among its {pairs['gene'].nunique()}.")
+        raise ValueError(f"Genes {missing} are not read-out genes of this run; choose among its "
+                         f"{pairs['gene'].nunique()}.")
     models = model_order(pairs["model"].unique())
     fig, axes = new_figure(0.9 + 3.2 * len(models), 0.6 + 2.6 * len(genes), nrows=len(genes), ncols=len(models),
                            sharey="row")
