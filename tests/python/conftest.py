@@ -6,6 +6,7 @@ import copy
 import itertools
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
@@ -73,6 +74,9 @@ def _same(a, b) -> bool:
         return x.shape == y.shape and np.array_equal(x, y, equal_nan=x.dtype.kind == "f")
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, ad.AnnData):  # a parameter (TransferModel's reference): its names and values
+        return isinstance(b, ad.AnnData) and all(_same(getattr(a, k), getattr(b, k)) for k in ("X", "obs_names",
+                                                                                                 "var_names"))
     return a == b
 
 

@@ -341,7 +341,14 @@ def test_linear_model_bad_parameters_are_explained():
 
 # ---------------------------------------------------------------------------------------- the shared contract
 # Whether a model can predict a condition naming a gene it never saw in training.
-PREDICTS_UNSEEN_GENES = {"no_change": True, "mean": True, "additive": False, "linear": False}
+PREDICTS_UNSEEN_GENES = {"no_change": True, "mean": True, "additive": False, "linear": False, "transfer": False}
+
+
+def transfer_reference():
+    """Another dataset with the training conditions and the double G1+G3: what a transfer model learns from."""
+    base = random_training(seed=9)
+    extra = np.asarray(base.X)[0] + np.random.default_rng(9).normal(0, 0.3, base.n_vars)
+    return pseudobulk(np.vstack([np.asarray(base.X), extra]), [*base.obs_names, "G1+G3"], list(base.var_names))
 
 
 def test_every_registered_model_is_covered_by_the_contract_test():
@@ -351,7 +358,8 @@ def test_every_registered_model_is_covered_by_the_contract_test():
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_model_contract(name):
     cls = MODELS[name]
-    params = {"n_components": 5} if name == "linear" else {}
+    params = {"linear": {"n_components": 5}, "transfer": {"n_components": 5, "reference": transfer_reference()}}.get(
+        name, {})
     model = make_model(name, **params)
     assert isinstance(model, cls)
     assert model.get_params() == ({**cls().get_params(), **params})
