@@ -96,7 +96,7 @@ dataset_cached <- function(name, cache_dir = NULL) {
 #' @param gears_filter `FALSE` keeps every condition of the file.
 #' @param go_files The folder with GEARS' `gene2go_all.pkl` and
 #'   `essential_all_data_pert_genes.pkl`; by default the dataset folder's parent
-#'   when it holds them, else linpert's cache (downloaded once).
+#'   when it holds them, else linpert's cache (the error says how to fetch them).
 #' @return A `SingleCellExperiment`, genes × cells, assay `logcounts`.
 #' @export
 #' @examples

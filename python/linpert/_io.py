@@ -158,3 +158,20 @@ def describe_file(path: str | os.PathLike) -> str:
         return f"binary data of unknown type ({size} bytes, starting {head[:8]!r})"
     first_line = sample.strip().splitlines()[0][:80] if sample.strip() else ""
     return f"a text file ({size} bytes) starting {first_line!r}"
+
+
+def check_pickle(path: str | os.PathLike) -> None:
+    """A whole pickle stream, read opcode by opcode up to its STOP without running it (a truncated file has none)."""
+    import pickletools
+
+    try:
+        with open(path, "rb") as handle:
+            for opcode, _, _ in pickletools.genops(handle):
+                last = opcode.name
+    except (ValueError, EOFError) as err:
+        last = f"{type(err).__name__}: {err}"
+    if last != "STOP":
+        raise ValueError(
+            f"{str(path)!r} is not a whole Python pickle ({last}); it is "
+            f"{describe_file(path)}, most likely cut short."
+        )

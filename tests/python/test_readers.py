@@ -114,8 +114,17 @@ def test_read_gears_keeps_what_gears_keeps_and_says_what_it_dropped(tmp_path):
     write_go_files(elsewhere, ["A", "B", "C", "Z"])
     with pytest.warns(UserWarning, match="dropped 3"):
         assert "Z+ctrl" in set(read_gears(folder, go_files=elsewhere).obs["condition"])
-    with pytest.raises(FileNotFoundError, match="has no gene2go_all.pkl or essential_all_data_pert_genes.pkl"):
+    with pytest.raises(FileNotFoundError, match=r"GO files .* are not in '.*nowhere'.*fetch\('gene2go_all'\)"):
         read_gears(folder, go_files=tmp_path / "nowhere")
+    # a reader of local files downloads nothing: without the files beside the data or in the cache, it says so
+    alone = tmp_path / "alone" / "screen"
+    alone.mkdir(parents=True)
+    gears_cells(GEARS_CONDITIONS).write_h5ad(alone / "perturb_processed.h5ad")
+    with pytest.raises(FileNotFoundError, match=r"are not in '.*alone' or '.*empty-cache'.*gears_filter=False"):
+        read_gears(alone, cache_dir=tmp_path / "empty-cache")
+    write_go_files(tmp_path / "cache", ["A", "B", "C"])
+    with pytest.warns(UserWarning, match="dropped 4"):
+        read_gears(alone, cache_dir=tmp_path / "cache")  # found in linpert's cache
 
 
 def test_read_gears_requires_gene_name(tmp_path):

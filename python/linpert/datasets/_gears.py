@@ -17,6 +17,9 @@ import pickle
 from collections.abc import Iterable
 from pathlib import Path
 
+from .._io import check_pickle
+from ._download import data_dir
+
 __all__ = ["GO_FILES", "DROP_REASON", "perturbable_genes", "kept_by_gears", "dropped_by_gears", "find_go_files"]
 
 #: The two files of GEARS' GO graph that decide which genes can be perturbed (GEARS looks for them in its data_path).
@@ -38,9 +41,7 @@ def perturbable_genes(folder: str | os.PathLike) -> frozenset[str]:
 
 
 def _read_pickle(path: Path):
-    from ._readers import _check_pickle
-
-    _check_pickle(path)  # a cut-short download is named as such, not as an unpickling error
+    check_pickle(path)  # a cut-short download is named as such, not as an unpickling error
     with open(path, "rb") as handle:
         return pickle.load(handle)  # GEARS' own published files, read as GEARS reads them
 
@@ -60,28 +61,18 @@ def dropped_by_gears(conditions: Iterable[str], genes: frozenset[str]) -> list[s
 
 
 def find_go_files(dataset_file: Path, go_files: str | os.PathLike | None, cache_dir=None) -> Path:
-    """The folder holding GEARS' two GO files for a dataset, looked up as GEARS does, else fetched once.
-
-    ``go_files`` when given; else the dataset folder's parent (GEARS' ``data_path``, also linpert's cache layout)
-    when it holds both; else linpert's cache, downloading what is missing there (as ``PertData`` itself does).
-    """
-    if go_files is not None:
-        folder = Path(go_files)
-        missing = [name for name in GO_FILES if not (folder / name).is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"go_files={str(folder)!r} has no {' or '.join(missing)}. Point it at the folder that holds GEARS' "
-                "gene2go_all.pkl and essential_all_data_pert_genes.pkl (linpert.datasets.fetch() downloads them), "
-                "or pass gears_filter=False to keep every condition."
-            )
-        return folder
-    data_path = dataset_file.resolve().parent.parent
-    if all((data_path / name).is_file() for name in GO_FILES):
-        return data_path
-    from ._registry import fetch
-
-    for name in GO_FILES:
-        fetch(name.removesuffix(".pkl"), cache_dir=cache_dir, progress=False)
-    from ._download import data_dir
-
-    return data_dir(cache_dir)
+    """The folder holding GEARS' two GO files for a dataset: ``go_files`` when given, else the dataset folder's parent
+    (GEARS' ``data_path``) when it holds both, else linpert's cache when it does. A reader of local files downloads
+    nothing: where neither has them, the error says how to get them."""
+    candidates = [Path(go_files)] if go_files is not None else [dataset_file.resolve().parent.parent,
+                                                                   data_dir(cache_dir)]
+    for folder in candidates:
+        if all((folder / name).is_file() for name in GO_FILES):
+            return folder
+    looked = " or ".join(repr(str(folder)) for folder in candidates)
+    raise FileNotFoundError(
+        f"GEARS' GO files ({' and '.join(GO_FILES)}) are not in {looked}. They decide which conditions GEARS' "
+        "PertData keeps, as the paper loaded its data: download them once with linpert.datasets.fetch('gene2go_all') "
+        "and linpert.datasets.fetch('essential_all_data_pert_genes'), pass go_files=<the folder that holds them>, "
+        "or pass gears_filter=False to keep every condition of the file."
+    )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._io import describe_file, is_hdf5
+from ._gears import DROP_REASON, dropped_by_gears, find_go_files, perturbable_genes
 
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
@@ -53,23 +54,6 @@ def _check_h5ad(path: Path) -> None:
         raise ValueError(
             f"{str(path)!r} is an HDF5 file but not an AnnData .h5ad: it has no {' or '.join(missing)} (it holds "
             f"{', '.join(groups[:8]) or 'nothing'}). Give an .h5ad written by anndata (adata.write_h5ad)."
-        )
-
-
-def _check_pickle(path: Path) -> None:
-    """A whole pickle stream, read opcode by opcode up to its STOP without running it (a truncated file has none)."""
-    import pickletools
-
-    try:
-        with open(path, "rb") as handle:
-            for opcode, _, _ in pickletools.genops(handle):
-                last = opcode.name
-    except (ValueError, EOFError) as err:
-        last = f"{type(err).__name__}: {err}"
-    if last != "STOP":
-        raise ValueError(
-            f"{str(path)!r} is not a whole Python pickle ({last}); it is "
-            f"{describe_file(path)}, most likely cut short."
         )
 
 
@@ -168,9 +152,10 @@ def read_gears(
         ``uns['linpert']['dropped_conditions']``. ``False`` keeps every condition of the file.
     go_files
         The folder with GEARS' ``gene2go_all.pkl`` and ``essential_all_data_pert_genes.pkl``. Default: the dataset
-        folder's parent (GEARS' ``data_path``) when it holds them, else linpert's cache (downloaded once).
+        folder's parent (GEARS' ``data_path``) when it holds them, else linpert's cache; the error says how to
+        download them (``linpert.datasets.fetch``) where neither has them.
     cache_dir
-        linpert's cache folder for that download; default ``$LINPERT_DATA_DIR``, else ``~/.cache/linpert``.
+        linpert's cache folder; default ``$LINPERT_DATA_DIR``, else ``~/.cache/linpert``.
 
     Examples
     --------
@@ -190,8 +175,6 @@ def read_gears(
         )
     if not gears_filter:
         return adata
-    from ._gears import dropped_by_gears, find_go_files, perturbable_genes
-
     genes = perturbable_genes(find_go_files(file, go_files, cache_dir))
     dropped = dropped_by_gears(adata.obs["condition"].astype(str).unique(), genes)
     return _drop_conditions(adata, dropped, backed=backed, what=file.parent.name)
@@ -200,8 +183,6 @@ def read_gears(
 def _drop_conditions(adata: AnnData, dropped: list[str], *, backed: bool, what: str) -> AnnData:
     """Drop the cells of ``dropped``, say so in a warning and record the names and the reason in ``uns['linpert']``."""
     import warnings
-
-    from ._gears import DROP_REASON
 
     if dropped:
         keep = ~adata.obs["condition"].astype(str).isin(dropped).to_numpy()

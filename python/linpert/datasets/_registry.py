@@ -286,9 +286,10 @@ def _unpack(resource: Resource, archive: Path, target: Path) -> str:
 
 def _check_or_delete(target: Path, downloaded: list[Path]) -> None:
     """Open the usable file as what it claims to be before it is cached; a damaged one is deleted, never trusted."""
-    from ._readers import _check_h5ad, _check_pickle
+    from .._io import check_pickle
+    from ._readers import _check_h5ad
 
-    check = {".h5ad": _check_h5ad, ".pkl": _check_pickle}.get(target.suffix)
+    check = {".h5ad": _check_h5ad, ".pkl": check_pickle}.get(target.suffix)
     try:
         if check is not None:
             check(target)
@@ -321,7 +322,17 @@ def _read_cells(
 ) -> AnnData:
     if resource.reader == "scfoundation_norman":
         return read_scfoundation_norman(path, backed=backed, drop_unmapped=drop_unmapped)
-    return read_gears(path, backed=backed, gears_filter=drop_unmapped, cache_dir=cache_dir)
+    go_files = _fetch_go_files(cache_dir) if drop_unmapped else None
+    return read_gears(path, backed=backed, gears_filter=drop_unmapped, go_files=go_files)
+
+
+def _fetch_go_files(cache_dir) -> Path:
+    """GEARS' two GO files in the cache (downloaded once, as GEARS' PertData downloads them); their folder."""
+    from ._gears import GO_FILES
+
+    for name in GO_FILES:
+        fetch(name.removesuffix(".pkl"), cache_dir=cache_dir, progress=False)
+    return data_dir(cache_dir)
 
 
 def _dropped(resource: Resource, raw: Path, conditions, cache_dir) -> tuple[list[str], str, dict]:
@@ -329,9 +340,9 @@ def _dropped(resource: Resource, raw: Path, conditions, cache_dir) -> tuple[list
     if resource.reader == "scfoundation_norman":
         # the paper ran scFoundation's GEARS 0.0.2 fork on this file, whose GO graph lacks IER5L
         return unmapped_norman_conditions(conditions), "not in the GO graph of scFoundation's GEARS fork", {}
-    from ._gears import DROP_REASON, GO_FILES, dropped_by_gears, find_go_files, perturbable_genes
+    from ._gears import DROP_REASON, GO_FILES, dropped_by_gears, perturbable_genes
 
-    folder = find_go_files(raw, None, cache_dir)
+    folder = _fetch_go_files(cache_dir)
     files = {name: verify_cached(folder / name) for name in GO_FILES}
     return dropped_by_gears(conditions, perturbable_genes(folder)), DROP_REASON, files
 
