@@ -14,7 +14,7 @@ import numpy as np
 
 from ._config import ENV_NUMBA
 
-__all__ = ["Kernels", "between_kernels", "numba", "unsigned"]
+__all__ = ["Kernels", "between_kernels", "numba", "unsigned", "workqueue_layer"]
 
 
 @cache
@@ -22,14 +22,21 @@ def numba():
     """The numba module, or None where it is missing or ``LINPERT_NUMBA=0`` turns it off."""
     if os.environ.get(ENV_NUMBA, "1").strip() == "0":
         return None
+    return workqueue_layer()
+
+
+def workqueue_layer():
+    """numba with its threading layer set to workqueue (unless ``NUMBA_THREADING_LAYER`` names another), for
+    linpert's kernels and for the numba code of packages linpert calls (umap-learn); None without numba."""
     try:
         import numba as module
     except ImportError:
         return None
     if "NUMBA_THREADING_LAYER" not in os.environ:
         # numba would pick OpenMP where libgomp is found, beside the OpenMP runtimes that torch and scikit-learn load
-        # of their own. The workqueue layer needs none, was no slower on the Norman-size run (benchmarks/README.md),
-        # and Kernels already runs one kernel at a time, which is all workqueue asks.
+        # of their own, and a process that ran OpenMP aborts at its next fork() (the figures fork). The workqueue
+        # layer needs none, was no slower on the Norman-size run (benchmarks/README.md), and Kernels already runs
+        # one kernel at a time, which is all workqueue asks.
         module.config.THREADING_LAYER = "workqueue"
     return module
 

@@ -448,3 +448,13 @@ def test_labels_that_clean_to_one_file_name_are_read_back_as_their_own(tmp_path)
     for label, by in (("a/b", 0.0), ("a_b", 1.0)):
         predicted = run.predictions[(1, label)].to_numpy()
         np.testing.assert_allclose(predicted, np.tile(ctrl + by, (len(predicted), 1)), rtol=1e-12)
+
+
+def test_a_process_that_drew_the_dataset_overview_can_still_fork_figure_workers(runs, tmp_path, monkeypatch):
+    """umap-learn's numba code runs on the workqueue layer: on OpenMP's, the next fork() would abort the child."""
+    monkeypatch.setenv("LINPERT_NUMBA", "0")  # linpert's own kernels off: the overview still sets the layer
+    plot.dataset_overview(runs["double"])
+    copy = tmp_path / "copy"
+    shutil.copytree(runs["double"].root, copy)
+    shutil.rmtree(copy / "figures", ignore_errors=True)
+    assert len(plot.write_figures(copy, workers=2)) == 2 * len(DOUBLE_FIGURES)

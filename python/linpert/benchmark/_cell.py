@@ -38,7 +38,7 @@ def run_here(plan, todo: list, store, *, progress: bool) -> Iterator[tuple[tuple
 
 def _run_cell(data, split, label, model, readout, ctrl, dataset) -> dict:
     """Fit one model on one split, predict the scored conditions and score them."""
-    from ..models._linear import SPLIT_KEY
+    from ..models._base import SPLIT_KEY
 
     train = data[list(split.train)].copy()
     # which split the model is fitted on: the paper's scripts seed their random draws with it

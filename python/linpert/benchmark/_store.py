@@ -46,6 +46,11 @@ def cell_name(seed: int, label: str) -> str:
     return f"seed{seed}__{safe}"
 
 
+def cell_file(root: str | os.PathLike, folder: str, seed: int, label: str) -> Path:
+    """Where a cell's file in ``folder`` (``predictions``, ``l2_by_n``, ``reference``) lies in a run folder."""
+    return Path(root) / folder / f"{cell_name(seed, label)}.parquet"
+
+
 def _run_config(data, split, dataset, n_genes, labelled) -> dict:
     config = {
         "format": FORMAT_VERSION,
@@ -218,7 +223,7 @@ class _Store:
 
     def l2_by_n_path(self, seed: int, label: str) -> Path:
         """A cell's L2 over the top n of all genes (:func:`._cell.l2_by_n_sums`); absent in older run folders."""
-        return self.root / L2_BY_N / f"{self._name(seed, label)}.parquet"
+        return cell_file(self.root, L2_BY_N, seed, label)
 
     def save(self, seed: int, label: str, cell: dict) -> None:
         name = self._name(seed, label)
@@ -229,7 +234,7 @@ class _Store:
             atomic_write(self.l2_by_n_path(seed, label), cell["l2_by_n"], kind="parquet")
         if cell.get("reference_control") is not None:  # a transfer model's other dataset, for Extended Data Fig. 9
             table = cell["reference_control"].rename("ctrl").to_frame()
-            atomic_write(self.root / REFERENCE / f"{self._name(seed, label)}.parquet", table, kind="parquet")
+            atomic_write(cell_file(self.root, REFERENCE, seed, label), table, kind="parquet")
         # the results file is written last: its presence marks the cell as finished
         atomic_write(self.cells / f"{name}.parquet", cell["results"], kind="parquet")
 

@@ -51,6 +51,12 @@ class TrainingData:
         return self.X[self.conditions.get_loc(condition)]
 
 
+#: Where the runner tells a model which split it is fitted on: ``uns["linpert"]["split"]`` of the training data,
+#: ``{"seed": ..., "conditions": [...]}`` (every condition of the split, the scored ones included). The linear model's
+#: random embeddings read it, as the paper's scripts seed and draw by the split.
+SPLIT_KEY = "split"
+
+
 def check_training(train: Any) -> TrainingData:
     """Check a training pseudobulk (see :func:`linpert.pseudobulk`) and return it as :class:`TrainingData`.
 

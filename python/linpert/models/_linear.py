@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .._conditions import CONTROL, Condition, parse_condition
-from ._base import PerturbationModel, TrainingData, check_training
+from ._base import SPLIT_KEY, PerturbationModel, TrainingData, check_training
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -64,11 +64,6 @@ def pca_gene_scores(X: np.ndarray, n_components: int) -> np.ndarray:
     signs = np.sign(scores[biggest, np.arange(n_components)])
     signs[signs == 0] = 1.0
     return scores * signs
-
-
-#: Where the runner tells a model which split it is fitted on: ``uns["linpert"]["split"]`` of the training data,
-#: ``{"seed": ..., "conditions": [...]}`` (every condition of the split, the scored ones included).
-SPLIT_KEY = "split"
 
 
 def _split_context(train) -> dict:

@@ -25,6 +25,9 @@ def embed_2d(profiles: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, str]:
     components; and the method's name for the axis labels."""
     import warnings
 
+    from .._compiled import workqueue_layer
+
+    workqueue_layer()  # umap-learn's numba code on the workqueue layer: OpenMP's would make a later fork() abort
     centred = profiles - profiles.mean(axis=0)
     try:
         with warnings.catch_warnings():

@@ -111,10 +111,10 @@ class RunFolder:
     @cached_property
     def prediction_files(self) -> dict[tuple[int, str], Path]:
         """``(seed, model) → path`` of the stored predictions, for the models of ``results``."""
-        from ..benchmark._store import cell_name
+        from ..benchmark._store import cell_file
 
         cells = self.results[["seed", "model"]].drop_duplicates().sort_values(["seed", "model"], kind="stable")
-        paths = {(int(seed), model): self.root / "predictions" / f"{cell_name(int(seed), model)}.parquet"
+        paths = {(int(seed), model): cell_file(self.root, "predictions", int(seed), model)
                  for seed, model in cells.itertuples(index=False)}
         return {key: path for key, path in paths.items() if path.is_file()}
 
@@ -223,11 +223,11 @@ class RunFolder:
         return stored if stored is not None else self._l2_by_n_readout()
 
     def _l2_by_n_all_genes(self) -> pd.DataFrame | None:
-        from ..benchmark._store import L2_BY_N, cell_name
+        from ..benchmark._store import L2_BY_N, cell_file
 
         parts = []
         for (seed, model) in self.prediction_files:
-            path = self.root / L2_BY_N / f"{cell_name(seed, model)}.parquet"
+            path = cell_file(self.root, L2_BY_N, seed, model)
             if not path.is_file():
                 return None
             parts.append(pd.read_parquet(path).assign(model=model))
@@ -291,10 +291,10 @@ class RunFolder:
 
     def reference_control(self, model: str) -> pd.Series | None:
         """The control profile of the dataset a transfer model learned from (by gene), or None for other models."""
-        from ..benchmark._store import REFERENCE, cell_name
+        from ..benchmark._store import REFERENCE, cell_file
 
         for seed, label in self.prediction_files:
-            path = self.root / REFERENCE / f"{cell_name(seed, label)}.parquet"
+            path = cell_file(self.root, REFERENCE, seed, label)
             if label == model and path.is_file():
                 return pd.read_parquet(path)["ctrl"]
         return None
