@@ -67,6 +67,9 @@ def transfer_embedding(pb: AnnData, *, n_components: int = 10) -> pd.DataFrame:
 def random_embedding(genes: Sequence[str], *, n_components: int = 10, seed: int) -> pd.DataFrame:
     """N(0, 1) embedding vectors, one per gene; a gene's vector depends only on ``seed`` and its name.
 
+    A table to pass anywhere an embedding goes. The paper's random embeddings are another thing, R's ``rnorm`` in its
+    script's order: ``LinearModel(gene_embedding="random")`` / ``perturbation_embedding="random"`` draw those.
+
     Examples
     --------
     >>> a = random_embedding(["A", "B"], n_components=3, seed=1)
