@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -335,16 +336,17 @@ def _fetch_go_files(cache_dir) -> Path:
     return data_dir(cache_dir)
 
 
-def _dropped(resource: Resource, raw: Path, conditions, cache_dir) -> tuple[list[str], str, dict]:
-    """The conditions the paper's loading drops, why, and the files that decided it (for the cache key)."""
+def _condition_filter(resource: Resource, cache_dir) -> tuple[Callable[[Iterable[str]], list[str]], str, dict]:
+    """What the paper's loading drops (a function of the condition names), why, and the sha256 of the files that
+    decide it (for the cache key); GEARS' GO graph is read only when the function is called."""
     if resource.reader == "scfoundation_norman":
         # the paper ran scFoundation's GEARS 0.0.2 fork on this file, whose GO graph lacks IER5L
-        return unmapped_norman_conditions(conditions), "not in the GO graph of scFoundation's GEARS fork", {}
+        return unmapped_norman_conditions, "not in the GO graph of scFoundation's GEARS fork", {}
     from ._gears import DROP_REASON, GO_FILES, dropped_by_gears, perturbable_genes
 
     folder = _fetch_go_files(cache_dir)
     files = {name: verify_cached(folder / name) for name in GO_FILES}
-    return dropped_by_gears(conditions, perturbable_genes(folder)), DROP_REASON, files
+    return lambda names: dropped_by_gears(names, perturbable_genes(folder)), DROP_REASON, files
 
 
 def _close(adata: AnnData) -> None:
@@ -371,24 +373,21 @@ def _pseudobulk(resource: Resource, raw: Path, *, progress: bool, cache_dir=None
     from .. import _pseudobulk
     from .._io import atomic_write
 
-    # the conditions are dropped after averaging: a condition's mean does not depend on the others, and the raw
-    # file can then be read in chunks without a subsetting view
-    cells = _read_cells(resource, raw, backed=True, drop_unmapped=False)
-    try:
-        names = cells.obs["condition"].astype(str).unique()
-    finally:
-        _close(cells)
-    dropped, reason, go_files = _dropped(resource, raw, names, cache_dir)
+    drops, reason, go_files = _condition_filter(resource, cache_dir)
     key = {"raw_sha256": verify_cached(raw), "pseudobulk_version": _pseudobulk_version(),
            **{f"{name}_sha256": digest for name, digest in go_files.items()}}
     cache = raw.with_name(f"{resource.name}.pseudobulk.h5ad")
     pb = _cached_pseudobulk(cache, key)
     if pb is None:
+        # the conditions are dropped after averaging: a condition's mean does not depend on the others, and the raw
+        # file can then be read in chunks without a subsetting view
         cells = _read_cells(resource, raw, backed=True, drop_unmapped=False)
         try:
+            names = cells.obs["condition"].astype(str).unique()
             pb = _pseudobulk.pseudobulk(cells, condition_key="condition", gene_key="gene_name", progress=progress)
         finally:
             _close(cells)
+        dropped = drops(names)
         gone = set(canonical_names(names)[dropped]) if dropped else set()
         pb = pb[~pb.obs_names.isin(gone)].copy()
         info = dict(pb.uns.get("linpert", {}))
@@ -396,6 +395,7 @@ def _pseudobulk(resource: Resource, raw: Path, *, progress: bool, cache_dir=None
                     dropped_conditions=list(dropped), dropped_reason=reason)
         pb.uns["linpert"] = info
         atomic_write(cache, pb, kind="h5ad")
+    dropped = [str(name) for name in pb.uns["linpert"].get("dropped_conditions", [])]
     if dropped:
         warnings.warn(f"{resource.name}: dropped {len(dropped)} condition{'s' * (len(dropped) != 1)} as the paper "
                       f"did ({reason}): {', '.join(dropped[:10])}{' ...' if len(dropped) > 10 else ''}.",
