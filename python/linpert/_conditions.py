@@ -133,6 +133,30 @@ def canonical_names(names: Iterable[str], *, sep: str = "+") -> pd.Series:
     return pd.Series(canonical, index=pd.Index(raw, name="raw"), name="condition")
 
 
+def require_one_row_each(names: Iterable[str], *, what: str = "the pseudobulk") -> None:
+    """Refuse rows that are one condition written twice (``A+B`` and ``B+A``; ``A+ctrl`` and ``ctrl+A``; a name
+    repeated).
+
+    A pseudobulk has one row per condition. Two rows of one condition cannot both be trained and scored: a split
+    keeps one name, and the other would still be read by the interaction analysis. linpert does not guess how to
+    merge them (by cells, or as measured separately); :func:`linpert.pseudobulk` merges the cells of every
+    spelling, so pseudobulking the cells again gives one row.
+    """
+    names = [str(n) for n in names]
+    groups: dict[frozenset[str], list[str]] = {}
+    for name in names:
+        groups.setdefault(frozenset(parse_condition(name).genes), []).append(name)
+    twice = [spellings for spellings in groups.values() if len(spellings) > 1]
+    if twice:
+        shown = "; ".join(" and ".join(repr(s) for s in spellings) for spellings in twice[:3])
+        raise ValueError(
+            f"{what[0].upper()}{what[1:]} has {len(twice)} condition{'s' * (len(twice) > 1)} in more than one row "
+            f"({shown}{'; ...' if len(twice) > 3 else ''}): the same genes perturbed, written twice. A pseudobulk "
+            "has one row per condition: pseudobulk the cells with linpert.pseudobulk(), which merges every "
+            "spelling of a condition (weighted by cells), or keep one row of each."
+        )
+
+
 def condition_table(names: Iterable[str]) -> pd.DataFrame:
     """A table of canonical conditions: index ``condition``; columns ``genes`` (tuple), ``kind``, ``n_genes``."""
     rows = [parse_condition(n) for n in names]

@@ -20,7 +20,7 @@ from scipy import sparse
 
 from .._compiled import numba
 from .._config import cores
-from .._conditions import CONTROL, canonical_names, condition_table, require_control
+from .._conditions import CONTROL, canonical_names, condition_table, require_control, require_one_row_each
 from .._io import describe_file, is_hdf5
 from ._raw import RawArray
 from ._reduce import _compact, add_rows, condition_runs, indicator
@@ -683,6 +683,7 @@ def as_pseudobulk(
         raise ValueError(f"Conditions occur more than once: {sorted(set(table.index[table.index.duplicated()]))}. "
                          "A pseudobulk has one row per condition.")
     require_control(conditions, what="the pseudobulk")
+    require_one_row_each(conditions)
     genes = pd.Index([str(g) for g in genes], dtype=object)
     X = np.array(means, dtype=np.float64, order="C")
     if X.shape != (len(conditions), len(genes)):

@@ -30,7 +30,8 @@ from .._errors import WorkerError
 from ..metrics._registry import summarise
 from ._cell import run_here
 from ._dask import run_on_dask
-from ._store import _run_config, _Store, inspectable
+from ._identity import why_opaque
+from ._store import _run_config, _Store
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -156,7 +157,7 @@ def run(
     from ..models import resolve_models
     from ..splits import make_split
 
-    _check_pseudobulk(pb)
+    pb = _check_pseudobulk(pb)
     seeds = _check_seeds(seeds)
     if isinstance(n_genes, bool) or not isinstance(n_genes, (int, np.integer)) or n_genes < 1:
         raise ValueError(f"n_genes must be a positive integer (the number of read-out genes), got {n_genes!r}.")
@@ -482,20 +483,63 @@ def _restrict_to_common(results: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _check_pseudobulk(data) -> None:
+def _check_pseudobulk(data):
+    """The pseudobulk a run scores, checked where it enters: dense, one finite row per condition, ``ctrl`` among
+    them. A sparse matrix is made dense (a copy: the user's object is not changed)."""
     from anndata import AnnData
+
+    from .._conditions import require_one_row_each
 
     if not isinstance(data, AnnData):
         raise TypeError(
             f"run() takes a pseudobulk AnnData, got {type(data).__name__}. Build one with linpert.pseudobulk(adata)."
         )
+    if CONTROL not in data.obs_names or "kind" not in data.obs:
+        cells = _cell_level_column(data)
+        if cells is not None:
+            raise ValueError(
+                f"This AnnData holds cells ({data.n_obs} rows; obs[{cells!r}] names their conditions), not a "
+                f"pseudobulk. Pass linpert.pseudobulk(cells, condition_key={cells!r}) as the data, and the cells "
+                "as cells= for calibrated scores."
+            )
     if CONTROL not in data.obs_names:
         raise ValueError("The pseudobulk has no 'ctrl' row; linpert.pseudobulk() adds it from the control cells.")
     if "kind" not in data.obs:
         raise ValueError(
             "The AnnData has no obs['kind'] column: it does not look like a linpert pseudobulk. "
-            "Pass the result of linpert.pseudobulk(adata)."
+            "Pass the result of linpert.pseudobulk(adata), or linpert.as_pseudobulk(means, conditions, genes)."
         )
+    require_one_row_each(data.obs_names)
+    if data.var_names.has_duplicates:
+        repeated = sorted(set(data.var_names[data.var_names.duplicated()]))[:5]
+        raise ValueError(f"Gene names occur more than once: {repeated}. Make them unique "
+                         "(adata.var_names_make_unique(), or linpert.pseudobulk) before the run.")
+    if hasattr(data.X, "toarray"):  # a pseudobulk is small: conditions × genes
+        data = data.copy()
+        data.X = data.X.toarray()
+    values = np.asarray(data.X)
+    if values.dtype.kind not in "biuf":
+        raise TypeError(f"The pseudobulk's values are {values.dtype}, not numbers: X must hold the mean log "
+                        "expression of each condition.")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rows, columns = np.flatnonzero(bad.any(axis=1)), np.flatnonzero(bad.any(axis=0))
+        raise ValueError(
+            f"The pseudobulk holds NaN or infinite values ({int(bad.sum())}; conditions: "
+            f"{', '.join(data.obs_names[rows[:3]])}{', ...' * (len(rows) > 3)}; genes: "
+            f"{', '.join(data.var_names[columns[:3]])}{', ...' * (len(columns) > 3)}). A condition's mean log expression is finite, and a score over fewer genes would not compare with the "
+            "others: drop those conditions or genes (pb[rows, genes].copy()), or pseudobulk the cells again."
+        )
+    return data
+
+
+def _cell_level_column(data) -> str | None:
+    """The obs column that names cells' conditions, when ``data`` looks like cell-level data; else None."""
+    key = (data.uns.get("linpert", {}) or {}).get("condition_key", "condition")
+    for column in dict.fromkeys([key, "condition", "perturbation", "target_gene"]):
+        if column in data.obs and data.obs[column].astype(str).duplicated().any():
+            return column
+    return None
 
 
 def _vouched_labels(models) -> set[str]:
@@ -508,7 +552,8 @@ def _vouched_labels(models) -> set[str]:
     return pairs | {label.strip() for label in specs}
 
 
-def _unverifiable(labelled, vouched: set[str]) -> set[str]:
-    """Models whose identity linpert cannot check (see :func:`._store.inspectable`) and that the user did not label."""
-    return {label for label, model in labelled if not inspectable(model) and label not in vouched}
-
+def _unverifiable(labelled, vouched: set[str]) -> dict[str, str]:
+    """Models whose identity linpert cannot check and that the user did not label, with why
+    (:func:`._identity.why_opaque`)."""
+    whys = {label: why_opaque(model) for label, model in labelled if label not in vouched}
+    return {label: why for label, why in whys.items() if why}

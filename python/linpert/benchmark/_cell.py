@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import tracemalloc
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -47,18 +48,23 @@ def _run_cell(data, split, label, model, readout, ctrl, dataset) -> dict:
     scored = list(split.scored)
     with between_kernels():  # another thread's kernel must not be running when tracing starts or stops
         tracemalloc.start()
-    t0 = time.perf_counter()
-    model.fit(train)
-    t1 = time.perf_counter()
-    prediction = model.predict(scored)
-    t2 = time.perf_counter()
-    peak = tracemalloc.get_traced_memory()[1] / 2**20
-    with between_kernels():
-        tracemalloc.stop()
+    try:
+        t0 = time.perf_counter()
+        with _named(f"fitting model {label!r} on split seed {split.seed}"):
+            model.fit(train)
+        t1 = time.perf_counter()
+        with _named(f"predicting with model {label!r} on split seed {split.seed}"):
+            prediction = model.predict(scored)
+        t2 = time.perf_counter()
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        with between_kernels():
+            tracemalloc.stop()
     # adapters train in a worker process that tracemalloc cannot see; they report its peak themselves
     peak = max(peak, getattr(model, "peak_memory_mib_", None) or 0.0)
 
     values, reasons = _aligned(prediction, scored, data.var_names, label)
+    values, reasons = _whole_rows(values, reasons, readout, label)
     observed = np.asarray(data[scored].X, dtype=np.float64)
     pred, obs = values[:, readout], observed[:, readout]
     table = score(pred, obs, ctrl[readout])
@@ -97,6 +103,17 @@ def _run_cell(data, split, label, model, readout, ctrl, dataset) -> dict:
             "l2_by_n": l2_by_n_sums(values, observed, ctrl),
             # a model that learns from another dataset names its control profile (Extended Data Fig. 9)
             "reference_control": getattr(model, "reference_control_", None)}
+
+
+@contextmanager
+def _named(step: str) -> Iterator[None]:
+    """An error raised inside a model says which model, step and seed it came from (a note on the error itself)."""
+    try:
+        yield
+    except Exception as err:
+        if not isinstance(err, WorkerError):  # a worker's error already names its model and carries its log
+            err.add_note(f"(while {step})")
+        raise
 
 
 def l2_by_n_sums(predicted: np.ndarray, observed: np.ndarray, control: np.ndarray) -> pd.DataFrame:
@@ -149,7 +166,10 @@ def _aligned(prediction, conditions: list[str], genes: pd.Index, label: str) -> 
         order[axis] = names.get_indexer(wanted)
     X = prediction.X.toarray() if hasattr(prediction.X, "toarray") else prediction.X
     rows, columns = order["conditions"], order["genes"]
-    values = np.array(X, dtype=np.float64)  # a copy: the model keeps its own
+    try:
+        values = np.array(X, dtype=np.float64)  # a copy: the model keeps its own
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"Model {label!r} predicted values that are not numbers ({err}); {contract}") from None
     values = values if rows is None else values[rows]
     values = values if columns is None else values[:, columns]
     rows = np.arange(len(conditions)) if rows is None else rows
@@ -160,8 +180,25 @@ def _aligned(prediction, conditions: list[str], genes: pd.Index, label: str) -> 
                          f"{shown}). Predict NaN, with obs['reason'], where the model cannot predict.")
     given = prediction.obs["reason"] if "reason" in prediction.obs else pd.Series("", index=prediction.obs_names)
     reasons = given.fillna("").astype(str).to_numpy()[rows]
-    unexplained = ~np.isfinite(values).all(axis=1) & (reasons == "")
+    unexplained = ~np.isfinite(values).any(axis=1) & (reasons == "")
     reasons[unexplained] = f"{label} gave no prediction (no reason given)"
+    return values, reasons
+
+
+def _whole_rows(values: np.ndarray, reasons: np.ndarray, readout: np.ndarray, label: str
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """A row is scored on every read-out gene or not at all: a prediction missing some of them is blanked, with why.
+
+    Scoring it on the rest would let a model win by leaving out the genes it predicts worst.
+    """
+    missing = (~np.isfinite(values[:, readout])).sum(axis=1)
+    partial = (missing > 0) & (missing < readout.size)
+    if partial.any():
+        values[partial] = np.nan
+        reasons = reasons.astype(object)
+        for i in np.flatnonzero(partial):
+            reasons[i] = (f"{label} predicted no value for {missing[i]} of the {readout.size} read-out genes: a row "
+                          "is scored on every read-out gene or not at all")
     return values, reasons
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._conditions import CONTROL, parse_condition
+from .._conditions import CONTROL, parse_condition, require_one_row_each
 from .._config import renamed
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -117,6 +117,7 @@ def additive_deviation(
     names = pd.Index(pb.obs_names)
     if CONTROL not in names:
         raise ValueError("The pseudobulk has no 'ctrl' row; linpert.pseudobulk() adds it from the control cells.")
+    require_one_row_each(names)
     X = np.asarray(pb.X, dtype=np.float64)
     ctrl = X[names.get_loc(CONTROL)]
     columns = _gene_columns(pb, genes, top_expressed_genes(ctrl, n_genes=min(n_genes, pb.n_vars)))
@@ -234,8 +235,16 @@ def call_interactions(
     missing = table.attrs.get("missing_singles", {})
     z = table["deviation"].to_numpy()
     if not np.isfinite(z).all():
+        bad = table.loc[~np.isfinite(z)]
+        first = bad.iloc[0]
+        a, b = parse_condition(first["perturbation"]).genes
+        rows = {"observed": first["perturbation"], "single_a": f"{a}+{CONTROL}", "single_b": f"{b}+{CONTROL}",
+                "ctrl": CONTROL}
+        culprit = next((f"its row {rows[c]} is {first[c]}" for c in rows if not np.isfinite(first[c])), "")
         raise ValueError(
-            "Some deviations are NaN or infinite; locfdr needs finite values. Check the pseudobulk for NaN expression."
+            f"{len(bad)} deviations from additivity are NaN or infinite, in {bad['perturbation'].nunique()} doubles "
+            f"(e.g. {first['perturbation']} on gene {first['gene']}: {culprit}); locfdr needs finite values. Give "
+            "the pseudobulk finite values, or drop those conditions."
         )
     fit, settings, fallback = _fit_null(z, backend, locfdr_args, fallback)
     table, lower, upper, counts = classify_deviations(table, fit, level=level, rule=rule)

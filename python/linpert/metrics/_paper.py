@@ -48,7 +48,14 @@ def top_expressed_genes(control: np.ndarray, n_genes: int = 1000) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------- per-perturbation metrics
 def _as_matrix(x: np.ndarray) -> np.ndarray:
+    """A perturbations × genes float64 matrix; NaN marks a missing gene, but an infinite value is refused: dropping
+    it gene by gene would store a finite score over fewer genes."""
     x = np.asarray(x, dtype=np.float64)
+    infinite = np.isinf(x)
+    if infinite.any():
+        rows = np.flatnonzero(infinite.reshape(-1, x.shape[-1]).any(axis=1)) if x.ndim else np.array([0])
+        raise ValueError(f"{int(infinite.sum())} infinite values (in rows {rows[:5].tolist()}) among the values to "
+                         "score: an expression profile is finite. Mark a value that is not known as NaN.")
     return x[None, :] if x.ndim == 1 else x
 
 

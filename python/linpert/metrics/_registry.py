@@ -62,14 +62,21 @@ def metric_columns(table: pd.DataFrame) -> list[str]:
 
 
 def register_metric(name: str, function: Callable[[Scoring], np.ndarray | pd.Series], *, higher_is_better: bool,
-                    description: str = "", needs_cells: bool = False) -> Metric:
+                    description: str = "", needs_cells: bool = False, replace: bool = False) -> Metric:
     """Add a per-perturbation metric that the runner, the scorecard, the report and the CLI pick up by ``name``.
 
     ``needs_cells``: the metric reads the observed cells' differential expression (``Scoring.de``), so it is
-    computed only where cells are given (``run(cells=...)``, ``linpert score``)."""
-    if not name.isidentifier() or name in PAPER_METRICS or name in ("dataset", "split", "seed", "model",
-                                                                    "perturbation", "kind", "set", "reason"):
+    computed only where cells are given (``run(cells=...)``, ``linpert score``). ``replace``: replace a metric you
+    registered before under ``name`` (linpert's own are never replaced: their numbers are documented)."""
+    if not isinstance(name, str) or not name.isidentifier() or name in PAPER_METRICS or name in (
+            "dataset", "split", "seed", "model", "perturbation", "kind", "set", "reason", "common"):
         raise ValueError(f"A metric needs a new identifier for a name (it becomes a column), got {name!r}.")
+    if name in _BUILTIN:
+        raise ValueError(f"{name!r} is one of linpert's own metrics; give yours another name.")
+    if name in METRICS and not replace:
+        raise ValueError(f"A metric {name!r} is registered already; pass replace=True to replace it.")
+    if not callable(function):
+        raise TypeError(f"A metric is a function of a linpert.metrics.Scoring, got {type(function).__name__}.")
     METRICS[name] = Metric(name, function, bool(higher_is_better), description, bool(needs_cells))
     return METRICS[name]
 
@@ -103,7 +110,9 @@ def _builtin() -> None:
                     "the prediction's top genes")
 
 
+_BUILTIN: frozenset[str] = frozenset()
 _builtin()
+_BUILTIN = frozenset(METRICS)
 
 
 def resolve_metrics(names, *, cells: bool = False) -> list[str]:
@@ -140,10 +149,22 @@ def score_all(scoring: Scoring, names: list[str]) -> pd.DataFrame:
 def compute(scoring: Scoring, names: list[str]) -> pd.DataFrame:
     """The named metrics of one scoring, one row per perturbation (in ``scoring.observed``'s order)."""
     columns = {}
+    rows = len(scoring.observed)
     for name in names:
-        values = METRICS[name].function(scoring)
+        try:
+            values = METRICS[name].function(scoring)
+        except Exception as err:
+            err.add_note(f"(in metric {name!r})")
+            raise
         values = values.reindex(scoring.observed.index) if isinstance(values, pd.Series) else np.asarray(values)
-        columns[name] = np.asarray(values, dtype=np.float64)
+        try:
+            values = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"Metric {name!r} returned values that are not numbers ({err}).") from None
+        if values.shape != (rows,):
+            raise ValueError(f"Metric {name!r} returned {values.size} values in shape {values.shape} for {rows} "
+                             "perturbations: a metric returns one value per row of scoring.observed.")
+        columns[name] = values
     return pd.DataFrame(columns, index=scoring.observed.index)
 
 
@@ -176,6 +197,7 @@ def summarise(results: pd.DataFrame, timings: pd.DataFrame | None = None) -> pd.
         results.groupby(keys, sort=False)
         .agg(
             n=("l2", "size"),
+            unscored=("l2", lambda l2: int(l2.isna().sum())),  # rows without a prediction: see results' reason
             l2_mean=("l2", "mean"),
             l2_median=("l2", "median"),
             pearson_delta_mean=("pearson_delta", "mean"),

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._conditions import CONTROL, Condition, parse_condition, require_control
+from .._conditions import CONTROL, Condition, parse_condition, require_control, require_one_row_each
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -83,6 +83,7 @@ def check_training(train: Any) -> TrainingData:
             f"Training conditions occur more than once: {sorted(set(conditions[conditions.duplicated()]))}. "
             "A pseudobulk has one row per condition."
         )
+    require_one_row_each(conditions, what="the training pseudobulk")
     if genes.has_duplicates:
         raise ValueError(
             f"Gene names occur more than once: {sorted(set(genes[genes.duplicated()]))[:5]}. "
