@@ -5,6 +5,8 @@ from __future__ import annotations
 import filecmp
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,72 @@ def atomic_write(path: str | os.PathLike, content: Any, *, kind: str = "text") -
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def writable_folder(root: Path) -> Path:
+    """``root``, created when missing, or a clear error when it is a file or cannot be written."""
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"The output folder {root} is a file. Give the path of a folder (created when missing).")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as err:
+        raise PermissionError(
+            f"Cannot write to the output folder {root} ({err.strerror or err}). Choose a folder you can write to."
+        ) from None
+    return root
+
+
+#: (folder, thread) -> [lock file descriptor, depth]: a folder this thread holds already is held again, not refused.
+_HELD: dict[tuple[Path, int], list[int]] = {}
+LOCK_NAME = "run.lock"
+
+
+@contextmanager
+def hold_folder(root: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``root/run.lock`` exclusively (``flock``) while everything a run writes into ``root`` is written.
+
+    Re-entrant within a thread, so the command line can hold a run folder across the run, its figures and its
+    report while the runner holds it for the grid; another process, or another thread, is refused with the fix.
+    The system drops the lock when the process dies.
+    """
+    import threading
+
+    key = (writable_folder(Path(root)).resolve(), threading.get_ident())
+    if key in _HELD:
+        _HELD[key][1] += 1
+    else:
+        _HELD[key] = [_lock(key[0]), 1]
+    try:
+        yield key[0]
+    finally:
+        _HELD[key][1] -= 1
+        if not _HELD[key][1]:
+            fd = _HELD.pop(key)[0]
+            if fd is not None:
+                os.close(fd)
+
+
+def _lock(root: Path) -> int | None:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; runs into one folder must then not overlap
+        return None
+    path = root / LOCK_NAME
+    if path.is_dir() or (path.exists() and not path.is_file()):
+        raise FileExistsError(f"{path} is not a file: linpert keeps a run's lock under that name. Move it away "
+                              f"(mv '{path}' '{path}.moved') or choose another output folder.")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FileExistsError(
+            f"Another linpert run is writing to {root} right now. Wait for it to finish, or choose another output "
+            "folder."
+        ) from None
+    return fd
 
 
 def write_matrix(path: str | os.PathLike, frame) -> None:

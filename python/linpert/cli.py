@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ._config import ENV_SCHEDULER
 from ._errors import StackInstallError, WorkerError
+from ._io import hold_folder
 from .datasets._download import DownloadError
 
 DEFAULT_MODELS = {"double": "no_change,additive,linear", "simulation": "mean,linear"}
@@ -26,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError, PermissionError, ConnectionError,
             ImportError, StackInstallError, WorkerError, DownloadError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"linpert {args.command}: error: {message}", file=sys.stderr)
+        notes = "".join(f" {note}" for note in getattr(err, "__notes__", ()))  # which model, step or metric
+        print(f"linpert {args.command}: error: {message}{notes}", file=sys.stderr)
         return 2
     finally:
         warnings.formatwarning = python_format
@@ -106,26 +108,54 @@ def _demo(args) -> int:
     from .models import TransferModel
 
     out = Path(args.out)
+    _claim_demo_folder(out)
     reused = 0
-    for preset, split, folder in (("norman", "double", "double"), ("replogle", "simulation", "single")):
-        data = _demo_data(out, preset, args.seed, quiet=args.quiet)
-        models: list = DEFAULT_MODELS[split].split(",")
-        if split == "simulation":  # the paper's transfer between two cell lines (Extended Data Fig. 9)
-            other = _demo_data(out, preset, args.seed, quiet=args.quiet, cell_line=1)
-            models.append(("transfer", TransferModel(reference=other, n_components=10)))
-        result = benchmark.run(
-            data,
-            split=split,
-            seeds=_ints(DEFAULT_SEEDS[split]),
-            models=models,
-            out=out / folder,
-            dataset=f"simulated-{preset}",
-            progress=not args.quiet,
-        )
-        reused += result.reused
-        _print_summary(result)
-    _figures_and_report([out / "double", out / "single"], out / "report.html", title="linpert demo", reused=reused)
+    with hold_folder(out):  # its data, both runs and the report
+        for preset, split, folder in (("norman", "double", "double"), ("replogle", "simulation", "single")):
+            data = _demo_data(out, preset, args.seed, quiet=args.quiet)
+            models: list = DEFAULT_MODELS[split].split(",")
+            if split == "simulation":  # the paper's transfer between two cell lines (Extended Data Fig. 9)
+                other = _demo_data(out, preset, args.seed, quiet=args.quiet, cell_line=1)
+                models.append(("transfer", TransferModel(reference=other, n_components=10)))
+            result = benchmark.run(
+                data,
+                split=split,
+                seeds=_ints(DEFAULT_SEEDS[split]),
+                models=models,
+                out=out / folder,
+                dataset=f"simulated-{preset}",
+                progress=not args.quiet,
+            )
+            reused += result.reused
+            _print_summary(result)
+        _figures_and_report([out / "double", out / "single"], out / "report.html", title="linpert demo",
+                            reused=reused)
     return 0
+
+
+#: What ``linpert demo`` writes into its folder.
+_DEMO_ENTRIES = ("data", "double", "single", "report.html", "run.lock")
+
+
+def _claim_demo_folder(out: Path) -> None:
+    """The demo writes only into a folder that is new, empty or an earlier demo's, as ``run`` does: never over a
+    file of the user's (a report.html linpert did not write is refused before any work)."""
+    if not out.is_dir():
+        return
+    earlier = any((out / folder / "run.json").is_file() for folder in ("double", "single"))
+    foreign = [p.name for p in sorted(out.iterdir()) if p.name not in _DEMO_ENTRIES]
+    if foreign and not earlier:
+        raise FileExistsError(f"{out} holds files that no linpert demo wrote ({', '.join(foreign[:5])}); linpert "
+                              "never overwrites them: choose an empty or new folder with --out.")
+    _check_report(out / "report.html")
+
+
+def _check_report(report: Path) -> None:
+    from .report import written_by_linpert
+
+    if report.exists() and (not report.is_file() or not written_by_linpert(report)):
+        raise FileExistsError(f"{report} exists and linpert did not write it; linpert never overwrites your files. "
+                              "Move it away or choose another --out.")
 
 
 def _demo_data(out: Path, preset: str, seed: int, *, quiet: bool, cell_line: int = 0):
@@ -148,6 +178,8 @@ def _run(args) -> int:
     from .models import resolve_models, split_model_specs
     from .plot import start_figures
 
+    if args.out:  # before any work: a report of the user's there would stop the run at its end
+        _check_report(Path(args.out) / "report.html")
     data, name, cells = _load(args.data, condition_key=args.condition_key, progress=not args.quiet,
                               scheduler=args.scheduler)
     split = args.split
@@ -157,24 +189,27 @@ def _run(args) -> int:
     if cells is not None:
         _give_cells(models, cells)
     started = {}
-    result = benchmark.run(
-        data,
-        split=split,
-        seeds=_ints(args.seeds or DEFAULT_SEEDS[split]),
-        models=models,
-        out=args.out or Path("linpert-results") / f"{name}-{split}",
-        dataset=name,
-        n_genes=args.n_genes,
-        progress=not args.quiet,
-        scheduler=args.scheduler,
-        locfdr_args=_locfdr_options(args.locfdr),
-        metrics=_metric_names(args.metrics),
-        cells=cells,
-        on_scored=lambda folder: started.update({folder: start_figures(folder)}),
-    )
-    _print_summary(result)
-    _figures_and_report([result.out], result.out / "report.html", title=f"linpert: {name}, {split} split",
-                        reused=result.reused, started=started)
+    out = Path(args.out or Path("linpert-results") / f"{name}-{split}")
+    _check_report(out / "report.html")
+    with hold_folder(out):  # the run, its figures and its report: no other run writes there meanwhile
+        result = benchmark.run(
+            data,
+            split=split,
+            seeds=_ints(args.seeds or DEFAULT_SEEDS[split]),
+            models=models,
+            out=out,
+            dataset=name,
+            n_genes=args.n_genes,
+            progress=not args.quiet,
+            scheduler=args.scheduler,
+            locfdr_args=_locfdr_options(args.locfdr),
+            metrics=_metric_names(args.metrics),
+            cells=cells,
+            on_scored=lambda folder: started.update({folder: start_figures(folder)}),
+        )
+        _print_summary(result)
+        _figures_and_report([result.out], result.out / "report.html", title=f"linpert: {name}, {split} split",
+                            reused=result.reused, started=started)
     return 0
 
 
@@ -279,10 +314,9 @@ def _figures_and_report(folders: list[Path], report: Path, *, title: str, reused
     What is newer than everything it shows is kept, and one line says what was reused. ``started``: per folder, the
     figures :func:`linpert.plot.start_figures` began drawing during the run (or None).
     """
-    from ._io import newest_change
     from .plot import figure_names, write_figures
     from .plot._write import figures_current
-    from .report import write_report
+    from .report import report_current, write_report
 
     kept = []
     for folder in folders:
@@ -291,12 +325,12 @@ def _figures_and_report(folders: list[Path], report: Path, *, title: str, reused
             kept += figure_names(folder)
         else:
             write_figures(folder, started=begun)
-    report_current = report.is_file() and report.stat().st_mtime_ns >= newest_change(folders)
-    if not report_current:
+    current = report_current(report, folders)  # it shows exactly the tables and figures there now
+    if not current:
         write_report(folders, report, title=title)
-    if reused or kept or report_current:
+    if reused or kept or current:
         pieces = [f"{reused} finished cell{'s' * (reused != 1)}", f"{len(kept)} figures"]
-        pieces += ["the report"] * report_current
+        pieces += ["the report"] * current
         listed = ", ".join(pieces[:-1]) + " and " + pieces[-1]
         print(f"\nReused {listed}: unchanged since the last run into this folder.")
     print(f"\nResults in {report.parent.resolve()}\nReport: {report.resolve()}")

@@ -77,11 +77,17 @@ def write_report(
     runs = [RunFolder(folder) for folder in run_folders]
     if not runs:
         raise ValueError("No run folders given: pass at least one folder written by linpert.benchmark.run.")
+    out_html = Path(out_html)
+    if out_html.exists() and not written_by_linpert(out_html):
+        raise FileExistsError(f"{out_html} exists and linpert did not write it; linpert never overwrites your files. "
+                              "Move it away or name another report file.")
+    digest = sources_digest([run.root for run in runs])  # before reading: the report shows these very files
     title = title or "linpert benchmark: " + ", ".join(dict.fromkeys(run.label for run in runs))
     anchors = [f"run{i}" for i in range(len(runs))]
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta name="generator" content="{_GENERATOR}"><meta name="linpert-sources" content="{digest}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
@@ -91,9 +97,47 @@ def write_report(
     for anchor, run in zip(anchors, runs):
         parts.append(_run_section(run, anchor))
     parts.append("</body></html>")
-    out_html = Path(out_html)
     atomic_write(out_html, "\n".join(parts))
     return out_html
+
+
+_GENERATOR = "linpert"
+#: What a run folder holds that its report does not show: the report itself, the lock, and atomic writes under way.
+_NOT_SHOWN = ("report.html", "run.lock")
+
+
+def written_by_linpert(path: str | os.PathLike) -> bool:
+    """Whether the HTML file at ``path`` is a report :func:`write_report` wrote (its generator tag says so)."""
+    with open(path, "rb") as handle:
+        return f'<meta name="generator" content="{_GENERATOR}">'.encode() in handle.read(4096)
+
+
+def sources_digest(folders: Iterable[str | os.PathLike]) -> str:
+    """A SHA-256 of every file a report of ``folders`` is drawn from (names and contents)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for folder in folders:
+        root = Path(folder)
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            relative = path.relative_to(root)
+            if relative.name in _NOT_SHOWN or relative.name.endswith(".tmp"):
+                continue
+            h.update(f"{root.name}/{relative.as_posix()}\0".encode())
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def report_current(report: str | os.PathLike, folders: Iterable[str | os.PathLike]) -> bool:
+    """Whether ``report`` is linpert's report of exactly what ``folders`` hold now (no table or figure changed)."""
+    import re
+
+    report = Path(report)
+    if not report.is_file():
+        return False
+    with open(report, "rb") as handle:
+        found = re.search(rb'<meta name="linpert-sources" content="([0-9a-f]{64})">', handle.read(4096))
+    return found is not None and found.group(1).decode() == sources_digest(folders)
 
 
 # --------------------------------------------------------------------------------------------------- sections

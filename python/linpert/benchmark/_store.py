@@ -10,14 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .._io import atomic_write, read_matrix
+from .._io import atomic_write, hold_folder, read_matrix, writable_folder
+from ._identity import model_identity
 
 
 FORMAT_VERSION = 1
@@ -58,7 +59,7 @@ def _run_config(data, split, dataset, n_genes, labelled) -> dict:
         "data": _fingerprint(data),
         "split": split,
         "n_genes": int(n_genes),
-        "models": {label: _model_identity(model) for label, model in labelled},
+        "models": {label: model_identity(model) for label, model in labelled},
         "genes": int(data.n_vars),  # every gene of the data, for the dataset overview
     }
     provenance = data.uns.get("linpert", {}) or {}
@@ -66,31 +67,6 @@ def _run_config(data, split, dataset, n_genes, labelled) -> dict:
         config["dropped_conditions"] = {"names": [str(n) for n in provenance["dropped_conditions"]],
                                         "reason": str(provenance.get("dropped_reason", ""))}
     return config
-
-
-def _model_identity(model) -> str:
-    """Class and parameters; a function among them by its qualified name (its code is out of linpert's sight)."""
-    params = _model_params(model)
-    return f"{type(model).__module__}.{type(model).__qualname__}({json.dumps(params, sort_keys=True, default=_describe)})"
-
-
-def _model_params(model) -> dict[str, Any]:
-    """``get_params()``, or for a model without it, its public attributes."""
-    if hasattr(model, "get_params"):
-        return model.get_params()
-    # sklearn's convention: public, not fitted (trailing underscore) attributes are the parameters
-    return {k: v for k, v in vars(model).items() if not k.startswith("_") and not k.endswith("_")}
-
-
-def inspectable(model) -> bool:
-    """Whether a model's identity shows every change: it has ``get_params()`` and no function among them."""
-    return hasattr(model, "get_params") and not any(callable(v) for v in model.get_params().values())
-
-
-def _describe(value) -> str:
-    if callable(value):
-        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', type(value).__qualname__)}"
-    return repr(value)
 
 
 def _null_summary(calls) -> dict[str, Any]:
@@ -123,13 +99,14 @@ class _Store:
     reused only by a run that would compute it again, and ``run.json`` is an index rather than the only record.
     """
 
-    def __init__(self, root, config: dict, *, grid=(), unverifiable=()):
-        self.root = _writable_folder(Path(root))
+    def __init__(self, root, config: dict, *, grid=(), unverifiable: dict[str, str] | None = None):
+        self.root = writable_folder(Path(root))
         self.cells = self.root / "cells"
         self.config = config
-        self._lock = _lock_folder(self.root)
+        self._held = ExitStack()  # the folder's lock, until close()
+        self._held.enter_context(hold_folder(self.root))
         try:
-            self._claim({(seed, label) for seed, label, _ in grid}, set(unverifiable))
+            self._claim({(seed, label) for seed, label, _ in grid}, unverifiable or {})
         except BaseException:
             self.close()
             raise
@@ -144,12 +121,18 @@ class _Store:
 
     def close(self) -> None:
         """Release the folder for the next run."""
-        if self._lock is not None:
-            os.close(self._lock)
-            self._lock = None
+        if self._held is not None:
+            self._held.close()
 
-    def _claim(self, grid: set[tuple[int, str]], unverifiable: set[str]) -> None:
-        """Refuse a folder whose stored work this run would mix, overwrite or leave out of its tables."""
+    def __getstate__(self) -> dict:
+        """A copy sent to a Dask worker writes cells; the folder's lock stays with the run that holds it."""
+        return {**vars(self), "_held": None}
+
+    def _claim(self, grid: set[tuple[int, str]], unverifiable: dict[str, str]) -> None:
+        """Refuse a folder whose stored work this run would mix, overwrite or leave out of its tables.
+
+        ``unverifiable``: the unlabelled models whose identity cannot show every change, with why (:func:`._identity.why_opaque`).
+        """
         run_json = self.root / "run.json"
         old = _read_json(run_json) if run_json.exists() else None
         stored = {key: record or _legacy_record(old, key[1]) for key, record in self._stored().items()}
@@ -172,11 +155,11 @@ class _Store:
                 f"{self.root} holds results of a different run (differs in: {', '.join(differs)}). Choose another "
                 "output folder; linpert never overwrites earlier results."
             )
-        unchecked = sorted({label for _, label in stored} & unverifiable)
+        unchecked = sorted({label for _, label in stored} & set(unverifiable))
         if unchecked:
             raise FileExistsError(
-                f"{self.root} holds results of {', '.join(unchecked)}, a model linpert cannot inspect (no "
-                "get_params(), or a function among its parameters), so linpert cannot tell whether it changed since. "
+                f"{self.root} holds results of {', '.join(unchecked)}, a model linpert cannot inspect "
+                f"({unverifiable[unchecked[0]]}), so linpert cannot tell whether it changed since. "
                 f"If it did not, pass it as ('{unchecked[0]}', model) to reuse "
                 "those results; if it did, give it a new label or choose another output folder."
             )
@@ -335,39 +318,6 @@ def _legacy_record(old: dict | None, label: str) -> dict | None:
     if old is None:
         return None
     return {**{k: old.get(k) for k in _RUN_KEYS}, "model": old.get("models", {}).get(label)}
-
-
-def _writable_folder(root: Path) -> Path:
-    """``root``, created when missing, or a clear error when it is a file or cannot be written."""
-    if root.exists() and not root.is_dir():
-        raise FileExistsError(f"The output folder {root} is a file. Give the path of a folder (created when missing).")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=root):
-            pass
-    except OSError as err:
-        raise PermissionError(
-            f"Cannot write to the output folder {root} ({err.strerror or err}). Choose a folder you can write to."
-        ) from None
-    return root
-
-
-def _lock_folder(root: Path) -> int | None:
-    """Hold ``root/run.lock`` exclusively until :meth:`_Store.close`; the system drops it if the process dies."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; runs into one folder must then not overlap
-        return None
-    fd = os.open(root / "run.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise FileExistsError(
-            f"Another linpert run is writing to {root} right now. Wait for it to finish, or choose another output "
-            "folder."
-        ) from None
-    return fd
 
 
 def _read_json(path: Path) -> dict:
