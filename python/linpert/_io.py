@@ -187,6 +187,14 @@ def is_hdf5(path: str | os.PathLike) -> bool:
         return handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
 
 
+def damaged_h5ad(path: str | os.PathLike, err: OSError) -> ValueError:
+    """The error for an HDF5 file h5py cannot open: most often a download or copy cut short."""
+    return ValueError(
+        f"Cannot read {str(path)!r} as h5ad ({str(err).splitlines()[0] if str(err) else type(err).__name__}). The "
+        "file starts like HDF5 but is damaged, most likely a truncated download or copy: delete it and get it again."
+    )
+
+
 def describe_file(path: str | os.PathLike) -> str:
     """Say in words what a file looks like from its first bytes: HDF5, zip, gzip, pickle, HTML, text, empty.
 

@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from ._config import ENV_SCHEDULER
-from ._errors import StackInstallError, WorkerError
+from ._errors import StackInstallError, WorkerError, in_user_code
 from ._io import hold_folder
 from .datasets._download import DownloadError
 
@@ -24,14 +24,22 @@ def main(argv: list[str] | None = None) -> int:
     python_format, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         return args.func(args)
-    except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError, PermissionError, ConnectionError,
-            ImportError, StackInstallError, WorkerError, DownloadError) as err:
+    except Exception as err:
+        # a user's mistake, or an error in a model or metric the user wrote: one line, no traceback
+        if not (in_user_code(err) or isinstance(err, _USERS_MISTAKES)):
+            raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        if in_user_code(err):
+            message = f"{type(err).__name__}: {message}"
         notes = "".join(f" {note}" for note in getattr(err, "__notes__", ()))  # which model, step or metric
         print(f"linpert {args.command}: error: {message}{notes}", file=sys.stderr)
         return 2
     finally:
         warnings.formatwarning = python_format
+
+
+_USERS_MISTAKES = (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError, PermissionError,
+                   ConnectionError, ImportError, StackInstallError, WorkerError, DownloadError)
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
@@ -178,6 +186,9 @@ def _run(args) -> int:
     from .models import resolve_models, split_model_specs
     from .plot import start_figures
 
+    if args.models is not None and not args.models.strip(" ,"):
+        raise ValueError("--models is empty: name at least one model, e.g. --models additive,linear, or leave "
+                         "--models out for the defaults.")
     if args.out:  # before any work: a report of the user's there would stop the run at its end
         _check_report(Path(args.out) / "report.html")
     data, name, cells = _load(args.data, condition_key=args.condition_key, progress=not args.quiet,
@@ -401,7 +412,10 @@ def _locfdr_options(text: str | None) -> dict | None:
         if not eq or key.strip() not in ("bre", "df", "pct", "pct0", "nulltype"):
             raise ValueError(f"--locfdr takes name=value pairs of bre, df, pct, pct0 and nulltype, e.g. "
                              f"'bre=60,pct=0.01'; {item!r} is not one.")
-        options[key.strip()] = _spec_value(value.strip())
+        number = _spec_value(value.strip())
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise ValueError(f"--locfdr {item}: {key.strip()} takes a number, e.g. --locfdr 'bre=60,pct=0.01'.")
+        options[key.strip()] = number
     return options
 
 

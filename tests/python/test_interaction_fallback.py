@@ -48,13 +48,15 @@ def test_explicit_options_are_used_and_never_replaced():
 def test_a_run_records_the_fallback_and_says_so(tmp_path, capsys):
     result = benchmark.run(heavy_tailed(), split="double", seeds=[1], models=["additive"], n_genes=300,
                            out=tmp_path / "run", progress=False)
-    assert result.interactions is not None and "not the paper's settings" in result.interaction_note
+    assert result.interactions is not None
+    assert "with the paper's settings (R's defaults) could not fit" in result.interaction_note
     null = json.loads((tmp_path / "run" / "interactions" / "null.json").read_text())
     assert null["settings"] == {"pct": 0.01} and null["fallback"].startswith("locfdr(R's defaults) failed")
     _print_summary(result)
-    assert "NOTE: The interaction calls use locfdr(pct=0.01)" in capsys.readouterr().out
+    assert "so the interaction calls use locfdr(pct=0.01)" in capsys.readouterr().out
     report = write_report(tmp_path / "run", tmp_path / "report.html").read_text()
-    assert '<p class="alert"><strong>Note:</strong> The interaction calls use locfdr(pct=0.01)' in report
+    assert '<p class="alert"><strong>Note:</strong> locfdr with the paper&#x27;s settings' in report
+    assert "so the interaction calls use locfdr(pct=0.01)" in report
 
 
 def test_an_analysis_that_cannot_run_leaves_an_unmistakable_note(tmp_path, capsys):

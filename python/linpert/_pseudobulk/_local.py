@@ -21,7 +21,7 @@ from scipy import sparse
 from .._compiled import numba
 from .._config import cores
 from .._conditions import CONTROL, canonical_names, condition_table, require_control, require_one_row_each
-from .._io import describe_file, is_hdf5
+from .._io import damaged_h5ad, describe_file, is_hdf5
 from ._raw import RawArray
 from ._reduce import _compact, add_rows, condition_runs, indicator
 
@@ -137,8 +137,7 @@ def _open(adata, *, layer: str | None) -> Iterator[_Source]:
     what = "X" if layer is None else f"layers[{layer!r}]"
     if isinstance(adata, (str, os.PathLike)):
         path = _check_h5ad_path(adata)
-        h5py = _h5py()
-        with h5py.File(path, "r") as file:
+        with _h5_file(path) as file:
             obs, var = _read_frame(file, "obs", path), _read_frame(file, "var", path)
             element = _file_element(file, layer, path)
             yield _Source(obs=obs, var=var, label=str(path), what=what, element=element)
@@ -154,7 +153,7 @@ def _open(adata, *, layer: str | None) -> Iterator[_Source]:
         if adata.is_view:
             rows = _positions(adata._oidx, adata._adata_ref.n_obs, "cells")
             columns = _positions(adata._vidx, adata._adata_ref.n_vars, "genes")
-        with _h5py().File(path, "r") as file:
+        with _h5_file(path) as file:
             element = _file_element(file, None, path)
             yield _Source(
                 obs=adata.obs, var=adata.var, label=str(path), what=what, element=element, rows=rows, columns=columns
@@ -200,6 +199,14 @@ def _h5py():
     import h5py
 
     return h5py
+
+
+def _h5_file(path: Path):
+    """The open HDF5 file, or a clear error for one cut short (h5py's says only "truncated file: eof = ...")."""
+    try:
+        return _h5py().File(path, "r")
+    except OSError as err:
+        raise damaged_h5ad(path, err) from None
 
 
 def _check_h5ad_path(path: str | os.PathLike) -> Path:

@@ -36,6 +36,8 @@ from ._store import _run_config, _Store
 if TYPE_CHECKING:
     from anndata import AnnData
 
+#: The largest split seed: numpy's legacy generator, which the paper's splits use, takes seeds below 2**32.
+SEED_MAX = 2**32 - 1
 #: Fewest doubles for which ``run(split="double")`` scores interaction predictions by default (the paper has 124).
 MIN_DOUBLES_FOR_INTERACTIONS = 20
 RESULT_COLUMNS = ["dataset", "split", "seed", "model", "perturbation", "kind", "set", "l2", "pearson_delta", "r2"]
@@ -161,6 +163,10 @@ def run(
     seeds = _check_seeds(seeds)
     if isinstance(n_genes, bool) or not isinstance(n_genes, (int, np.integer)) or n_genes < 1:
         raise ValueError(f"n_genes must be a positive integer (the number of read-out genes), got {n_genes!r}.")
+    if locfdr_args:
+        from ..interactions._locfdr import check_options
+
+        check_options(dict(locfdr_args))  # before any work: a wrong option would only stop the analysis at its end
     labelled = resolve_models(models)
     if not labelled:
         raise ValueError("No models to run: pass at least one model name or instance.")
@@ -171,6 +177,8 @@ def run(
 
     ctrl = np.asarray(pb[CONTROL].X, dtype=np.float64).ravel()
     readout = top_expressed_genes(ctrl, n_genes=min(n_genes, pb.n_vars))
+    if cells is not None:
+        _check_cells(cells, pb, readout)
     splits = {seed: make_split(split, pb.obs_names, seed=seed) for seed in seeds}
     grid = [(seed, label, model) for seed in seeds for label, model in labelled]
     plan = _Plan(pb, split, splits, grid, readout, ctrl, dataset, n_genes)
@@ -348,17 +356,70 @@ def _calibrated(results: pd.DataFrame, plan: _Plan, ceiling: pd.DataFrame | None
     return scaled_scores(results, ceiling.drop(columns="reason"), reference=reference)
 
 
+def _gene_columns(pb) -> np.ndarray:
+    """The name of each pseudobulk gene among the cells' columns (the original IDs, where pseudobulk kept them)."""
+    var = pb.var
+    return (var["gene_id"] if "gene_id" in var else pd.Series(pb.var_names, index=var.index)).to_numpy()
+
+
+def _condition_key(pb) -> str:
+    return (pb.uns.get("linpert", {}) or {}).get("condition_key", "condition")
+
+
+def _check_cells(cells: Any, pb, readout: np.ndarray) -> None:
+    """Before any work: the cells hold the conditions and read-out genes of the pseudobulk (their obs and var only
+    are read; a zarr store is checked when it is read)."""
+    from anndata import AnnData
+
+    from ..datasets._readers import _open
+
+    if isinstance(cells, (str, os.PathLike)):
+        path = Path(cells)
+        if not path.exists():
+            raise FileNotFoundError(f"cells={str(cells)!r} does not exist: pass the cell-level .h5ad the pseudobulk "
+                                    "was made from.")
+        if path.is_dir():
+            return
+        opened = _open(path, backed=True)
+        obs, var_names = opened.obs, opened.var_names
+        opened.file.close()
+    elif isinstance(cells, AnnData):
+        obs, var_names = cells.obs, cells.var_names
+    else:
+        raise TypeError(f"cells must be an AnnData or the path of an .h5ad file, got {type(cells).__name__}.")
+    _check_cells_match(obs, var_names, pb, readout)
+
+
+def _check_cells_match(obs: pd.DataFrame, var_names, pb, readout: np.ndarray) -> pd.Series:
+    """The cells' conditions named as the pseudobulk's, or a clear error for missing genes or conditions."""
+    from .._conditions import canonical_names
+
+    key = _condition_key(pb)
+    if key not in obs:
+        raise KeyError(f"The cells have no obs column {key!r} (the pseudobulk was made from that column); their "
+                       f"columns: {', '.join(map(str, obs.columns[:8]))}. Pass the cells the pseudobulk came from.")
+    wanted = pd.Index(_gene_columns(pb)[readout])
+    absent = wanted.difference(pd.Index(var_names.astype(str)))
+    if len(absent):
+        raise ValueError(f"The cells lack {len(absent)} of the pseudobulk's {len(wanted)} read-out genes (e.g. "
+                         f"{', '.join(map(str, absent[:3]))}): pass the cells the pseudobulk was made from.")
+    labels = obs[key].astype(str)
+    conditions = labels.map(canonical_names(labels.unique()))
+    missing = pb.obs_names.difference(pd.Index(conditions.unique()))
+    if len(missing):
+        raise ValueError(f"The cells hold no cell of {len(missing)} condition(s) of the pseudobulk (e.g. "
+                         f"{', '.join(missing[:3])}): pass the cells the pseudobulk was made from, or drop those "
+                         "conditions from the pseudobulk.")
+    return conditions
+
+
 def _readout_cells(cells: Any, plan: _Plan):
     """The cells on the read-out genes, named and with conditions named as in the pseudobulk."""
-    from .._conditions import canonical_names
     from .._io import is_hdf5
     from .._pseudobulk import read_genes
     from ..datasets._readers import _open
 
-    var = plan.data.var
-    columns = (var["gene_id"] if "gene_id" in var else pd.Series(plan.data.var_names, index=var.index)).to_numpy()
-    names = list(columns[plan.readout])
-    key = (plan.data.uns.get("linpert", {}) or {}).get("condition_key", "condition")
+    names = list(_gene_columns(plan.data)[plan.readout])
     if isinstance(cells, (str, os.PathLike)) and Path(cells).is_file() and is_hdf5(cells):
         subset = read_genes(cells, names)  # chunk by chunk: never the whole matrix in memory
     else:
@@ -366,8 +427,7 @@ def _readout_cells(cells: Any, plan: _Plan):
         subset = source[:, names]
         subset = subset.to_memory() if source.isbacked else subset.copy()
     subset.var_names = plan.data.var_names[plan.readout]
-    labels = subset.obs[key].astype(str)
-    subset.obs["condition"] = labels.map(canonical_names(labels.unique())).to_numpy()
+    subset.obs["condition"] = _check_cells_match(subset.obs, pd.Index(names), plan.data, plan.readout).to_numpy()
     return subset
 
 
@@ -392,6 +452,13 @@ def _check_seeds(seeds: Any) -> list[int]:
     if bad:
         raise TypeError(f"seeds must be integers; {bad[:3]} {'is' if len(bad) == 1 else 'are'} not.")
     seeds = [int(s) for s in seeds]
+    out_of_range = [s for s in seeds if not 0 <= s <= SEED_MAX]
+    if out_of_range:
+        shown = ", ".join(str(s) if abs(s) < 10**12 else f"{str(s)[:8]}... ({len(str(abs(s)))} digits)"
+                          for s in out_of_range[:3])
+        raise ValueError(f"seeds must be integers from 0 to {SEED_MAX} (the range of the splits' random numbers, "
+                         f"numpy's legacy generator, as the paper's); {shown} {'is' if len(out_of_range) == 1 else 'are'}"
+                         " not.")
     repeated = sorted({s for s in seeds if seeds.count(s) > 1})
     if repeated:
         raise ValueError(f"seeds repeat {repeated}: each seed is one split; give each once.")
@@ -430,9 +497,10 @@ def _interaction_step(data, split, n_genes, predictions, store, interactions, lo
         return None, None, note
     evaluation = evaluate_interactions(calls, predictions)
     note = None
-    if calls.fallback:
-        note = (f"The interaction calls use locfdr({', '.join(f'{k}={v}' for k, v in calls.settings.items())}), "
-                f"not the paper's settings, which failed here: {calls.fallback}")
+    if calls.fallback:  # the paper's settings are R's defaults: nothing the user gave
+        note = (f"locfdr with the paper's settings (R's defaults) could not fit the null of these deviations, so the "
+                f"interaction calls use locfdr({', '.join(f'{k}={v}' for k, v in calls.settings.items())}), the "
+                f"first of linpert.interactions.LOCFDR_FALLBACKS that fits. What locfdr said: {calls.fallback}")
     if store:
         store.save_interactions(calls, evaluation)
         store.save_interaction_note(note)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .._compiled import between_kernels
-from .._errors import WorkerError
+from .._errors import WorkerError, raised_in
 from ..metrics import score
 
 
@@ -50,10 +50,10 @@ def _run_cell(data, split, label, model, readout, ctrl, dataset) -> dict:
         tracemalloc.start()
     try:
         t0 = time.perf_counter()
-        with _named(f"fitting model {label!r} on split seed {split.seed}"):
+        with _named(f"fitting model {label!r} on split seed {split.seed}", model):
             model.fit(train)
         t1 = time.perf_counter()
-        with _named(f"predicting with model {label!r} on split seed {split.seed}"):
+        with _named(f"predicting with model {label!r} on split seed {split.seed}", model):
             prediction = model.predict(scored)
         t2 = time.perf_counter()
         peak = tracemalloc.get_traced_memory()[1] / 2**20
@@ -106,13 +106,13 @@ def _run_cell(data, split, label, model, readout, ctrl, dataset) -> dict:
 
 
 @contextmanager
-def _named(step: str) -> Iterator[None]:
+def _named(step: str, model) -> Iterator[None]:
     """An error raised inside a model says which model, step and seed it came from (a note on the error itself)."""
     try:
         yield
     except Exception as err:
         if not isinstance(err, WorkerError):  # a worker's error already names its model and carries its log
-            err.add_note(f"(while {step})")
+            raised_in(err, f"while {step}", user_code=not type(model).__module__.startswith("linpert."))
         raise
 
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._io import describe_file, is_hdf5
+from .._io import damaged_h5ad, describe_file, is_hdf5
 from ._gears import DROP_REASON, dropped_by_gears, find_go_files, perturbable_genes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,7 +48,7 @@ def _check_h5ad(path: Path) -> None:
         with h5py.File(path, "r") as handle:
             groups = sorted(handle.keys())
     except OSError as err:
-        raise _damaged_h5ad(path, err) from err
+        raise damaged_h5ad(path, err) from err
     missing = [key for key in ("obs", "var") if key not in groups]
     if missing:
         raise ValueError(
@@ -68,14 +68,7 @@ def _open(path: str | os.PathLike, *, backed: bool) -> AnnData:
     try:
         return anndata.read_h5ad(path, backed="r" if backed else None)
     except OSError as err:
-        raise _damaged_h5ad(path, err) from err
-
-
-def _damaged_h5ad(path: Path, err: OSError) -> ValueError:
-    return ValueError(
-        f"Cannot read {str(path)!r} as h5ad ({err}). The file starts like HDF5 but is damaged, most likely a "
-        "truncated download or copy: delete it and get it again."
-    )
+        raise damaged_h5ad(path, err) from err
 
 
 def _require_condition(adata: AnnData, condition_key: str, path: Path) -> None:

@@ -290,15 +290,37 @@ def _check_z(z: Any) -> np.ndarray:
     return zz
 
 
+#: locfdr's options, with R's defaults.
+OPTIONS = {"bre": 120, "df": 7, "pct": 0, "pct0": 0.25, "nulltype": 1, "type": 0, "mlests": None, "mult": None}
+
+
+def check_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Options for :func:`locfdr` checked before any work (unknown names, values that are not numbers): R's
+    defaults completed by ``options``."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"Unknown locfdr option(s) {unknown}; locfdr takes {', '.join(OPTIONS)}.")
+    return _check_options(**{**OPTIONS, **options})
+
+
+def _numbers(name: str, value: Any) -> np.ndarray:
+    try:
+        return np.atleast_1d(np.asarray(value, dtype=float))
+    except (TypeError, ValueError):
+        raise ValueError(f"locfdr's {name} must be a number, got {value!r}.") from None
+
+
 def _check_options(*, bre, df, pct, pct0, nulltype, type, mlests, mult) -> dict[str, Any]:
-    bre_v = np.atleast_1d(np.asarray(bre, dtype=float))
+    if _numbers("df", df).size != 1:
+        raise ValueError(f"df must be a positive integer, got {df!r}.")
+    bre_v = _numbers("bre", bre)
     if bre_v.size == 1 and (bre_v[0] != int(bre_v[0]) or bre_v[0] < df + 4):
         raise ValueError(f"bre must be an integer number of breaks > df + 3 (= {df + 3}), got {bre!r}.")
     if bre_v.size > 1 and (bre_v.size < df + 4 or not np.all(np.isfinite(bre_v)) or bre_v.min() == bre_v.max()):
         raise ValueError(f"bre as a vector needs more than df + 3 finite, not all equal breaks, got {bre!r}.")
     if int(df) != df or df < 1:
         raise ValueError(f"df must be a positive integer, got {df!r}.")
-    pct_v = np.atleast_1d(np.asarray(pct, dtype=float))
+    pct_v = _numbers("pct", pct)
     if pct_v.size != 1:
         raise ValueError(
             f"pct must be a single number, got {list(pct_v)}; R's locfdr stops with 'the condition has length > 1'. "
@@ -306,7 +328,7 @@ def _check_options(*, bre, df, pct, pct0, nulltype, type, mlests, mult) -> dict[
         )
     if not (-np.inf < pct_v[0] < 0.5):
         raise ValueError(f"pct must be below 0.5 (0: full range), got {pct!r}.")
-    pct0_v = np.atleast_1d(np.asarray(pct0, dtype=float))
+    pct0_v = _numbers("pct0", pct0)
     if pct0_v.size not in (1, 2) or not np.all((pct0_v >= 0) & (pct0_v <= 1)):
         raise ValueError(f"pct0 must be one proportion or a pair (lo, hi) in [0, 1], got {pct0!r}.")
     if nulltype not in (0, 1, 2, 3):

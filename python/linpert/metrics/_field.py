@@ -45,6 +45,12 @@ def _frame(table: Any, what: str) -> pd.DataFrame:
 def _aligned(predicted: Any, observed: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Both tables on the same conditions and genes, in the observed order; a clear error naming any difference."""
     pred, obs = _frame(predicted, "predicted"), _frame(observed, "observed")
+    for what, table in (("predictions", pred), ("observed table", obs)):
+        for axis, names in (("perturbations", table.index), ("genes", table.columns)):
+            if names.has_duplicates:
+                raise ValueError(f"The {what} repeat{'s' * (what != 'predictions')} {axis} "
+                                 f"({', '.join(map(str, sorted(set(names[names.duplicated()]))[:3]))}): give each "
+                                 "once, one row per perturbation and one column per gene.")
     for axis, a, b in (("perturbations", pred.index, obs.index), ("genes", pred.columns, obs.columns)):
         missing, extra = list(b.difference(a)), list(a.difference(b))
         if missing or extra:
@@ -55,9 +61,14 @@ def _aligned(predicted: Any, observed: Any) -> tuple[pd.DataFrame, pd.DataFrame]
     return pred.loc[obs.index, obs.columns], obs
 
 
-def _control(control: Any, genes: pd.Index) -> np.ndarray:
+def _control(control: Any, genes: pd.Index, what: str = "control") -> np.ndarray:
     if isinstance(control, pd.Series):
-        return control.reindex(genes).to_numpy(np.float64)
+        missing = genes.difference(control.index.astype(str))
+        if len(missing) or control.index.has_duplicates:
+            problem = (f"misses {len(missing)} of the tables' genes (e.g. {', '.join(map(str, missing[:3]))})"
+                       if len(missing) else "repeats genes")
+            raise ValueError(f"The {what} Series {problem}: give one value per gene of the tables, indexed by gene.")
+        return control.set_axis(control.index.astype(str)).reindex(genes).to_numpy(np.float64)
     values = np.asarray(control, dtype=np.float64).ravel()
     if values.size != len(genes):
         raise ValueError(f"control has {values.size} values but the tables have {len(genes)} genes.")
@@ -208,7 +219,7 @@ def centroid_accuracy(predicted: Any, observed: Any, *, reference: Any) -> pd.Se
         warnings.warn(f"centroid_accuracy needs at least {MIN_RANKED} perturbations, got {len(obs)}: NaN.",
                       RuntimeWarning, stacklevel=2)
         return pd.Series(np.nan, index=obs.index, name="centroid_accuracy")
-    ref = _control(reference, obs.columns)
+    ref = _control(reference, obs.columns, "reference")
     rows = _predicted_rows(pred)
     a, b = pred.to_numpy()[rows] - ref, obs.to_numpy() - ref
     a, b = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
@@ -234,7 +245,7 @@ def pearson_delta_perturbed(predicted: Any, observed: Any, *, reference: Any) ->
     from ._paper import _rowwise_cor
 
     pred, obs = _aligned(predicted, observed)
-    ref = _control(reference, obs.columns)
+    ref = _control(reference, obs.columns, "reference")
     values = _rowwise_cor(pred.to_numpy() - ref, obs.to_numpy() - ref)
     return pd.Series(values, index=obs.index, name="pearson_delta_perturbed")
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .._errors import raised_in
 from ._de import DifferentialExpression
 
 
@@ -154,7 +155,7 @@ def compute(scoring: Scoring, names: list[str]) -> pd.DataFrame:
         try:
             values = METRICS[name].function(scoring)
         except Exception as err:
-            err.add_note(f"(in metric {name!r})")
+            raised_in(err, f"in metric {name!r}", user_code=name not in _BUILTIN)
             raise
         values = values.reindex(scoring.observed.index) if isinstance(values, pd.Series) else np.asarray(values)
         try:
