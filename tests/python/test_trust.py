@@ -361,3 +361,15 @@ def test_an_error_in_a_users_fit_predict_or_metric_names_the_model_step_seed_or_
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the memory tracer was stopped: the next run starts clean
         assert len(benchmark.run(make_pseudobulk(), models=["additive"], **RUN).results)
+
+
+# --- a sparse pseudobulk is read as the dense one it is -------------------------------------------------------------
+def test_a_sparse_pseudobulk_scores_as_the_dense_one_and_stays_as_given():
+    from scipy import sparse
+
+    pb = make_pseudobulk()
+    thin = pb.copy()
+    thin.X = sparse.csr_matrix(thin.X)
+    dense = benchmark.run(pb, models=["additive", "linear"], **RUN).results
+    pd.testing.assert_frame_equal(benchmark.run(thin, models=["additive", "linear"], **RUN).results, dense)
+    assert sparse.issparse(thin.X)  # the user's object is not changed
