@@ -220,7 +220,6 @@ API = [
     Case("cells missing conditions", lambda pb, tmp: benchmark.run(pb, split="double", seeds=[1], models=[
         "additive"], cells=_cells(pb)[_cells(pb).obs["condition"] != "G0+G1"].copy(), progress=False), ValueError,
          r"The cells hold no cell of 1 condition\(s\) of the pseudobulk \(e.g. G0\+G1\)"),
-    Case("very long label", _run([("x" * 300, Additive())], out=None), None, ""),
 ]
 
 
@@ -228,9 +227,6 @@ API = [
 def test_api(case, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a case may warn before it fails; only the error is judged here
-        if case.error is None:  # a case that must simply work
-            case.call(make_pseudobulk(), tmp_path)
-            return
         with pytest.raises(case.error, match=case.message):
             case.call(make_pseudobulk(), tmp_path)
 

@@ -373,3 +373,16 @@ def test_a_sparse_pseudobulk_scores_as_the_dense_one_and_stays_as_given():
     dense = benchmark.run(pb, models=["additive", "linear"], **RUN).results
     pd.testing.assert_frame_equal(benchmark.run(thin, models=["additive", "linear"], **RUN).results, dense)
     assert sparse.issparse(thin.X)  # the user's object is not changed
+
+
+def test_a_very_long_label_is_stored_under_a_safe_name_and_read_back(tmp_path):
+    from linpert.plot import RunFolder
+
+    long, other = "x" * 300, "x" * 299 + "y"  # the same first 100 characters: distinct files all the same
+    models = [(long, Additive()), (other, Shifted(offsets=np.ones((300, 1))))]
+    benchmark.run(make_pseudobulk(), models=models, out=tmp_path, **RUN)
+    again = benchmark.run(make_pseudobulk(), models=models, out=tmp_path, **RUN)
+    assert again.reused == 2
+    predictions = RunFolder(tmp_path).predictions
+    assert not predictions[(1, long)].equals(predictions[(1, other)])
+    assert max(len(p.name) for p in tmp_path.rglob("*")) < 160
