@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         if in_user_code(err):
             message = f"{type(err).__name__}: {message}"
         notes = "".join(f" {note}" for note in getattr(err, "__notes__", ()))  # which model, step or metric
-        print(f"linpert {args.command}: error: {message}{notes}", file=sys.stderr)
+        print(f"linpert {args.command}: error: {_as_flags(str(message))}{notes}", file=sys.stderr)
         return 2
     finally:
         warnings.formatwarning = python_format
@@ -42,15 +42,31 @@ _USERS_MISTAKES = (ValueError, KeyError, TypeError, FileNotFoundError, FileExist
                    ConnectionError, ImportError, StackInstallError, WorkerError, DownloadError)
 
 
+#: How linpert's messages spell a setting in Python, and the flag that sets it on the command line.
+_FLAGS = (("condition_key=...", "--condition-key COLUMN"), ("condition_key= ", "--condition-key "),
+          ("condition_key=", "--condition-key "), ("perturbation_key=...", "--perturbation-key COLUMN"),
+          ("perturbation_key= ", "--perturbation-key "), ("perturbation_key=", "--perturbation-key "))
+
+
+def _as_flags(message: str) -> str:
+    """A message of the Python API, with its settings named as the command line's flags."""
+    for python, flag in _FLAGS:
+        message = message.replace(python, flag)
+    return message
+
+
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     """Warnings on the command line read as one line for a person, not a Python source location."""
     return f"linpert: {category.__name__}: {message}\n"
 
 
 def _parser() -> argparse.ArgumentParser:
+    from ._config import __version__
+
     parser = argparse.ArgumentParser(
         prog="linpert", description="Benchmark perturbation-effect prediction against simple linear baselines."
     )
+    parser.add_argument("--version", action="version", version=f"linpert {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run both benchmarks of the paper on the embedded simulated data")
@@ -191,12 +207,15 @@ def _run(args) -> int:
                          "--models out for the defaults.")
     if args.out:  # before any work: a report of the user's there would stop the run at its end
         _check_report(Path(args.out) / "report.html")
+    # before any download or pseudobulk: a misspelt model name is a second's mistake, not a minute's
+    models = resolve_models(split_model_specs(args.models)) if args.models else None
+    locfdr, metrics = _locfdr_options(args.locfdr), _metric_names(args.metrics)
     data, name, cells = _load(args.data, condition_key=args.condition_key, progress=not args.quiet,
                               scheduler=args.scheduler)
     split = args.split
     if split == "auto":
         split = "double" if (data.obs["kind"] == "double").sum() >= 2 else "simulation"
-    models = resolve_models(split_model_specs(args.models or DEFAULT_MODELS[split]))
+    models = models or resolve_models(split_model_specs(DEFAULT_MODELS[split]))
     if cells is not None:
         _give_cells(models, cells)
     started = {}
@@ -213,8 +232,8 @@ def _run(args) -> int:
             n_genes=args.n_genes,
             progress=not args.quiet,
             scheduler=args.scheduler,
-            locfdr_args=_locfdr_options(args.locfdr),
-            metrics=_metric_names(args.metrics),
+            locfdr_args=locfdr,
+            metrics=metrics,
             cells=cells,
             on_scored=lambda folder: started.update({folder: start_figures(folder)}),
         )

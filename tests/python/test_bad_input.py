@@ -269,6 +269,10 @@ CLI = [  # (name, arguments from tmp_path, message)
      "is not a CSV edge table|lacks the columns"),
     ("offline download", lambda t: ["run", "adamson"], "Cannot download .* could not be reached"),
     ("models empty", lambda t: ["run", str(_pseudobulk_file(t)), "--models", ""], "--models is empty"),
+    ("model misspelt, before any download", lambda t: ["run", "adamson", "--models", "additve"],
+     "Unknown model 'additve'"),
+    ("condition column, named as the flag", lambda t: ["run", str(_cell_file(t)), "--condition-key", "pert"],
+     "obs has no column 'pert'; its columns are \\['condition'\\]. Pass --condition-key naming the column"),
     ("locfdr bre=abc", lambda t: ["run", str(_pseudobulk_file(t)), "--locfdr", "bre=abc"],
      "--locfdr bre=abc: bre takes a number"),
     ("seeds -1", lambda t: ["run", str(_pseudobulk_file(t)), "--seeds=-1"], "seeds must be integers from 0 to"),
@@ -277,6 +281,12 @@ CLI = [  # (name, arguments from tmp_path, message)
     ("error in a metric", lambda t: ["run", str(_pseudobulk_file(t)), "--seeds", "1", "--models", "additive",
                                      "--metrics", _failing_metric()], r"ZeroDivisionError: division by zero \(in metric 'failing'\)"),
 ]
+
+
+def _cell_file(tmp_path: Path) -> Path:
+    path = tmp_path / "cells.h5ad"
+    _cells(make_pseudobulk()).write_h5ad(path)
+    return path
 
 
 def _lock_dir(tmp_path: Path) -> Path:

@@ -69,3 +69,11 @@ def test_run_on_cells_hands_them_to_models_that_train_on_cells(tmp_path, monkeyp
     with pytest.raises(RuntimeError, match="stop here"):
         main(["run", str(path), "--models", "geneformer", "--seeds", "1", "--out", str(tmp_path / "o"), "--quiet"])
     assert seen == [str(path)]
+
+
+def test_version(capsys):
+    from linpert import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"linpert {__version__}"

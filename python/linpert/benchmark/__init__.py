@@ -378,8 +378,9 @@ def _check_cells(cells: Any, pb, readout: np.ndarray) -> None:
         if not path.exists():
             raise FileNotFoundError(f"cells={str(cells)!r} does not exist: pass the cell-level .h5ad the pseudobulk "
                                     "was made from.")
-        if path.is_dir():
-            return
+        source = (pb.uns.get("linpert", {}) or {}).get("source")
+        if path.is_dir() or (source and Path(str(source)).resolve() == path.resolve()):
+            return  # a zarr store is checked as it is read; the file the pseudobulk was made from, too
         opened = _open(path, backed=True)
         obs, var_names = opened.obs, opened.var_names
         opened.file.close()
