@@ -210,6 +210,10 @@ def _run(args) -> int:
     # before any download or pseudobulk: a misspelt model name is a second's mistake, not a minute's
     models = resolve_models(split_model_specs(args.models)) if args.models else None
     locfdr, metrics = _locfdr_options(args.locfdr), _metric_names(args.metrics)
+    if metrics:
+        from .metrics._registry import resolve_metrics
+
+        resolve_metrics(metrics, cells=True)  # the names; whether they need cells is known once the data is
     data, name, cells = _load(args.data, condition_key=args.condition_key, progress=not args.quiet,
                               scheduler=args.scheduler)
     split = args.split

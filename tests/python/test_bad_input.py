@@ -271,6 +271,8 @@ CLI = [  # (name, arguments from tmp_path, message)
     ("models empty", lambda t: ["run", str(_pseudobulk_file(t)), "--models", ""], "--models is empty"),
     ("model misspelt, before any download", lambda t: ["run", "adamson", "--models", "additve"],
      "Unknown model 'additve'"),
+    ("metric misspelt, before any download", lambda t: ["run", "adamson", "--metrics", "mea"],
+     r"Unknown metric\(s\) \['mea'\]"),
     ("condition column, named as the flag", lambda t: ["run", str(_cell_file(t)), "--condition-key", "pert"],
      "obs has no column 'pert'; its columns are \\['condition'\\]. Pass --condition-key naming the column"),
     ("locfdr bre=abc", lambda t: ["run", str(_pseudobulk_file(t)), "--locfdr", "bre=abc"],
