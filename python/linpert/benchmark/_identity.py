@@ -48,11 +48,6 @@ def why_opaque(model) -> str | None:
     return f"a function among its parameters, or a value linpert cannot compare exactly: {', '.join(names)}"
 
 
-def inspectable(model) -> bool:
-    """Whether a model's identity shows every change: it has ``get_params()`` and every value is exact."""
-    return why_opaque(model) is None
-
-
 def model_params(model) -> dict[str, Any]:
     """``get_params()``, or for a model without it, its public attributes; a failing ``get_params`` is named."""
     if hasattr(model, "get_params"):
@@ -79,18 +74,16 @@ def _lenient(value: Any) -> Any:
 
 def _exact(value: Any) -> Any:
     """A JSON-able description that changes whenever the value does, or :class:`Opaque`."""
-    if isinstance(value, (np.generic,)):
-        return {"numpy": value.dtype.str, "value": value.item() if value.dtype.kind != "V" else _digest(value)}
+    if isinstance(value, np.generic):
+        return {"numpy": value.dtype.str, "value": value.item()}
     if isinstance(value, np.ndarray):
         return {"array": value.dtype.str, "shape": list(value.shape), "sha256": _array_digest(value)}
     if isinstance(value, (pd.DataFrame, pd.Series, pd.Index)):
         return {type(value).__name__: _pandas_digest(value)}
     if hasattr(value, "tocsr") and hasattr(value, "shape"):  # a scipy sparse matrix or array
-        csr = value.tocsr()
-        return {"sparse": list(csr.shape), "sha256": _digest(csr.data, csr.indices, csr.indptr)}
-    if hasattr(value, "n_obs") and hasattr(value, "obs_names"):  # an AnnData (TransferModel's reference)
-        X = value.X.toarray() if hasattr(value.X, "toarray") else np.asarray(value.X)
-        return {"AnnData": _digest(X, _pandas_digest(value.obs), _pandas_digest(value.var))}
+        return {"sparse": list(value.shape), "sha256": _sparse_digest(value)}
+    if hasattr(value, "n_obs") and hasattr(value, "obs_names"):  # an AnnData (a reference, or an adapter's cells)
+        return {"AnnData": _anndata_digest(value)}
     if isinstance(value, (set, frozenset)):  # sorted: a set's order changes between processes
         return {"set": sorted(json.dumps(v, sort_keys=True, default=_exact) for v in value)}
     if isinstance(value, os.PathLike):
@@ -113,6 +106,21 @@ def _array_digest(array: np.ndarray) -> str:
     if array.dtype.kind == "O":
         return _digest(json.dumps(array.tolist(), default=_exact).encode())
     return _digest(np.ascontiguousarray(array))
+
+
+def _sparse_digest(matrix) -> str:
+    csr = matrix.tocsr()
+    return _digest(csr.data, csr.indices, csr.indptr)
+
+
+def _anndata_digest(adata) -> str:
+    """Its values, names and annotations; a file-backed one by its file as it is now (its matrix is not read)."""
+    if adata.isbacked:
+        stat = os.stat(adata.filename)
+        return _digest(f"{os.path.realpath(adata.filename)}\0{stat.st_size}\0{stat.st_mtime_ns}")
+    X = adata.X
+    values = _sparse_digest(X) if hasattr(X, "tocsr") else _digest(np.asarray(X))  # never densify a cell matrix
+    return _digest(values, _pandas_digest(adata.obs), _pandas_digest(adata.var))
 
 
 def _pandas_digest(value) -> str:

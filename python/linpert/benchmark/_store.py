@@ -45,7 +45,7 @@ _NAME_MAX = 100
 def cell_name(seed: int, label: str) -> str:
     """The file stem of a cell's files (``cells/``, ``predictions/``), for the writer and every reader alike; labels
     that clean to the same characters (``a/b``, ``a_b``) still get distinct ones, and so do long labels cut short."""
-    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in label)[:_NAME_MAX]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)[:_NAME_MAX]
     if safe != label:
         safe += "-" + hashlib.sha256(label.encode()).hexdigest()[:8]
     return f"seed{seed}__{safe}"
