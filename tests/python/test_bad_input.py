@@ -281,7 +281,8 @@ CLI = [  # (name, arguments from tmp_path, message)
     ("run.lock a folder", lambda t: ["run", str(_pseudobulk_file(t)), "--seeds", "1", "--out", str(_lock_dir(t))],
      r"run.lock is not a file"),
     ("error in a metric", lambda t: ["run", str(_pseudobulk_file(t)), "--seeds", "1", "--models", "additive",
-                                     "--metrics", _failing_metric()], r"ZeroDivisionError: division by zero \(in metric 'failing'\)"),
+                                     "--metrics", _failing_metric()],
+     r"ZeroDivisionError: division by zero \(in metric 'failing'\)"),
 ]
 
 

@@ -457,9 +457,9 @@ def _check_seeds(seeds: Any) -> list[int]:
     if out_of_range:
         shown = ", ".join(str(s) if abs(s) < 10**12 else f"{str(s)[:8]}... ({len(str(abs(s)))} digits)"
                           for s in out_of_range[:3])
+        verb = "is" if len(out_of_range) == 1 else "are"
         raise ValueError(f"seeds must be integers from 0 to {SEED_MAX} (the range of the splits' random numbers, "
-                         f"numpy's legacy generator, as the paper's); {shown} {'is' if len(out_of_range) == 1 else 'are'}"
-                         " not.")
+                         f"numpy's legacy generator, as the paper's); {shown} {verb} not.")
     repeated = sorted({s for s in seeds if seeds.count(s) > 1})
     if repeated:
         raise ValueError(f"seeds repeat {repeated}: each seed is one split; give each once.")
@@ -596,8 +596,9 @@ def _check_pseudobulk(data):
         raise ValueError(
             f"The pseudobulk holds NaN or infinite values ({int(bad.sum())}; conditions: "
             f"{', '.join(data.obs_names[rows[:3]])}{', ...' * (len(rows) > 3)}; genes: "
-            f"{', '.join(data.var_names[columns[:3]])}{', ...' * (len(columns) > 3)}). A condition's mean log expression is finite, and a score over fewer genes would not compare with the "
-            "others: drop those conditions or genes (pb[rows, genes].copy()), or pseudobulk the cells again."
+            f"{', '.join(data.var_names[columns[:3]])}{', ...' * (len(columns) > 3)}). A condition's mean log "
+            "expression is finite, and a score over fewer genes would not compare with the others: drop those "
+            "conditions or genes (pb[rows, genes].copy()), or pseudobulk the cells again."
         )
     return data
 

@@ -135,7 +135,8 @@ class _Store:
     def _claim(self, grid: set[tuple[int, str]], unverifiable: dict[str, str]) -> None:
         """Refuse a folder whose stored work this run would mix, overwrite or leave out of its tables.
 
-        ``unverifiable``: the unlabelled models whose identity cannot show every change, with why (:func:`._identity.why_opaque`).
+        ``unverifiable``: the unlabelled models whose identity cannot show every change, with why
+        (:func:`._identity.why_opaque`).
         """
         run_json = self.root / "run.json"
         old = _read_json(run_json) if run_json.exists() else None
