@@ -50,7 +50,7 @@ def atomic_write(path: str | os.PathLike, content: Any, *, kind: str = "text") -
     return path
 
 
-def writable_folder(root: Path) -> Path:
+def _writable_folder(root: Path) -> Path:
     """``root``, created when missing, or a clear error when it is a file or cannot be written."""
     if root.exists() and not root.is_dir():
         raise FileExistsError(f"The output folder {root} is a file. Give the path of a folder (created when missing).")
@@ -80,7 +80,7 @@ def hold_folder(root: str | os.PathLike) -> Iterator[Path]:
     """
     import threading
 
-    key = (writable_folder(Path(root)).resolve(), threading.get_ident())
+    key = (_writable_folder(Path(root)).resolve(), threading.get_ident())
     if key in _HELD:
         _HELD[key][1] += 1
     else:

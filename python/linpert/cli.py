@@ -205,8 +205,9 @@ def _run(args) -> int:
     if args.models is not None and not args.models.strip(" ,"):
         raise ValueError("--models is empty: name at least one model, e.g. --models additive,linear, or leave "
                          "--models out for the defaults.")
-    if args.out:  # before any work: a report of the user's there would stop the run at its end
-        _check_report(Path(args.out) / "report.html")
+    out = Path(args.out) if args.out else None
+    if out is not None:  # before any work: a report of the user's there would stop the run at its end
+        _check_report(out / "report.html")
     # before any download or pseudobulk: a misspelt model name is a second's mistake, not a minute's
     models = resolve_models(split_model_specs(args.models)) if args.models else None
     locfdr, metrics = _locfdr_options(args.locfdr), _metric_names(args.metrics)
@@ -223,8 +224,9 @@ def _run(args) -> int:
     if cells is not None:
         _give_cells(models, cells)
     started = {}
-    out = Path(args.out or Path("linpert-results") / f"{name}-{split}")
-    _check_report(out / "report.html")
+    if out is None:  # named by the data: checked once the data is known
+        out = Path("linpert-results") / f"{name}-{split}"
+        _check_report(out / "report.html")
     with hold_folder(out):  # the run, its figures and its report: no other run writes there meanwhile
         result = benchmark.run(
             data,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._io import atomic_write, hold_folder, read_matrix, writable_folder
+from .._io import atomic_write, hold_folder, read_matrix
 from ._identity import model_identity
 
 
@@ -104,10 +104,10 @@ class _Store:
     """
 
     def __init__(self, root, config: dict, *, grid=(), unverifiable: dict[str, str] | None = None):
-        self.root = writable_folder(Path(root))
+        self.root = Path(root)
         self.cells = self.root / "cells"
         self.config = config
-        self._held = ExitStack()  # the folder's lock, until close()
+        self._held = ExitStack()  # the folder's lock (created and checked writable first), until close()
         self._held.enter_context(hold_folder(self.root))
         try:
             self._claim({(seed, label) for seed, label, _ in grid}, unverifiable or {})
