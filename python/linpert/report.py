@@ -106,10 +106,15 @@ _GENERATOR = "linpert"
 _NOT_SHOWN = ("report.html", "run.lock")
 
 
+def _head(path: str | os.PathLike) -> bytes:
+    """The start of an HTML file, where write_report puts its tags."""
+    with open(path, "rb") as handle:
+        return handle.read(4096)
+
+
 def written_by_linpert(path: str | os.PathLike) -> bool:
     """Whether the HTML file at ``path`` is a report :func:`write_report` wrote (its generator tag says so)."""
-    with open(path, "rb") as handle:
-        return f'<meta name="generator" content="{_GENERATOR}">'.encode() in handle.read(4096)
+    return f'<meta name="generator" content="{_GENERATOR}">'.encode() in _head(path)
 
 
 def sources_digest(folders: Iterable[str | os.PathLike]) -> str:
@@ -135,8 +140,7 @@ def report_current(report: str | os.PathLike, folders: Iterable[str | os.PathLik
     report = Path(report)
     if not report.is_file():
         return False
-    with open(report, "rb") as handle:
-        found = re.search(rb'<meta name="linpert-sources" content="([0-9a-f]{64})">', handle.read(4096))
+    found = re.search(rb'<meta name="linpert-sources" content="([0-9a-f]{64})">', _head(report))
     return found is not None and found.group(1).decode() == sources_digest(folders)
 
 

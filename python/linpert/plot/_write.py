@@ -285,7 +285,8 @@ def _write_shared(run: RunFolder, names: list[str], formats, dpi: int, workers: 
 #: Seconds each figure took to draw and write as PNG and SVG on a Norman-sized run (the rest take about 0.4), to share
 #: them out evenly between processes.
 _COST = {"dataset_overview": 3.0, "precision_recall_roc": 1.9, "deviation_scatter": 1.9, "l2_by_n": 1.2,
-         "prediction_spread": 1.2, "locfdr_histogram": 1.0, "interaction_classes": 0.8, "observed_vs_predicted": 0.8, "l2_beeswarm": 0.6}
+         "prediction_spread": 1.2, "locfdr_histogram": 1.0, "interaction_classes": 0.8, "observed_vs_predicted": 0.8,
+         "l2_beeswarm": 0.6}
 #: Figures drawn from the same costly table (the interaction pairs), kept in one process so that it is built once.
 _TOGETHER = ("precision_recall_roc", "deviation_scatter", "gene_predictions")
 _FORKED: RunFolder | None = None
