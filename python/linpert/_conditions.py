@@ -148,7 +148,8 @@ def require_one_row_each(names: Iterable[str], *, what: str = "the pseudobulk") 
         groups.setdefault(frozenset(parse_condition(name).genes), []).append(name)
     twice = [spellings for spellings in groups.values() if len(spellings) > 1]
     if twice:
-        shown = "; ".join(" and ".join(repr(s) for s in spellings) for spellings in twice[:3])
+        shown = "; ".join(f"{spellings[0]!r} {len(spellings)} times" if len(set(spellings)) == 1 else
+                          " and ".join(repr(s) for s in spellings) for spellings in twice[:3])
         raise ValueError(
             f"{what[0].upper()}{what[1:]} has {len(twice)} condition{'s' * (len(twice) > 1)} in more than one row "
             f"({shown}{'; ...' if len(twice) > 3 else ''}): the same genes perturbed, written twice. A pseudobulk "

@@ -686,11 +686,8 @@ def as_pseudobulk(
             f"Condition names are not canonical (e.g. {given!r} instead of {canonical!r}). Build the pseudobulk with "
             "pseudobulk() or load_dataset(), which name the conditions canonically."
         )
-    if table.index.has_duplicates:
-        raise ValueError(f"Conditions occur more than once: {sorted(set(table.index[table.index.duplicated()]))}. "
-                         "A pseudobulk has one row per condition.")
-    require_control(conditions, what="the pseudobulk")
     require_one_row_each(conditions)
+    require_control(conditions, what="the pseudobulk")
     genes = pd.Index([str(g) for g in genes], dtype=object)
     X = np.array(means, dtype=np.float64, order="C")
     if X.shape != (len(conditions), len(genes)):

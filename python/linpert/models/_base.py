@@ -78,11 +78,6 @@ def check_training(train: Any) -> TrainingData:
                 f"Training condition {name!r} is not a canonical name (expected {canonical!r}). "
                 "Build the pseudobulk with linpert.pseudobulk, which writes canonical names."
             )
-    if conditions.has_duplicates:
-        raise ValueError(
-            f"Training conditions occur more than once: {sorted(set(conditions[conditions.duplicated()]))}. "
-            "A pseudobulk has one row per condition."
-        )
     require_one_row_each(conditions, what="the training pseudobulk")
     if genes.has_duplicates:
         raise ValueError(
