@@ -42,7 +42,7 @@ run_benchmark <- function(se, split = c("double", "simulation"), seeds = 1:5,
   split <- match.arg(split)
   .check_pseudobulk(se)
   if (!is.numeric(seeds) || length(seeds) == 0 || anyNA(seeds) || any(seeds != round(seeds))) {
-    stop("`seeds` must be whole numbers, e.g. seeds = 1:5.", call. = FALSE)
+    .abort("`seeds` must be whole numbers, e.g. seeds = 1:5.")
   }
   if (!is.null(out)) .check_string(out, "out")
   n_genes <- .check_count(n_genes, "n_genes")
@@ -50,7 +50,7 @@ run_benchmark <- function(se, split = c("double", "simulation"), seeds = 1:5,
   options$n_genes <- n_genes
   options$progress <- isTRUE(progress)
   py_models <- .python_models(models)
-  res <- reticulate::py_to_r(.linpert_bridge()$run_benchmark(
+  res <- .as_r(.linpert_bridge()$run_benchmark(
     .pseudobulk_to_python(se), split, as.list(as.integer(seeds)), py_models,
     if (!is.null(out)) normalizePath(out, mustWork = FALSE), options
   ))
@@ -86,17 +86,15 @@ model_spec <- function(model = c("no_change", "additive", "mean", "linear"), ...
 .python_models <- function(models) {
   bridge <- .linpert_bridge()
   if (is.character(models)) {
-    if (length(models) == 0 || anyNA(models)) stop("`models` must name at least one model.", call. = FALSE)
+    if (length(models) == 0 || anyNA(models)) .abort("`models` must name at least one model.")
     return(as.list(models))
   }
   if (!is.list(models) || length(models) == 0) {
-    stop("`models` must be model names or a named list of models (names, custom_model(), model_spec()).",
-         call. = FALSE)
+    .abort("`models` must be model names or a named list of models (names, custom_model(), model_spec()).")
   }
   labels <- names(models)
   if (is.null(labels) || any(!nzchar(labels)) || anyDuplicated(labels)) {
-    stop("A list of `models` needs unique names: list(linear = model_spec(\"linear\"), mine = custom_model(...)).",
-         call. = FALSE)
+    .abort("A list of `models` needs unique names: list(linear = model_spec(\"linear\"), mine = custom_model(...)).")
   }
   lapply(seq_along(models), function(i) {
     m <- models[[i]]
@@ -111,8 +109,7 @@ model_spec <- function(model = c("no_change", "additive", "mean", "linear"), ...
     } else if (inherits(m, "python.builtin.object")) {
       m
     } else {
-      stop("models$", labels[[i]], " is not a model: give a name, model_spec(), custom_model() or a Python model.",
-           call. = FALSE)
+      .abort("models$", labels[[i]], " is not a model: give a name, model_spec(), custom_model() or a Python model.")
     }
     reticulate::tuple(labels[[i]], model)
   })
@@ -138,7 +135,7 @@ model_spec <- function(model = c("no_change", "additive", "mean", "linear"), ...
 #' }
 scorecard <- function(res) {
   if (!is.list(res) || !is.data.frame(res$results)) {
-    stop("`res` must be what run_benchmark() returns (a list with a `results` data frame).", call. = FALSE)
+    .abort("`res` must be what run_benchmark() returns (a list with a `results` data frame).")
   }
   if (is.data.frame(res$scorecard)) return(res$scorecard)
   args <- .frame_to_python(res$results)

@@ -65,6 +65,7 @@
 }
 
 # reticulate hands back Python objects when the bridge was imported with convert = FALSE.
+# (Its argument is evaluated first: reticulate::py_to_r() would start Python before linpert could choose one.)
 .as_r <- function(x) if (inherits(x, "python.builtin.object")) reticulate::py_to_r(x) else x
 
 # A pseudobulk SummarizedExperiment (genes x conditions) -> the pseudobulk AnnData of the shared contract.
@@ -84,18 +85,14 @@
 
 .check_pseudobulk <- function(se, what = "`se`") {
   if (!methods::is(se, "SummarizedExperiment") || !"logcounts" %in% SummarizedExperiment::assayNames(se)) {
-    stop(
+    .abort(
       what, " must be a pseudobulk SummarizedExperiment (genes x conditions) with a 'logcounts' assay, as ",
-      "pseudobulk(), load_dataset() or simulate_screen() |> pseudobulk() return.",
-      call. = FALSE
-    )
+      "pseudobulk(), load_dataset() or simulate_screen() |> pseudobulk() return.")
   }
   if (is.null(colnames(se)) || !"ctrl" %in% colnames(se) || is.null(rownames(se))) {
-    stop(
+    .abort(
       what, " needs condition names as colnames (including 'ctrl') and gene symbols as rownames; ",
-      "build it with pseudobulk().",
-      call. = FALSE
-    )
+      "build it with pseudobulk().")
   }
   invisible(se)
 }
@@ -128,31 +125,30 @@
 
 .require_package <- function(package, why) {
   if (!requireNamespace(package, quietly = TRUE)) {
-    stop(
+    .abort(
       "The R package '", package, "' is needed ", why, ". Install it (Debian: apt-get install r-bioc-",
       tolower(package), " or r-cran-", tolower(package), "; else BiocManager::install(\"", package, "\")).",
-      call. = FALSE
-    )
+      class = "linpert_dependency_error")
   }
 }
 
 .check_count <- function(value, name, min = 1) {
   if (!is.numeric(value) || length(value) != 1 || is.na(value) || value != round(value) || value < min) {
-    stop("`", name, "` must be one whole number >= ", min, ", e.g. ", name, " = ", max(min, 1), ".", call. = FALSE)
+    .abort("`", name, "` must be one whole number >= ", min, ", e.g. ", name, " = ", max(min, 1), ".")
   }
   as.integer(value)
 }
 
 .check_number <- function(value, name, lower = -Inf, upper = Inf) {
   if (!is.numeric(value) || length(value) != 1 || is.na(value) || value <= lower || value >= upper) {
-    stop("`", name, "` must be one number in (", lower, ", ", upper, ").", call. = FALSE)
+    .abort("`", name, "` must be one number in (", lower, ", ", upper, ").")
   }
   as.double(value)
 }
 
 .named_options <- function(options, where) {
   if (length(options) > 0 && (is.null(names(options)) || any(!nzchar(names(options))))) {
-    stop("Options in `...` are passed to ", where, " and must be named.", call. = FALSE)
+    .abort("Options in `...` are passed to ", where, " and must be named.")
   }
   lapply(options, .whole_to_integer)
 }

@@ -30,7 +30,7 @@ simulate_screen <- function(preset = c("norman", "replogle"), seed = 0, ...) {
   preset <- match.arg(preset)
   seed <- .check_count(seed, "seed", min = 0)
   options <- .named_options(list(...), "linpert.datasets.simulate()")
-  res <- reticulate::py_to_r(.linpert_bridge()$simulate(preset, options))
+  res <- .as_r(.linpert_bridge()$simulate(preset, options))
   sce <- .sce_from_python(res)
   truth <- res$truth
   S4Vectors::metadata(sce)$truth <- list(
@@ -70,18 +70,18 @@ load_dataset <- function(name = c("norman", "norman_gears", "adamson", "replogle
   name <- match.arg(name)
   level <- match.arg(level)
   if (!is.logical(download) || length(download) != 1 || is.na(download)) {
-    stop("`download` must be TRUE or FALSE.", call. = FALSE)
+    .abort("`download` must be TRUE or FALSE.")
   }
   if (!is.null(cache_dir)) .check_string(cache_dir, "cache_dir")
   res <- .linpert_bridge()$load_dataset(name, level, cache_dir, download)
-  if (level == "pseudobulk") .pseudobulk_experiment(reticulate::py_to_r(res)) else .sce_from_python(res)
+  if (level == "pseudobulk") .pseudobulk_experiment(.as_r(res)) else .sce_from_python(res)
 }
 
 #' @rdname load_dataset
 #' @export
 dataset_cached <- function(name, cache_dir = NULL) {
   .check_string(name, "name")
-  isTRUE(reticulate::py_to_r(.linpert_bridge()$dataset_cached(name, cache_dir)))
+  isTRUE(.as_r(.linpert_bridge()$dataset_cached(name, cache_dir)))
 }
 
 #' Read a dataset in GEARS' format
@@ -106,7 +106,7 @@ dataset_cached <- function(name, cache_dir = NULL) {
 #' }
 read_gears <- function(path, gears_filter = TRUE, go_files = NULL) {
   .check_string(path, "path")
-  if (!file.exists(path)) stop("`path` '", path, "' does not exist; pass a GEARS .h5ad file or its folder.", call. = FALSE)
+  if (!file.exists(path)) .abort("`path` '", path, "' does not exist; pass a GEARS .h5ad file or its folder.")
   if (!is.null(go_files)) go_files <- normalizePath(go_files, mustWork = FALSE)
   .sce_from_python(.linpert_bridge()$read_gears(normalizePath(path), isTRUE(gears_filter), go_files))
 }
@@ -135,13 +135,13 @@ read_gears <- function(path, gears_filter = TRUE, go_files = NULL) {
 #' }
 as_anndata <- function(x, X = "logcounts") {
   if (!methods::is(x, "SummarizedExperiment")) {
-    stop("`x` must be a SingleCellExperiment or SummarizedExperiment, not <", class(x)[1], ">.", call. = FALSE)
+    .abort("`x` must be a SingleCellExperiment or SummarizedExperiment, not <", class(x)[1], ">.")
   }
   .check_string(X, "X")
   available <- SummarizedExperiment::assayNames(x)
   if (!X %in% available) {
-    stop("x has no assay '", X, "'. Its assays are: ", paste0("'", available, "'", collapse = ", "),
-         ". Name the one for X as `X = \"...\"`.", call. = FALSE)
+    .abort("x has no assay '", X, "'. Its assays are: ", paste0("'", available, "'", collapse = ", "),
+         ". Name the one for X as `X = \"...\"`.")
   }
   bridge <- .linpert_bridge()
   assays <- lapply(c(X, setdiff(available, X)), function(name) {
@@ -166,8 +166,7 @@ as_anndata <- function(x, X = "logcounts") {
 #' @export
 as_sce <- function(x, x_assay = "logcounts") {
   if (!inherits(x, "python.builtin.object") || !reticulate::py_has_attr(x, "obs_names")) {
-    stop("`x` must be a Python AnnData (e.g. from as_anndata() or reticulate::import('anndata')$read_h5ad()).",
-         call. = FALSE)
+    .abort("`x` must be a Python AnnData (e.g. from as_anndata() or reticulate::import('anndata')$read_h5ad()).")
   }
   .check_string(x_assay, "x_assay")
   .sce_from_python(.linpert_bridge()$anndata_to_r(x), x_assay = x_assay)

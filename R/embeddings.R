@@ -37,19 +37,19 @@ go_embedding <- function(edges, n_components = 2, which = c("lm", "la", "sa"), s
   backend <- match.arg(backend)
   edges <- .check_edges(edges)
   n_components <- .check_count(n_components, "n_components")
-  if (!is.logical(scaled) || length(scaled) != 1 || is.na(scaled)) stop("`scaled` must be TRUE or FALSE.", call. = FALSE)
+  if (!is.logical(scaled) || length(scaled) != 1 || is.na(scaled)) .abort("`scaled` must be TRUE or FALSE.")
   has_igraph <- requireNamespace("igraph", quietly = TRUE)
   if (backend == "auto") backend <- if (has_igraph) "igraph" else "python"
   if (backend == "igraph" && !has_igraph) {
-    stop("backend = \"igraph\" needs the R package 'igraph' (apt-get install r-cran-igraph, or ",
-         "install.packages(\"igraph\")); or use backend = \"python\".", call. = FALSE)
+    .abort("backend = \"igraph\" needs the R package 'igraph' (apt-get install r-cran-igraph, or ",
+         "install.packages(\"igraph\")); or use backend = \"python\".")
   }
   genes <- sort(unique(c(edges$source, edges$target)), method = "radix")
   if (n_components >= length(genes)) {
-    stop("`n_components` (", n_components, ") must be below the number of genes (", length(genes), ").", call. = FALSE)
+    .abort("`n_components` (", n_components, ") must be below the number of genes (", length(genes), ").")
   }
   if (backend == "python") {
-    res <- reticulate::py_to_r(.linpert_bridge()$go_embedding_python(
+    res <- .as_r(.linpert_bridge()$go_embedding_python(
       .frame_to_python(edges), n_components, which, scaled
     ))
     out <- .frame_from_python(res$embedding)
@@ -69,12 +69,12 @@ go_embedding <- function(edges, n_components = 2, which = c("lm", "la", "sa"), s
 
 .check_edges <- function(edges) {
   if (!is.data.frame(edges) || !all(c("source", "target", "importance") %in% names(edges))) {
-    stop("`edges` must be a data frame with columns source, target, importance (e.g. GEARS' go_essential_all.csv ",
-         "read with read.csv()).", call. = FALSE)
+    .abort("`edges` must be a data frame with columns source, target, importance (e.g. GEARS' go_essential_all.csv ",
+         "read with read.csv()).")
   }
   edges <- data.frame(source = as.character(edges$source), target = as.character(edges$target),
                       importance = as.numeric(edges$importance), stringsAsFactors = FALSE)
-  if (anyNA(edges) || nrow(edges) == 0) stop("`edges` has no rows or has NA entries.", call. = FALSE)
+  if (anyNA(edges) || nrow(edges) == 0) .abort("`edges` has no rows or has NA entries.")
   edges
 }
 
@@ -106,7 +106,7 @@ go_embedding <- function(edges, n_components = 2, which = c("lm", "la", "sa"), s
 #' @export
 random_embedding <- function(genes, n_components = 10, seed = 0) {
   if (!is.character(genes) || length(genes) == 0 || anyNA(genes)) {
-    stop("`genes` must be gene symbols, e.g. rownames(pb).", call. = FALSE)
+    .abort("`genes` must be gene symbols, e.g. rownames(pb).")
   }
   n_components <- .check_count(n_components, "n_components")
   seed <- .check_count(seed, "seed", min = 0)

@@ -45,25 +45,27 @@ call_interactions <- function(se, n_genes = 1000, level = 0.05, rule = c("paper"
   n_genes <- .check_count(n_genes, "n_genes")
   level <- .check_number(level, "level", 0, 1)
   rule <- match.arg(rule)
-  backend <- .locfdr_backend(match.arg(backend))
+  requested <- match.arg(backend)
+  backend <- .locfdr_backend(requested)
   options <- .named_options(list(...), "locfdr::locfdr()")
   if (!is.null(options$nulltype) && options$nulltype != 1) {
-    stop("call_interactions() uses the paper's empirical null (nulltype = 1); use locfdr::locfdr() directly ",
-         "for other nulls.", call. = FALSE)
+    .abort("call_interactions() uses the paper's empirical null (nulltype = 1); use locfdr::locfdr() directly ",
+         "for other nulls.")
   }
   options$nulltype <- NULL
   bridge <- .linpert_bridge()
-  deviations <- reticulate::py_to_r(bridge$additive_deviation(.pseudobulk_to_python(se), n_genes))
+  deviations <- .as_r(bridge$additive_deviation(.pseudobulk_to_python(se), n_genes))
   table <- .frame_from_python(deviations$table)
   z <- table$deviation
   if (any(!is.finite(z))) {
-    stop("Some deviations are NA or infinite; check the pseudobulk for NA expression.", call. = FALSE)
+    .abort("Some deviations are NA or infinite; check the pseudobulk for NA expression.")
   }
   null <- .fit_null(z, backend, options)
+  port <- if (requested == "python") "linpert's Python port of locfdr (backend = \"python\")" else
+    "linpert's Python port of locfdr (R's locfdr is not installed)"
   message("Empirical null of ", length(z), " deviations fitted with ",
-          if (backend == "r") "R's locfdr package" else "linpert's Python port of locfdr (R's locfdr is not installed)",
-          ".")
-  res <- reticulate::py_to_r(bridge$interaction_calls(
+          if (backend == "r") "R's locfdr package" else port, ".")
+  res <- .as_r(bridge$interaction_calls(
     .frame_to_python(table), .raw_double(null$fdr), null$center, level, rule
   ))
   calls <- .frame_from_python(res$table)
@@ -84,8 +86,8 @@ call_interactions <- function(se, n_genes = 1000, level = 0.05, rule = c("paper"
   installed <- requireNamespace("locfdr", quietly = TRUE)
   if (backend == "auto") return(if (installed) "r" else "python")
   if (backend == "r" && !installed) {
-    stop("backend = \"r\" needs the R package 'locfdr': install.packages(\"locfdr\"), or use backend = \"python\".",
-         call. = FALSE)
+    .abort("backend = \"r\" needs the R package 'locfdr': install.packages(\"locfdr\"), or use backend = \"python\".",
+           class = "linpert_dependency_error")
   }
   backend
 }
@@ -101,7 +103,7 @@ call_interactions <- function(se, n_genes = 1000, level = 0.05, rule = c("paper"
                     p0 = unname(fp0["mlest", "p0"]))
     ))
   }
-  res <- reticulate::py_to_r(.linpert_bridge()$locfdr_python(.raw_double(z), c(list(nulltype = 1L), options)))
+  res <- .as_r(.linpert_bridge()$locfdr_python(.raw_double(z), c(list(nulltype = 1L), options)))
   fp0 <- .frame_from_python(res$fp0)
   list(
     fdr = .read_doubles(res$fdr, length(z)), center = res$center,

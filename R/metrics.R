@@ -31,15 +31,15 @@ score_predictions <- function(predicted, observed, n_genes = 1000) {
     predicted
   }
   if (!is.matrix(pred) || !is.numeric(pred) || is.null(rownames(pred)) || is.null(colnames(pred))) {
-    stop("`predicted` must be the SummarizedExperiment of predict(), or a numeric genes x perturbations matrix ",
-         "with dimnames.", call. = FALSE)
+    .abort("`predicted` must be the SummarizedExperiment of predict(), or a numeric genes x perturbations matrix ",
+         "with dimnames.")
   }
   missing_conditions <- setdiff(colnames(pred), colnames(observed))
   missing_genes <- setdiff(rownames(pred), rownames(observed))
   if (length(missing_conditions) || length(missing_genes)) {
-    stop("`observed` lacks ", length(missing_conditions), " predicted condition(s) (",
+    .abort("`observed` lacks ", length(missing_conditions), " predicted condition(s) (",
          paste(utils::head(missing_conditions, 3), collapse = ", "), ") and ", length(missing_genes),
-         " gene(s); score against the full pseudobulk.", call. = FALSE)
+         " gene(s); score against the full pseudobulk.")
   }
   obs <- SummarizedExperiment::assay(observed, "logcounts")
   ctrl <- obs[, "ctrl"]
@@ -76,7 +76,7 @@ score_predictions <- function(predicted, observed, n_genes = 1000) {
 #' if (linpert_available()) forest_table(results, n_boot = 100)
 forest_table <- function(results, reference = "mean", n_boot = 10000, seed = 0, ci = 0.95) {
   if (!is.data.frame(results)) {
-    stop("`results` must be the results data frame of run_benchmark().", call. = FALSE)
+    .abort("`results` must be the results data frame of run_benchmark().")
   }
   .check_string(reference, "reference")
   n_boot <- .check_count(n_boot, "n_boot")

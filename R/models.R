@@ -32,7 +32,7 @@ fit_model <- function(se, model = c("no_change", "additive", "mean", "linear"), 
   .check_pseudobulk(se)
   bridge <- .linpert_bridge()
   if (inherits(model, "linpert_custom_model")) {
-    if (length(list(...))) stop("A custom model takes no hyperparameters here; close over them in fit().", call. = FALSE)
+    if (length(list(...))) .abort("A custom model takes no hyperparameters here; close over them in fit().")
     py_model <- .python_custom_model(model)
     label <- model$label
   } else {
@@ -48,7 +48,7 @@ fit_model <- function(se, model = c("no_change", "additive", "mean", "linear"), 
 
 .embedding_to_python <- function(df) {
   if (is.null(rownames(df)) || !all(vapply(df, is.numeric, logical(1)))) {
-    stop("An embedding must be a numeric data frame with gene symbols as row names.", call. = FALSE)
+    .abort("An embedding must be a numeric data frame with gene symbols as row names.")
   }
   out <- .frame_to_python(df)
   out$row_names <- as.list(rownames(df))
@@ -67,9 +67,9 @@ fit_model <- function(se, model = c("no_change", "additive", "mean", "linear"), 
 #' @export
 predict.linpert_model <- function(object, conditions, ...) {
   if (!is.character(conditions) || length(conditions) == 0 || anyNA(conditions)) {
-    stop("`conditions` must be condition names, e.g. predict(fit, c('A+B', 'C+ctrl')).", call. = FALSE)
+    .abort("`conditions` must be condition names, e.g. predict(fit, c('A+B', 'C+ctrl')).")
   }
-  res <- reticulate::py_to_r(.linpert_bridge()$predict_model(object$model, as.list(conditions)))
+  res <- .as_r(.linpert_bridge()$predict_model(object$model, as.list(conditions)))
   genes <- unlist(res$var_names)
   conds <- unlist(res$obs_names)
   values <- matrix(.read_doubles(res$x, length(genes) * length(conds)), nrow = length(genes),
@@ -83,7 +83,7 @@ predict.linpert_model <- function(object, conditions, ...) {
 
 #' @export
 print.linpert_model <- function(x, ...) {
-  cat("<linpert_model> ", reticulate::py_to_r(.linpert_bridge()$model_repr(x$model)), " fitted on ",
+  cat("<linpert_model> ", .as_r(.linpert_bridge()$model_repr(x$model)), " fitted on ",
       length(x$genes), " genes\n", sep = "")
   invisible(x)
 }
@@ -120,8 +120,8 @@ print.linpert_model <- function(x, ...) {
 #' )
 custom_model <- function(fit, predict, label = "custom") {
   if (!is.function(fit) || !is.function(predict)) {
-    stop("`fit` and `predict` must be functions: custom_model(fit = function(train) state, ",
-         "predict = function(state, conditions) matrix).", call. = FALSE)
+    .abort("`fit` and `predict` must be functions: custom_model(fit = function(train) state, ",
+         "predict = function(state, conditions) matrix).")
   }
   .check_string(label, "label")
   structure(list(fit = fit, predict = predict, label = label), class = "linpert_custom_model")
@@ -147,9 +147,9 @@ print.linpert_custom_model <- function(x, ...) {
     values <- model$predict(state$value, conditions)
     values <- as.matrix(values)
     if (!is.numeric(values) || !identical(dim(values), c(length(state$genes), length(conditions)))) {
-      stop("The predict function of custom model '", model$label, "' must return a numeric matrix of ",
+      .abort("The predict function of custom model '", model$label, "' must return a numeric matrix of ",
            length(state$genes), " genes x ", length(conditions), " conditions, not ",
-           paste(dim(values), collapse = " x "), ".", call. = FALSE)
+           paste(dim(values), collapse = " x "), ".")
     }
     .raw_double(values)
   }

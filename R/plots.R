@@ -24,9 +24,10 @@ plot_l2 <- function(results, metric = c("l2", "pearson_delta")) {
   data <- results[is.finite(results[[metric]]), , drop = FALSE]
   data$model <- factor(data$model, levels = unique(results$model))
   means <- stats::aggregate(data[metric], by = list(model = data$model), FUN = mean)
-  set.seed(1)  # the jitter only
   ggplot2::ggplot(data, ggplot2::aes(x = .data$model, y = .data[[metric]])) +
-    ggplot2::geom_jitter(width = 0.2, height = 0, size = 0.8, alpha = 0.6, colour = "grey30") +
+    # the jitter's own seed: the same figure every time, and the user's random stream untouched
+    ggplot2::geom_point(position = ggplot2::position_jitter(width = 0.2, height = 0, seed = 1),
+                        size = 0.8, alpha = 0.6, colour = "grey30") +
     ggplot2::geom_crossbar(data = means, ggplot2::aes(ymin = .data[[metric]], ymax = .data[[metric]]),
                            width = 0.6, colour = "firebrick", fatten = 1.5) +
     ggplot2::labs(x = NULL, y = if (metric == "l2") "L2 distance to observed" else "Pearson delta") +
@@ -67,8 +68,7 @@ plot_forest <- function(forest) {
 
 .check_columns <- function(df, columns, what, hint) {
   if (!is.data.frame(df) || !all(columns %in% names(df))) {
-    stop("`", what, "` must be a data frame with columns ", paste(columns, collapse = ", "), " (e.g. ", hint, ").",
-         call. = FALSE)
+    .abort("`", what, "` must be a data frame with columns ", paste(columns, collapse = ", "), " (e.g. ", hint, ").")
   }
 }
 
@@ -97,8 +97,8 @@ utils::globalVariables(".data")
 write_figures <- function(run_folder, formats = c("png", "svg")) {
   .check_string(run_folder, "run_folder")
   if (!dir.exists(run_folder)) {
-    stop("`run_folder` '", run_folder, "' is not a folder; pass the `out` of run_benchmark().", call. = FALSE)
+    .abort("`run_folder` '", run_folder, "' is not a folder; pass the `out` of run_benchmark().")
   }
   formats <- match.arg(formats, c("png", "svg", "pdf"), several.ok = TRUE)
-  invisible(unlist(reticulate::py_to_r(.linpert_bridge()$write_figures(normalizePath(run_folder), as.list(formats)))))
+  invisible(unlist(.as_r(.linpert_bridge()$write_figures(normalizePath(run_folder), as.list(formats)))))
 }

@@ -50,7 +50,7 @@ pseudobulk <- function(x, condition = "condition", assay = "logcounts", gene_nam
   .check_string(gene_name, "gene_name")
   options <- list(...)
   if (length(options) > 0 && (is.null(names(options)) || any(!nzchar(names(options))))) {
-    stop("Options in `...` are passed to Python's linpert.pseudobulk() and must be named.", call. = FALSE)
+    .abort("Options in `...` are passed to Python's linpert.pseudobulk() and must be named.")
   }
   .refuse_python_spelling(options, c(condition_key = "condition", layer = "assay", gene_key = "gene_name"))
   options <- lapply(options, .whole_to_integer)
@@ -64,7 +64,7 @@ pseudobulk <- function(x, condition = "condition", assay = "logcounts", gene_nam
     gene_names = if (!is.null(genes$gene_names)) as.list(genes$gene_names),
     options = options
   )
-  pb <- .pseudobulk_experiment(reticulate::py_to_r(res))
+  pb <- .pseudobulk_experiment(.as_r(res))
   # Provenance in the caller's terms: the colData column and assay of x, not those of the AnnData built for Python.
   provenance <- S4Vectors::metadata(pb)$linpert
   provenance$source <- "SummarizedExperiment from R"
@@ -77,15 +77,13 @@ pseudobulk <- function(x, condition = "condition", assay = "logcounts", gene_nam
 
 .check_experiment <- function(x) {
   if (!methods::is(x, "SummarizedExperiment")) {
-    stop(
+    .abort(
       "`x` must be a SingleCellExperiment or SummarizedExperiment (genes x cells), not ",
       paste0("<", class(x)[1], ">"), ". Wrap a matrix with ",
-      "SummarizedExperiment(assays = list(logcounts = m), colData = DataFrame(condition = ...)).",
-      call. = FALSE
-    )
+      "SummarizedExperiment(assays = list(logcounts = m), colData = DataFrame(condition = ...)).")
   }
   if (ncol(x) == 0 || nrow(x) == 0) {
-    stop("`x` has no cells or no genes (", nrow(x), " x ", ncol(x), ").", call. = FALSE)
+    .abort("`x` has no cells or no genes (", nrow(x), " x ", ncol(x), ").")
   }
 }
 
@@ -93,16 +91,14 @@ pseudobulk <- function(x, condition = "condition", assay = "logcounts", gene_nam
 .refuse_python_spelling <- function(options, r_names) {
   used <- intersect(names(options), names(r_names))
   if (length(used) > 0) {
-    stop(
-      paste0("`", used, "` is the Python spelling: in R, write `", r_names[used], " = ...`.", collapse = " "),
-      call. = FALSE
-    )
+    .abort(
+      paste0("`", used, "` is the Python spelling: in R, write `", r_names[used], " = ...`.", collapse = " "))
   }
 }
 
 .check_string <- function(value, name) {
   if (!is.character(value) || length(value) != 1 || is.na(value) || !nzchar(value)) {
-    stop("`", name, "` must be one non-empty string, e.g. ", name, " = \"", name, "\".", call. = FALSE)
+    .abort("`", name, "` must be one non-empty string, e.g. ", name, " = \"", name, "\".")
   }
 }
 
@@ -110,27 +106,21 @@ pseudobulk <- function(x, condition = "condition", assay = "logcounts", gene_nam
   cd <- SummarizedExperiment::colData(x)
   if (!condition %in% colnames(cd)) {
     available <- if (ncol(cd) > 0) paste0("'", colnames(cd), "'", collapse = ", ") else "none"
-    stop(
+    .abort(
       "colData(x) has no column '", condition, "'. Its columns are: ", available,
-      ". Pass the one that holds each cell's perturbation as `condition = \"...\"`.",
-      call. = FALSE
-    )
+      ". Pass the one that holds each cell's perturbation as `condition = \"...\"`.")
   }
   labels <- cd[[condition]]
   if (!is.character(labels) && !is.factor(labels)) {
-    stop(
+    .abort(
       "colData(x)$", condition, " must hold condition names such as 'ctrl', 'A+ctrl' or 'A+B', not ",
-      class(labels)[1], " values.",
-      call. = FALSE
-    )
+      class(labels)[1], " values.")
   }
   labels <- as.character(labels)
   if (anyNA(labels)) {
-    stop(
+    .abort(
       sum(is.na(labels)), " cells have no condition (NA in colData(x)$", condition, "). ",
-      "Drop them (x[, !is.na(x$", condition, ")]) or label them.",
-      call. = FALSE
-    )
+      "Drop them (x[, !is.na(x$", condition, ")]) or label them.")
   }
   labels
 }
@@ -139,11 +129,9 @@ pseudobulk <- function(x, condition = "condition", assay = "logcounts", gene_nam
   available <- SummarizedExperiment::assayNames(x)
   if (!assay %in% available) {
     listed <- if (length(available) > 0) paste0("'", available, "'", collapse = ", ") else "none"
-    stop(
+    .abort(
       "x has no assay '", assay, "'. Its assays are: ", listed, ". Pass the log-normalised one as ",
-      "`assay = \"...\"`, or compute it first (e.g. scuttle::logNormCounts(x)).",
-      call. = FALSE
-    )
+      "`assay = \"...\"`, or compute it first (e.g. scuttle::logNormCounts(x)).")
   }
   SummarizedExperiment::assay(x, assay, withDimnames = FALSE)
 }
@@ -154,14 +142,11 @@ pseudobulk <- function(x, condition = "condition", assay = "logcounts", gene_nam
   rd <- SummarizedExperiment::rowData(x)
   symbols <- if (gene_name %in% colnames(rd)) as.character(rd[[gene_name]]) else NULL
   if (is.null(symbols) && is.null(ids)) {
-    stop(
-      "x has no gene names: set rownames(x) to gene symbols, or put them in rowData(x)$", gene_name, ".",
-      call. = FALSE
-    )
+    .abort(
+      "x has no gene names: set rownames(x) to gene symbols, or put them in rowData(x)$", gene_name, ".")
   }
   if (!is.null(symbols) && anyNA(symbols)) {
-    stop(sum(is.na(symbols)), " genes have NA in rowData(x)$", gene_name, "; give every gene a symbol.",
-         call. = FALSE)
+    .abort(sum(is.na(symbols)), " genes have NA in rowData(x)$", gene_name, "; give every gene a symbol.")
   }
   if (is.null(ids)) ids <- symbols
   list(var_names = ids, gene_names = symbols)
@@ -178,7 +163,7 @@ pseudobulk <- function(x, condition = "condition", assay = "logcounts", gene_nam
   }
   m <- as.matrix(m)  # DelayedArray and friends
   if (!is.numeric(m)) {
-    stop("The assay must hold numbers, not ", typeof(m), " values.", call. = FALSE)
+    .abort("The assay must hold numbers, not ", typeof(m), " values.")
   }
   bridge$cells_by_genes(.raw_double(m), ncol(m), nrow(m))
 }

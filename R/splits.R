@@ -30,8 +30,8 @@
 make_split <- function(conditions, kind = c("double", "simulation"), seed = 1, ...) {
   if (methods::is(conditions, "SummarizedExperiment")) conditions <- colnames(conditions)
   if (!is.character(conditions) || length(conditions) == 0 || anyNA(conditions)) {
-    stop("`conditions` must be condition names such as c('ctrl', 'A+ctrl', 'A+B'), or a pseudobulk ",
-         "SummarizedExperiment.", call. = FALSE)
+    .abort("`conditions` must be condition names such as c('ctrl', 'A+ctrl', 'A+B'), or a pseudobulk ",
+         "SummarizedExperiment.")
   }
   kind <- match.arg(kind)
   seed <- .check_count(seed, "seed", min = 0)
@@ -44,18 +44,18 @@ make_split <- function(conditions, kind = c("double", "simulation"), seed = 1, .
 write_split <- function(split, path) {
   .check_split(split)
   .check_string(path, "path")
-  if (!dir.exists(dirname(path))) stop("The folder of `path` ('", dirname(path), "') does not exist.", call. = FALSE)
+  if (!dir.exists(dirname(path))) .abort("The folder of `path` ('", dirname(path), "') does not exist.")
   plain <- unclass(split)
   plain[c("train", "val", "test")] <- lapply(plain[c("train", "val", "test")], as.list)
   plain$subgroups <- lapply(plain$subgroups, as.list)
-  invisible(reticulate::py_to_r(.linpert_bridge()$write_split(plain, normalizePath(path, mustWork = FALSE))))
+  invisible(.as_r(.linpert_bridge()$write_split(plain, normalizePath(path, mustWork = FALSE))))
 }
 
 #' @rdname make_split
 #' @export
 read_split <- function(path) {
   .check_string(path, "path")
-  if (!file.exists(path)) stop("No split file at '", path, "'; write one with write_split().", call. = FALSE)
+  if (!file.exists(path)) .abort("No split file at '", path, "'; write one with write_split().")
   .split_from_python(.linpert_bridge()$read_split(normalizePath(path)))
 }
 
@@ -74,7 +74,7 @@ read_split <- function(path) {
 
 .check_split <- function(split) {
   if (!inherits(split, "linpert_split")) {
-    stop("`split` must come from make_split() or read_split(), not <", class(split)[1], ">.", call. = FALSE)
+    .abort("`split` must come from make_split() or read_split(), not <", class(split)[1], ">.")
   }
 }
 

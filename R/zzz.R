@@ -6,16 +6,8 @@
 .linpert <- new.env(parent = emptyenv())
 
 .onLoad <- function(libname, pkgname) {
-  python <- Sys.getenv("LINPERT_PYTHON", unset = "")
-  # Only a Python that is not running yet can be chosen; a wrong one is reported by linpert_python().
-  # RETICULATE_PYTHON rather than use_python(): reticulate 1.28 consults it before it looks for a Poetry
-  # project, which it wrongly believes any pyproject.toml above the working directory to be.
-  if (nzchar(python) && file.exists(python) && !reticulate::py_available(initialize = FALSE)) {
-    Sys.setenv(RETICULATE_PYTHON = python)
-  }
-  # Delayed until first use. Registering 'linpert' also makes reticulate's discovery prefer a Python that has
-  # it. When Python already runs, reticulate imports at once, which may fail: linpert_python() then reports.
-  .linpert$module <- tryCatch(reticulate::import("linpert", delay_load = TRUE), error = function(e) NULL)
+  # Nothing starts Python here: the interpreter is chosen and checked when a function first needs it.
+  .linpert$module <- NULL
   .linpert$bridge <- NULL
   invisible()
 }
@@ -23,33 +15,37 @@
 #' The linpert Python module
 #'
 #' Returns the `linpert` Python module that every function of this package
-#' calls, or stops with a message that says how to install it.
+#' calls, or stops with a `linpert_python_error` that says how to install it.
 #'
-#' The Python interpreter is chosen once per R session, when Python first
-#' starts:
+#' The Python interpreter is chosen once per R session, when a function of
+#' this package first needs it (loading the package starts nothing):
 #' \enumerate{
-#'   \item the environment variable `LINPERT_PYTHON`, when set, names the
-#'     Python executable to use (for example `/path/to/.venv/bin/python`);
-#'     set it before `library(linpert)` or in `~/.Renviron`. Loading the
-#'     package then sets `RETICULATE_PYTHON` to the same path for the session;
-#'   \item otherwise reticulate's own discovery applies (`RETICULATE_PYTHON`,
-#'     `reticulate::use_python()`, then the Pythons it finds on the system).
+#'   \item the option `linpert.python` or the environment variable
+#'     `LINPERT_PYTHON`, when set, names the Python executable (for example
+#'     `/path/to/.venv/bin/python`);
+#'   \item otherwise the interpreter that `scripts/install-r.sh` installs,
+#'     in `tools::R_user_dir("linpert", "data")`, when it exists;
+#'   \item otherwise reticulate's own discovery (`RETICULATE_PYTHON`,
+#'     `reticulate::use_python()`, then the Pythons it finds).
 #' }
-#' Install the Python package into that interpreter with
-#' `python -m pip install linpert`, or, from a clone of the repository,
-#' with `scripts/setup.sh` (which creates `.venv`).
+#' The interpreter is checked before Python starts. Only the core Python
+#' package is needed (about 0.7 GB with its dependencies): from a clone of
+#' the repository, `scripts/install-r.sh` installs it beside this package.
 #'
 #' @return `linpert_python()`: the `linpert` module, a reticulate
 #'   Python object. `linpert_available()`: `TRUE` or `FALSE`.
+#'   `linpert_python_path()`: the interpreter that will be (or is) used, or
+#'   `NA` when reticulate is left to choose.
 #' @export
 #' @examples
+#' linpert_python_path()
 #' if (linpert_available()) {
-#'   lp <- linpert_python()
-#'   lp$`__version__`
+#'     lp <- linpert_python()
+#'     lp$`__version__`
 #' }
 linpert_python <- function() {
   problem <- .linpert_problem()
-  if (!is.null(problem)) stop(problem, call. = FALSE)
+  if (!is.null(problem)) .abort(problem, class = "linpert_python_error")
   .linpert$module
 }
 
@@ -59,21 +55,46 @@ linpert_available <- function() {
   is.null(.linpert_problem())
 }
 
+#' @rdname linpert_python
+#' @export
+linpert_python_path <- function() {
+  .chosen_python()$path
+}
+
+# The interpreter chosen for linpert and who chose it (for messages), or path NA when reticulate chooses.
+.chosen_python <- function() {
+  option <- getOption("linpert.python", "")
+  if (is.character(option) && length(option) == 1 && nzchar(option)) {
+    return(list(path = option, by = "The option linpert.python"))
+  }
+  variable <- Sys.getenv("LINPERT_PYTHON", unset = "")
+  if (nzchar(variable)) return(list(path = variable, by = "LINPERT_PYTHON"))
+  installed <- .installed_python()
+  if (file.exists(installed)) return(list(path = installed, by = "The Python that scripts/install-r.sh installed"))
+  list(path = NA_character_, by = NA_character_)
+}
+
+# Where scripts/install-r.sh puts the core Python environment.
+.installed_python <- function() {
+  file.path(tools::R_user_dir("linpert", "data"), "python", "bin", "python")
+}
+
 # NULL when the linpert module can be imported, else a message that names the cause and the fix.
 .linpert_problem <- function() {
   if (isTRUE(.linpert$ok)) return(NULL)
   how <- paste0(
-    "Install the Python package into that interpreter (`python -m pip install linpert`, or ",
-    "`scripts/setup.sh` in a clone of the repository), or point LINPERT_PYTHON at a Python that has it, ",
-    "e.g. Sys.setenv(LINPERT_PYTHON = \"/path/to/.venv/bin/python\") before library(linpert)."
+    "Install the Python package beside the R package (`scripts/install-r.sh` in a clone of the repository), ",
+    "or point the option linpert.python (or LINPERT_PYTHON) at a Python that has it, e.g. ",
+    "options(linpert.python = \"/path/to/.venv/bin/python\") before the first call."
   )
-  wanted <- Sys.getenv("LINPERT_PYTHON", unset = "")
-  if (nzchar(wanted) && !file.exists(wanted)) {
-    return(paste0("LINPERT_PYTHON names '", wanted, "', which does not exist. ", how))
+  chosen <- .chosen_python()
+  wanted <- if (is.na(chosen$path)) "" else chosen$path
+  if (nzchar(wanted)) {
+    problem <- .python_path_problem(wanted, chosen$by)
+    if (!is.null(problem)) return(paste0(problem, " ", how))
   }
-  if (nzchar(wanted) && !.runs_python(wanted)) {
-    return(paste0("LINPERT_PYTHON names '", wanted, "', which is not a Python interpreter that runs ",
-                  "(`", wanted, " -c 'import sys'` failed). ", how))
+  if (!reticulate::py_available(initialize = FALSE) && nzchar(wanted)) {
+    reticulate::use_python(wanted, required = TRUE)
   }
   if (!.quietly_start_python()) {
     return(paste0("No Python could be started from R (reticulate found none that works). ", how))
@@ -81,8 +102,8 @@ linpert_available <- function() {
   python <- reticulate::py_config()$python
   if (nzchar(wanted) && !.same_python(wanted, python)) {
     return(paste0(
-      "LINPERT_PYTHON names '", wanted, "', but this R session already runs Python '", python,
-      "' and cannot switch. Set LINPERT_PYTHON before anything starts Python (e.g. in ~/.Renviron) ",
+      "linpert.python names '", wanted, "', but this R session already runs Python '", python,
+      "' and cannot switch. Choose it before anything starts Python (e.g. in ~/.Rprofile or ~/.Renviron) ",
       "and restart R."
     ))
   }
@@ -118,11 +139,25 @@ linpert_available <- function() {
   )
 }
 
+# Why `path` (named by `by`) cannot be the Python interpreter, or NULL: it must be a file that runs.
+.python_path_problem <- function(path, by) {
+  if (dir.exists(path)) {
+    return(paste0(by, " names '", path, "', which is a folder; name its interpreter, e.g. '",
+                  file.path(path, "bin", "python"), "'."))
+  }
+  if (!file.exists(path)) return(paste0(by, " names '", path, "', which does not exist."))
+  if (!.runs_python(path)) {
+    return(paste0(by, " names '", path, "', which is not a Python interpreter that runs (`", path,
+                  " -c 'import sys'` failed)."))
+  }
+  NULL
+}
+
 # Whether `path` runs as a Python interpreter.
 .runs_python <- function(path) {
   status <- tryCatch(
-    suppressWarnings(system2(path, c("-c", shQuote("import sys")), stdout = FALSE, stderr = FALSE)),
-    error = function(e) 127L
+    system2(path, c("-c", shQuote("import sys")), stdout = FALSE, stderr = FALSE),
+    warning = function(w) 127L, error = function(e) 127L
   )
   identical(as.integer(status), 0L)
 }
@@ -155,7 +190,10 @@ linpert_available <- function() {
   module <- unclass(x)$module
   python_function <- module[[name]]
   function(...) {
-    value <- python_function(...)
+    value <- tryCatch(python_function(...), error = function(e) {
+      if (inherits(e, "linpert_error")) stop(e)
+      .signal_python_error(e)
+    })
     for (message in unlist(.as_r(module$take_warnings()))) warning(message, call. = FALSE)
     value
   }

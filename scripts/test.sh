@@ -24,19 +24,7 @@ status=0
 "$venv/bin/python" -m pytest "$@" || status=$?
 [[ $status -eq 5 ]] && { echo "pytest collected no tests" >&2; status=1; }
 
-# The R package itself goes into the same private library.
-R CMD INSTALL --no-test-load --library="$rlib" "$root" >"$rlib/install.log" 2>&1 \
-    || { cat "$rlib/install.log"; exit 1; }
-LINPERT_PYTHON="$venv/bin/python" \
-    Rscript -e 'res <- testthat::test_dir("tests/testthat", package = "linpert", load_package = "installed",
-                                           stop_on_failure = TRUE, reporter = "summary")' || status=1
-
-# The vignettes are part of the tests: each must render from a clean R session.
-vignettes=$(mktemp -d)
-for rmd in "$root"/vignettes/*.Rmd; do
-    echo "Rendering $(basename "$rmd")"
-    LINPERT_PYTHON="$venv/bin/python" \
-        Rscript -e "rmarkdown::render('$rmd', output_dir = '$vignettes', intermediates_dir = tempdir(), quiet = TRUE)" \
-        || status=1
-done
+# The R package as Bioconductor checks it: R CMD check (its tests, examples and vignettes, against this Python)
+# and BiocCheck, on the tarball built from the repository's files.
+LINPERT_PYTHON="$venv/bin/python" "$root/scripts/check-r.sh" || status=1
 exit $status

@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
-__version__ = "0.1.0"
+__version__ = "0.99.0"
 
 __all__ = ["__version__", "ENV_DATA_DIR", "ENV_MIRROR", "ENV_NUMBA", "ENV_SCHEDULER", "cores", "data_dir", "optional",
            "renamed"]

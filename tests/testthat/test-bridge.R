@@ -31,8 +31,7 @@ test_that("a Python without the linpert module gives a message that says how to 
   out <- paste(out, collapse = "\n")
   expect_match(out, "available: FALSE", fixed = TRUE)
   expect_match(out, paste0("The Python at '", python, "' has no module 'linpert'"), fixed = TRUE)
-  expect_match(out, "python -m pip install linpert", fixed = TRUE)
-  expect_match(out, "scripts/setup.sh", fixed = TRUE)
+  expect_match(out, "scripts/install-r.sh", fixed = TRUE)
   expect_match(out, "LINPERT_PYTHON", fixed = TRUE)
 
   # A folder named linpert in the working directory is a namespace package to Python, not linpert.
@@ -115,4 +114,63 @@ test_that("Python's warnings arrive as R warnings that suppressWarnings() silenc
   expect_no_warning(suppressWarnings(pseudobulk(sce)))
   # the relay forgets what it passed on
   expect_length(unlist(linpert:::.as_r(unclass(linpert:::.linpert_bridge())$module$take_warnings())), 0)
+})
+
+test_that("loading the package starts no Python, and a folder named as the Python is refused before it starts", {
+  skip_on_os("windows")
+  folder <- tempfile("python-folder-")
+  dir.create(folder)
+  out <- run_r(
+    "library(linpert); cat('started:', reticulate::py_available(initialize = FALSE), '\\n');
+     e <- tryCatch(linpert_python(), error = identity);
+     cat('class:', paste(class(e), collapse = ' '), '\\n'); cat('error:', conditionMessage(e), '\\n');
+     cat('started after:', reticulate::py_available(initialize = FALSE), '\\n')",
+    linpert_python = folder
+  )
+  out <- paste(out, collapse = "\n")
+  expect_match(out, "started: FALSE", fixed = TRUE)
+  expect_match(out, "class: linpert_python_error linpert_error error condition", fixed = TRUE)
+  expect_match(out, paste0("LINPERT_PYTHON names '", folder, "', which is a folder; name its interpreter, e.g. '",
+                           file.path(folder, "bin", "python"), "'"), fixed = TRUE)
+  expect_match(out, "started after: FALSE", fixed = TRUE)
+})
+
+test_that("the option linpert.python chooses the Python before LINPERT_PYTHON", {
+  skip_on_os("windows")
+  missing <- tempfile("no-python-")
+  out <- run_r(
+    paste0("options(linpert.python = '", missing, "'); library(linpert);
+            cat('path:', linpert_python_path(), '\\n');
+            tryCatch(linpert_python(), error = function(e) cat('error:', conditionMessage(e), '\\n'))"),
+    linpert_python = Sys.getenv("LINPERT_PYTHON", "python3")
+  )
+  out <- paste(out, collapse = "\n")
+  expect_match(out, paste0("path: ", missing), fixed = TRUE)
+  expect_match(out, paste0("The option linpert.python names '", missing, "', which does not exist."), fixed = TRUE)
+})
+
+test_that("Python's errors arrive as classed R conditions in R's words", {
+  skip_without_linpert()
+  bulk <- pseudobulk(toy_experiment())
+  # Python's ValueError, raised by the linear model's own check: no "ValueError:" prefix, R's names
+  err <- tryCatch(fit_model(bulk, "linear", n_components = 0), error = identity)
+  expect_s3_class(err, "linpert_input_error")
+  expect_s3_class(err, "linpert_error")
+  expect_identical(err$python_type, "ValueError")
+  expect_false(grepl("ValueError", conditionMessage(err), fixed = TRUE))
+  expect_false(grepl("__init__", conditionMessage(err), fixed = TRUE))
+  # R's own checks are classed too
+  expect_error(pseudobulk(toy_experiment(), condition = "nope"), class = "linpert_input_error")
+  expect_error(call_interactions(bulk, backend = "r", n_genes = 0), class = "linpert_error")
+})
+
+test_that("an error in a custom R model names the model and the step", {
+  skip_without_linpert()
+  sce <- simulate_screen(n_genes = 60, n_singles = 8, n_doubles = 10, cells_per_condition = 10,
+                         n_control_cells = 40, seed = 1)
+  broken <- custom_model(fit = function(train) stop("my fit broke"), predict = function(state, conditions) NULL)
+  err <- tryCatch(run_benchmark(pseudobulk(sce), seeds = 1, models = list(mine = broken)), error = identity)
+  expect_s3_class(err, "linpert_model_error")
+  expect_match(conditionMessage(err), "my fit broke", fixed = TRUE)
+  expect_match(conditionMessage(err), "fitting model 'mine' on split seed 1", fixed = TRUE)
 })
