@@ -18,14 +18,23 @@
 #' @param n_genes The number of read-out genes.
 #' @param progress Show Python's progress bar.
 #' @param ... Further options of `linpert.benchmark.run()`, by name
-#'   (`dataset`, `common_only`, `interactions`, `metrics`, `locfdr_args`).
+#'   (`dataset`, `common_only`, `interactions`, `metrics`, `locfdr_args`,
+#'   and `cells`: the screen's cells as a `SingleCellExperiment`, for the
+#'   cell-level calibration: DE genes, the replicate ceiling, calibrated
+#'   scores).
 #'
 #' @return A list of data frames: `results` (one row per dataset, seed,
 #'   model and scored perturbation: `l2`, `pearson_delta`, `r2`, ...),
 #'   `timings`, `summary`, `scorecard` (see [scorecard()]), and, when interactions were scored, `tpr_fdp`
 #'   (TPR against FDP averaged over seeds), `curves`, `auc`, `auc_summary`
 #'   and `interactions` (the observed calls, with attributes `thresholds`,
-#'   `counts` and `backend`). Inside the runner the empirical null is fitted
+#'   `counts` and `backend`); `forest` (each model's L2 relative to the
+#'   mean baseline), `calibrated` (scores between the mean baseline and the
+#'   replicate ceiling, when `cells` were given), `published` (the paper's
+#'   rows for this dataset, when it is one of the paper's), `fidelity` (the
+#'   run beside them), `failures` (seed, model, reason of every model that
+#'   failed), `interaction_note` (why interactions were or were not scored
+#'   as the paper did) and `restriction` (genes or conditions left out). Inside the runner the empirical null is fitted
 #'   by linpert's Python port of locfdr (Python cannot call back into R's
 #'   locfdr); use [call_interactions()] for R's own.
 #' @export
@@ -47,6 +56,8 @@ run_benchmark <- function(se, split = c("double", "simulation"), seeds = 1:5,
   if (!is.null(out)) .check_string(out, "out")
   n_genes <- .check_count(n_genes, "n_genes")
   options <- .named_options(list(...), "linpert.benchmark.run()")
+  # the cells of the screen, for the cell-level calibration (DE, replicate ceiling): an SCE crosses as AnnData
+  if (methods::is(options$cells, "SummarizedExperiment")) options$cells <- as_anndata(options$cells)
   options$n_genes <- n_genes
   options$progress <- isTRUE(progress)
   py_models <- .python_models(models)
@@ -63,23 +74,89 @@ run_benchmark <- function(se, split = c("double", "simulation"), seeds = 1:5,
     attr(calls, "backend") <- res$interactions$backend
     tables$interactions <- calls
   }
+  more <- .from_python_value(res$more)
+  tables$forest <- more$forest
+  tables$calibrated <- more$calibrated
+  tables$published <- more$published
+  tables$fidelity <- more$fidelity
+  tables$failures <- more$failures
+  tables$interaction_note <- more$interaction_note
+  tables$restriction <- more$restriction
   attr(tables, "out") <- res$out
+  attr(tables, "reused") <- more$reused
   tables
 }
 
 #' A model with hyperparameters, for run_benchmark()
 #'
-#' @param model A model name: `"no_change"`, `"additive"`, `"mean"` or
-#'   `"linear"`.
-#' @param ... Hyperparameters, as for [fit_model()].
+#' Any model of the Python package: the paper's baselines (`"no_change"`,
+#' `"additive"`, `"mean"`, `"linear"`, `"transfer"`) and the deep-learning
+#' adapters (`"gears"`, `"scgpt"`, `"scfoundation"`, `"cpa"`,
+#' `"geneformer"`, `"uce"`, `"scbert"`), which run in their own Python
+#' environments (see [list_models()] and the Python documentation of
+#' `linpert.adapters`).
+#'
+#' @param model A model name, one of [list_models()]`$name`.
+#' @param ... Hyperparameters, by name, as the Python model takes them. A
+#'   `SingleCellExperiment` (an adapter's `cells`) crosses as AnnData, a data
+#'   frame as a table (an embedding), a named list as a dictionary (e.g.
+#'   `runtime = list(environment = "venv")`).
 #' @return A `linpert_model_spec`.
 #' @export
 #' @examples
 #' model_spec("linear", n_components = 5)
-model_spec <- function(model = c("no_change", "additive", "mean", "linear"), ...) {
-  model <- match.arg(model)
+#' model_spec("gears", epochs = 2, runtime = list(environment = "venv"))
+model_spec <- function(model, ...) {
+  model <- .check_model_name(model)
   structure(list(model = model, params = .named_options(list(...), "the model's hyperparameters")),
             class = "linpert_model_spec")
+}
+
+#' The models linpert can fit
+#'
+#' @return A data frame: `name`, `kind` (`"baseline"` for the paper's
+#'   models, `"adapter"` for the deep-learning models behind the same
+#'   contract) and `description` (the first line of the Python class's
+#'   documentation).
+#' @export
+#' @examples
+#' list_models()
+list_models <- function() {
+  data.frame(
+    name = c(.BASELINES, .ADAPTERS),
+    kind = rep(c("baseline", "adapter"), c(length(.BASELINES), length(.ADAPTERS))),
+    description = c(
+      "the control profile for every perturbation", "the singles' effects added for a double",
+      "the mean of the training perturbations", "the paper's linear model on gene and perturbation embeddings",
+      "the linear model with embeddings from another dataset",
+      "GEARS (cell-gears)", "scGPT fine-tuned for perturbation prediction",
+      "GEARS on scFoundation's gene embeddings (the scFoundation fork)", "CPA (cpa-tools)",
+      "the linear model on Geneformer's embeddings", "the linear model on UCE's embeddings",
+      "the linear model on scBERT's embeddings"
+    ),
+    stringsAsFactors = FALSE
+  )
+}
+
+.BASELINES <- c("no_change", "additive", "mean", "linear", "transfer")
+.ADAPTERS <- c("gears", "scgpt", "scfoundation", "cpa", "geneformer", "uce", "scbert")
+
+.check_model_name <- function(model) {
+  known <- c(.BASELINES, .ADAPTERS)
+  if (!is.character(model) || length(model) != 1 || !model %in% known) {
+    .abort("`model` must be one of ", paste0("'", known, "'", collapse = ", "), " (see list_models()), not ",
+           paste(format(model), collapse = " "), ".")
+  }
+  model
+}
+
+# Hyperparameters for Python: embeddings as tables, cells as AnnData, the rest as they are.
+.python_params <- function(params) {
+  lapply(params, function(v) {
+    if (is.data.frame(v)) .embedding_to_python(v)
+    else if (methods::is(v, "SummarizedExperiment")) as_anndata(v)
+    else v
+  })
 }
 
 # Names, specs, custom models and Python objects -> the list of names or (label, model) pairs run() resolves.
@@ -101,8 +178,7 @@ model_spec <- function(model = c("no_change", "additive", "mean", "linear"), ...
     model <- if (is.character(m) && length(m) == 1) {
       bridge$make_model(m, list())
     } else if (inherits(m, "linpert_model_spec")) {
-      params <- lapply(m$params, function(v) if (is.data.frame(v)) .embedding_to_python(v) else v)
-      bridge$make_model(m$model, params)
+      bridge$make_model(m$model, .python_params(m$params))
     } else if (inherits(m, "linpert_custom_model")) {
       m$label <- labels[[i]]
       .python_custom_model(m)

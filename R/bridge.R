@@ -152,3 +152,55 @@
   }
   lapply(options, .whole_to_integer)
 }
+
+# linpert.<path>(...) in Python: R's arguments sent as .to_python_value() tags them, the result rebuilt in R.
+.py_call <- function(path, ...) {
+  values <- list(...)
+  named <- if (is.null(names(values))) rep(FALSE, length(values)) else nzchar(names(values))
+  bridge <- .linpert_bridge()
+  args <- unname(lapply(values[!named], .to_python_value))
+  kwargs <- lapply(values[named], .to_python_value)
+  .from_python_value(.as_r(bridge$call(path, args, kwargs)))
+}
+
+# An R value for the bridge's call(): data frames tagged, numeric vectors as buffers, pseudobulks as AnnData.
+.to_python_value <- function(x) {
+  if (is.null(x) || inherits(x, "python.builtin.object")) return(x)
+  if (is.data.frame(x)) {
+    frame <- .frame_to_python(x)
+    if (!identical(rownames(x), as.character(seq_len(nrow(x))))) frame$row_names <- as.list(rownames(x))
+    return(c(list(`__linpert__` = "frame"), frame))
+  }
+  if (methods::is(x, "SummarizedExperiment")) return(.pseudobulk_to_python(x))
+  if (is.list(x)) {
+    converted <- lapply(x, .to_python_value)
+    return(if (is.null(names(x))) unname(converted) else converted)
+  }
+  if (is.matrix(x) && is.numeric(x)) {  # row-major for NumPy: R's column-major buffer of the transpose
+    return(list(`__linpert__` = "array2d", x = .raw_double(t(x)), nrow = nrow(x), ncol = ncol(x)))
+  }
+  if (is.factor(x)) x <- as.character(x)
+  if (is.double(x) && length(x) != 1) return(list(`__linpert__` = "doubles", x = .raw_double(x)))
+  if (length(x) == 1) return(.whole_to_integer(x))
+  as.list(x)
+}
+
+# The bridge's tagged result -> R: data frames, numeric vectors, matrices, experiments, named lists.
+.from_python_value <- function(x) {
+  if (!is.list(x)) return(x)
+  tag <- x[["__linpert__"]]
+  if (is.null(tag)) return(lapply(x, .from_python_value))
+  switch(tag,
+    frame = .frame_from_python(x),
+    series = {
+      frame <- .frame_from_python(x)
+      stats::setNames(frame$value, rownames(frame))
+    },
+    doubles = .read_doubles(x$x),
+    matrix = .matrix_from_python(x),
+    anndata = .sce_from_python(x),
+    record = structure(lapply(x$fields, .from_python_value), class = c(paste0("linpert_", x$class), "list")),
+    dict = stats::setNames(lapply(x$values, .from_python_value), as.character(unlist(x$keys))),
+    .abort("The bridge sent an unknown value ('", tag, "').", class = "linpert_python_error")
+  )
+}

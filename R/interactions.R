@@ -110,3 +110,105 @@ call_interactions <- function(se, n_genes = 1000, level = 0.05, rule = c("paper"
     estimates = c(delta = fp0["mlest", "delta"], sigma = fp0["mlest", "sigma"], p0 = fp0["mlest", "p0"])
   )
 }
+
+#' How well each model's predictions find the observed interactions
+#'
+#' For every model (and seed), the (double, gene) pairs are ranked by how far
+#' the prediction departs from the additive expectation and scored against
+#' the observed calls of [call_interactions()] (Python
+#' `linpert.interactions.evaluate_interactions()`): TPR against FDP (the
+#' paper's Fig. 1c), AUPRC and ROC AUC (Extended Data Fig. 4), the classes
+#' of each model's top predictions (Fig. 1f) and their recurrence across
+#' seeds. A model whose every prediction equals the additive expectation
+#' predicts no interaction and is listed in `no_interactions`, not ranked.
+#'
+#' @param calls What [call_interactions()] returns.
+#' @param predictions A named list, one element per model: a prediction
+#'   (the `SummarizedExperiment` of [predict()][predict.linpert_model], or a
+#'   genes × doubles matrix), or a list of them named by split seed.
+#' @param top_k Pairs per model in `top_classes` (the paper: 500).
+#' @param recurrence_k Pairs per model and seed counted in `recurrence`.
+#' @return A list of data frames: `pairs`, `curves`, `tpr_fdp`, `auc`,
+#'   `auc_summary`, `top_classes`, `recurrence`; `thresholds`;
+#'   `no_interactions`.
+#' @export
+#' @examples
+#' if (linpert_available()) {
+#'     sce <- simulate_screen(n_genes = 200, n_singles = 20, n_doubles = 30,
+#'                            cells_per_condition = 20, n_control_cells = 200,
+#'                            seed = 1)
+#'     pb <- pseudobulk(sce)
+#'     calls <- call_interactions(pb, n_genes = 200, backend = "python")
+#'     s <- make_split(pb, "double", seed = 1)
+#'     fits <- list(additive = "additive", linear = "linear")
+#'     predictions <- lapply(fits, function(m) predict(fit_model(pb[, s$train], m), s$test))
+#'     evaluate_interactions(calls, predictions, top_k = 50)$auc
+#' }
+evaluate_interactions <- function(calls, predictions, top_k = 500, recurrence_k = 100) {
+  .check_columns(calls, c("perturbation", "gene", "deviation", "interaction", "class"), "calls",
+                 "call_interactions()")
+  thresholds <- attr(calls, "thresholds")
+  if (length(thresholds) != 2) .abort("`calls` lost its thresholds attribute: pass call_interactions()'s result.")
+  if (!is.list(predictions) || is.null(names(predictions)) || any(!nzchar(names(predictions)))) {
+    .abort("`predictions` must be a list named by model, e.g. list(additive = predict(fit, doubles)).")
+  }
+  flat <- list()
+  for (model in names(predictions)) {
+    by_seed <- predictions[[model]]
+    if (!is.list(by_seed) || methods::is(by_seed, "SummarizedExperiment")) by_seed <- list(`1` = by_seed)
+    for (seed in names(by_seed) %||% as.character(seq_along(by_seed))) {
+      values <- by_seed[[seed]]
+      if (methods::is(values, "SummarizedExperiment")) values <- SummarizedExperiment::assay(values, "logcounts")
+      if (!is.matrix(values) || !is.numeric(values) || is.null(dimnames(values))) {
+        .abort("predictions$", model, " must be a prediction of predict() or a genes x doubles matrix with dimnames.")
+      }
+      flat[[length(flat) + 1]] <- list(as.integer(seed), model, .raw_double(values), as.list(colnames(values)),
+                                        as.list(rownames(values)))
+    }
+  }
+  table <- calls[, setdiff(colnames(calls), "backend"), drop = FALSE]
+  res <- .from_python_value(.as_r(.linpert_bridge()$evaluate_interactions(
+    .frame_to_python(table), thresholds[[1]], thresholds[[2]], flat, .check_count(top_k, "top_k"),
+    .check_count(recurrence_k, "recurrence_k")
+  )))
+  res <- unclass(res)
+  res$thresholds <- unlist(res$thresholds)
+  res$no_interactions <- as.character(unlist(res$no_interactions))
+  res
+}
+
+`%||%` <- function(a, b) if (is.null(a)) b else a
+
+#' Efron's local false discovery rate, by linpert's Python port of locfdr
+#'
+#' The port of R's `locfdr::locfdr()` (version 1.1-8) that linpert uses where
+#' R is not available; it gives R's numbers (to 1e-12 on the paper's
+#' interaction scores). From R, `locfdr::locfdr()` itself is the natural
+#' choice; this function exists to compare the two, or where `locfdr` is not
+#' installed.
+#'
+#' @param zz The z-values.
+#' @param ... Arguments of `locfdr::locfdr()` by name (`bre`, `df`, `pct`,
+#'   `pct0`, `nulltype`, `type`, `mlests`, `mult`).
+#' @return A list like `locfdr::locfdr()`'s: `fdr`, `fp0` (a matrix with rows
+#'   `thest`, `theSD`, `mlest`, `mleSD`, `cmest`, `cmeSD` and columns `delta`,
+#'   `sigma`, `p0`), `Efdr`, `cdf1`, `mat`, `z.2`, `mult`, the warnings R's
+#'   locfdr would give (`warnings`) and the settings (`call`).
+#' @export
+#' @examples
+#' if (linpert_available()) {
+#'     set.seed(1)
+#'     z <- c(rnorm(3000), rnorm(100, 3))
+#'     fit <- locfdr_port(z)
+#'     fit$fp0["mlest", ]
+#' }
+locfdr_port <- function(zz, ...) {
+  if (!is.numeric(zz) || length(zz) < 10 || any(!is.finite(zz))) {
+    .abort("`zz` must be at least 10 finite numbers.")
+  }
+  options <- .named_options(list(...), "locfdr_port()")
+  fit <- unclass(do.call(.py_call, c(list("interactions.locfdr", as.double(zz), backend = "python"), options)))
+  fp0 <- as.matrix(fit$fp0)
+  list(fdr = fit$fdr, fp0 = fp0, Efdr = fit$Efdr, cdf1 = fit$cdf1, mat = fit$mat, z.2 = fit$z_2,
+       mult = fit$mult, warnings = as.character(unlist(fit$warnings)), call = fit$call)
+}

@@ -8,8 +8,9 @@
 #'
 #' @param se A pseudobulk `SummarizedExperiment` (genes × conditions) of the
 #'   training conditions, `ctrl` included, e.g. `pb[, split$train]`.
-#' @param model The model's name, or a `linpert_custom_model` from
-#'   [custom_model()].
+#' @param model The model's name (see [list_models()]; the adapters take
+#'   their `cells` and inputs as hyperparameters), or a
+#'   `linpert_custom_model` from [custom_model()].
 #' @param ... Hyperparameters, by name. For `"linear"`: `n_components`,
 #'   `ridge`, `seed`, and `gene_embedding` / `perturbation_embedding`: `"pca"`,
 #'   `"random"`, a spec string such as `"go"`, or a data frame with gene
@@ -28,7 +29,7 @@
 #'   fit <- fit_model(pb[, s$train], "linear", n_components = 3)
 #'   pred <- predict(fit, s$test)
 #' }
-fit_model <- function(se, model = c("no_change", "additive", "mean", "linear"), ...) {
+fit_model <- function(se, model = "linear", ...) {
   .check_pseudobulk(se)
   bridge <- .linpert_bridge()
   if (inherits(model, "linpert_custom_model")) {
@@ -36,9 +37,8 @@ fit_model <- function(se, model = c("no_change", "additive", "mean", "linear"), 
     py_model <- .python_custom_model(model)
     label <- model$label
   } else {
-    model <- match.arg(model)
-    params <- .named_options(list(...), "the model's hyperparameters")
-    params <- lapply(params, function(v) if (is.data.frame(v)) .embedding_to_python(v) else v)
+    model <- .check_model_name(model)
+    params <- .python_params(.named_options(list(...), "the model's hyperparameters"))
     py_model <- bridge$make_model(model, params)
     label <- model
   }

@@ -499,6 +499,7 @@ def run_benchmark(
     calls = res.interaction_calls
     return {
         "tables": {k: frame_to_r(v) for k, v in tables.items()},
+        "more": run_result(res),
         "interactions": None if calls is None else _calls_to_r(calls, backend="python"),
         "out": None if res.out is None else str(res.out),
     }
@@ -583,6 +584,183 @@ def published_results(dataset: str | None = None) -> dict[str, Any]:
     from linpert import published
 
     return frame_to_r(published.results(dataset))
+
+
+# --------------------------------------------------------------------------------- metrics and evaluation
+def _conditions_by_genes(x: bytearray, conditions: Sequence[str], genes: Sequence[str]) -> Any:
+    """R's genes × conditions matrix (column-major buffer) as a conditions × genes DataFrame."""
+    import pandas as pd
+
+    conditions, genes = _strings(conditions), _strings(genes)
+    return pd.DataFrame(numbers(x).reshape(len(conditions), len(genes)), index=conditions, columns=genes)
+
+
+def score_metrics(predicted: bytearray, observed: bytearray, control: bytearray, reference: bytearray,
+                  conditions: Sequence[str], genes: Sequence[str], names: Sequence[str]) -> dict[str, Any]:
+    """The paper's metrics and the named registered ones of one prediction (:func:`linpert.metrics` registry)."""
+    from linpert.metrics._registry import Scoring, score_all
+
+    scoring = Scoring(predicted=_conditions_by_genes(predicted, conditions, genes),
+                      observed=_conditions_by_genes(observed, conditions, genes),
+                      control=numbers(control).copy(), reference=numbers(reference).copy())
+    table = score_all(scoring, [str(n) for n in _listed(names or [])])
+    return frame_to_r(table.rename_axis("perturbation").reset_index())
+
+
+def metric_table() -> dict[str, Any]:
+    """Every registered metric (:data:`linpert.metrics.METRICS`) as a table."""
+    import pandas as pd
+
+    from linpert.metrics import METRICS
+
+    return frame_to_r(pd.DataFrame(
+        [{"name": m.name, "higher_is_better": bool(m.higher_is_better), "description": m.description,
+          "needs_cells": bool(m.needs_cells)} for m in METRICS.values()],
+        columns=["name", "higher_is_better", "description", "needs_cells"]))
+
+
+def register_r_metric(name: str, callback: Any, higher_is_better: bool, description: str, replace: bool) -> str:
+    """A metric written in R: ``callback`` gets the scoring's numbers as buffers and returns one value per row."""
+    from linpert.metrics import register_metric
+
+    def metric(scoring: Any) -> np.ndarray:
+        rows, genes = list(scoring.observed.index), list(scoring.observed.columns)
+        values = callback(_buffer(scoring.predicted.to_numpy()), _buffer(scoring.observed.to_numpy()),
+                          _buffer(scoring.control), _buffer(scoring.reference), rows, genes)
+        return numbers(values).copy()
+
+    register_metric(str(name), metric, higher_is_better=bool(higher_is_better), description=str(description),
+                    replace=bool(replace))
+    return str(name)
+
+
+def evaluate_interactions(table: dict[str, Any], lower: float, upper: float, predictions: Sequence[Any],
+                          top_k: int, recurrence_k: int) -> Any:
+    """:func:`linpert.interactions.evaluate_interactions` of R's calls and R's predictions, each prediction
+    ``[seed, model, buffer, conditions, genes]`` (genes × conditions, column-major)."""
+    from linpert.interactions import InteractionCalls, evaluate_interactions as _evaluate
+
+    calls_table = frame_from_r(**table)
+    counts = calls_table["class"].value_counts()
+    calls = InteractionCalls(table=calls_table, lower=float(lower), upper=float(upper), locfdr=None, counts=counts)
+    mapping = {(int(seed), str(model)): _conditions_by_genes(x, conditions, genes)
+               for seed, model, x, conditions, genes in predictions}
+    return _to_r_value(_evaluate(calls, mapping, top_k=int(top_k), recurrence_k=int(recurrence_k)))
+
+
+def run_data(folder: str, name: str, options: dict[str, Any] | None = None) -> Any:
+    """One table of a run folder as :class:`linpert.plot.RunFolder` reads it: an attribute (``results``,
+    ``pairs``, ...), ``interactions/<table>``, or ``paired`` (one seed and model's prediction, observation and
+    control: ``options`` name them)."""
+    from linpert.plot import RunFolder
+
+    run = RunFolder(folder)
+    if name.startswith("interactions/"):
+        return _to_r_value(run.interaction_table(name.split("/", 1)[1]))
+    if name == "paired":
+        found = run.paired(int(options["seed"]), str(options["model"]))
+        if found is None:
+            raise ValueError(f"{folder} holds no predictions of model {options['model']!r} on split seed "
+                             f"{options['seed']}.")
+        predicted, observed, control = found
+        return _to_r_value({"predicted": predicted, "observed": observed, "control": control})
+    if name == "reference_control":
+        return _to_r_value(run.reference_control(str(options["model"])))
+    return _to_r_value(getattr(run, name))
+
+
+def run_result(res: Any) -> Any:
+    """Every part of a :class:`~linpert.benchmark.BenchmarkResult` that R's run_benchmark() returns beyond the
+    tables: the forest, calibrated scores, published rows, fidelity, failures, the interaction note."""
+    failures = [{"seed": int(seed), "model": str(model), "reason": str(reason)}
+                for (seed, model), reason in (res.failures or {}).items()]
+    import pandas as pd
+
+    return _to_r_value({
+        "forest": res.forest, "calibrated": res.calibrated, "published": res.published, "fidelity": res.fidelity,
+        "failures": pd.DataFrame(failures, columns=["seed", "model", "reason"]),
+        "interaction_note": res.interaction_note, "restriction": dict(res.restriction or {}),
+        "reused": int(res.reused),
+    })
+
+
+# --- any public function: its arguments from R, its result for R ------------------------------------------
+# R tags what is not a plain value: {"__linpert__": "frame", ...} is a data frame as .frame_to_python() sends it.
+# The result is sent back tagged the same way (frames, numeric vectors, matrices, AnnData, records).
+def call(path: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, encode: bool = True) -> Any:
+    """``linpert.<path>(*args, **kwargs)`` with R's tagged arguments decoded, its result encoded for R; a path
+    that names a value (a constant, ``published.TABLES``) gives the value."""
+    import importlib
+
+    target: Any = importlib.import_module("linpert")
+    for part in path.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            target = importlib.import_module(f"{target.__name__}.{part}")
+    if callable(target):
+        decoded = {str(k): _from_r_value(v) for k, v in (kwargs or {}).items()}
+        target = target(*[_from_r_value(a) for a in _listed(args or [])], **decoded)
+    return _to_r_value(target) if encode else target
+
+
+def call_raw(path: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
+    """As :func:`call`, the result left a Python object (an AnnData that R's ``as_sce()`` converts)."""
+    return call.__wrapped__(path, args, kwargs, encode=False)
+
+
+def _from_r_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        tag = value.get("__linpert__")
+        if tag == "frame":
+            return frame_from_r(value["columns"], value["types"], value["names"], value.get("row_names"))
+        if tag == "series":
+            frame = frame_from_r(value["columns"], value["types"], value["names"], value.get("row_names"))
+            return frame.iloc[:, 0]
+        if tag == "doubles":
+            return numbers(value["x"]).copy()
+        if tag == "array2d":
+            return numbers(value["x"]).reshape(int(value["nrow"]), int(value["ncol"])).copy()
+        return {str(k): _from_r_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_r_value(v) for v in value]
+    return _whole(value)
+
+
+def _to_r_value(value: Any) -> Any:
+    """A Python result as R rebuilds it (``.from_python_value()`` in R): tagged frames, vectors and matrices."""
+    import dataclasses
+    from pathlib import PurePath
+
+    import pandas as pd
+
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, pd.DataFrame):
+        named = not isinstance(value.index, pd.RangeIndex)
+        return {"__linpert__": "frame", **frame_to_r(value, index=named)}
+    if isinstance(value, pd.Series):
+        return {"__linpert__": "series", "name": None if value.name is None else str(value.name),
+                **frame_to_r(value.to_frame("value"), index=True)}
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "fiub":
+        return {"__linpert__": "doubles", "x": _buffer(value)}
+    if isinstance(value, np.ndarray) and value.ndim == 2 and value.dtype.kind in "fiub":
+        return {"__linpert__": "matrix", **matrix_to_r(value)}
+    if hasattr(value, "obs_names") and hasattr(value, "var_names"):
+        return {"__linpert__": "anndata", **anndata_to_r(value)}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: _to_r_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {"__linpert__": "record", "class": type(value).__name__, "fields": fields}
+    if isinstance(value, dict):
+        return {"__linpert__": "dict", "keys": [_text(k) for k in value],
+                "values": [_to_r_value(v) for v in value.values()]}
+    if isinstance(value, (list, tuple)):
+        return [_to_r_value(v) for v in value]
+    return repr(value)
 
 
 # --- warnings: Python's warnings reach R as R warnings ------------------------------------------------------
