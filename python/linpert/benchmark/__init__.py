@@ -33,6 +33,8 @@ from ._dask import run_on_dask
 from ._identity import why_opaque
 from ._store import _run_config, _Store
 
+__all__ = ["BenchmarkResult", "run"]
+
 if TYPE_CHECKING:
     from anndata import AnnData
 

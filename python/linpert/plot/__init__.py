@@ -68,6 +68,7 @@ __all__ = [
     "observed_vs_predicted",
     "pearson_delta",
     "precision_recall_roc",
+    "prediction_spread",
     "ranking_curves",
     "resources",
     "start_figures",
