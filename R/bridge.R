@@ -15,9 +15,9 @@
     values <- res$columns[[name]]
     switch(res$types[[name]],
       double = .read_doubles(values),
-      integer = as.integer(unlist(values)),
-      logical = as.logical(unlist(values)),
-      vapply(values, function(v) if (is.null(v)) NA_character_ else as.character(v), character(1), USE.NAMES = FALSE)
+      integer = if (is.raw(values)) .read_ints(values) else as.integer(unlist(values)),
+      logical = if (is.raw(values)) .read_ints(values) != 0L else as.logical(unlist(values)),
+      .decoded(values)
     )
   })
   names(columns) <- names
@@ -31,37 +31,81 @@
   frame
 }
 
+# Strings from Python's _coded(): distinct values and 0-based int32 codes (-1: NA); or, from older paths, a list.
+.decoded <- function(values) {
+  if (is.list(values) && !is.null(values$codes)) {
+    levels <- as.character(unlist(values$levels))
+    return(c(levels, NA_character_)[ifelse((codes <- .read_ints(values$codes)) < 0L, length(levels) + 1L,
+                                           codes + 1L)])
+  }
+  vapply(values, function(v) if (is.null(v)) NA_character_ else as.character(v), character(1), USE.NAMES = FALSE)
+}
+
+# Strings for Python's _decoded(): each distinct value once, and a code per element.
+.coded <- function(values) {
+  values <- as.character(values)
+  levels <- unique(values[!is.na(values)])
+  codes <- match(values, levels) - 1L
+  codes[is.na(codes)] <- -1L
+  list(levels = as.list(levels), codes = .raw_int(codes))
+}
+
 # A data.frame -> the arguments of linpert_rbridge.frame_from_r() (doubles as buffers).
 .frame_to_python <- function(df) {
   df <- as.data.frame(df)
   types <- vapply(df, function(col) {
-    if (is.logical(col)) "logical" else if (is.integer(col)) "integer" else if (is.numeric(col)) "double"
-    else "character"
+    # integers and logicals cross as int32 buffers, which have no NA: with NA, as doubles (NaN) and strings
+    if (is.logical(col) && !anyNA(col)) "logical" else if (is.integer(col) && !anyNA(col)) "integer"
+    else if (is.numeric(col)) "double" else "character"
   }, character(1))
   columns <- lapply(names(df), function(name) {
     col <- df[[name]]
     switch(types[[name]],
       double = .raw_double(col),
-      integer = as.list(col),
-      logical = as.list(col),
-      as.list(as.character(col))
+      integer = .raw_int(col),
+      logical = .raw_int(col),
+      .coded(col)
     )
   })
   names(columns) <- names(df)
   list(columns = columns, types = as.list(types), names = as.list(names(df)))
 }
 
-# Python's matrix_to_r(): a dense row-major buffer or CSR slots of an n x m matrix -> R's m x n matrix (transposed).
+# Python's matrix_to_r(): a dense row-major n x m matrix or its CSR slots -> R's m x n matrix (transposed). R
+# allocates the vectors and Python fills them once (inst/python/linpert_rmemory.py); where R's memory cannot be
+# shared, they come as raw buffers.
 .matrix_from_python <- function(m, dimnames = NULL) {
   m <- .as_r(m)
-  if (isTRUE(m$sparse)) {
-    out <- Matrix::sparseMatrix(
-      i = .read_ints(m$i), p = .read_ints(m$p), x = .read_doubles(m$x),
-      dims = c(m$ncol, m$nrow), index1 = FALSE, dimnames = dimnames
-    )
-    return(out)
+  holder <- .shared()
+  buffers <- .as_r(.linpert_bridge()$take(m$outbox, holder))
+  parts <- if (is.null(buffers)) {
+    as.list(environment(holder))
+  } else {
+    list(x = .read_doubles(buffers$x), i = if (!is.null(buffers$i)) .read_ints(buffers$i),
+         p = if (!is.null(buffers$p)) .read_ints(buffers$p))
   }
-  matrix(.read_doubles(m$x, m$nrow * m$ncol), nrow = m$ncol, ncol = m$nrow, dimnames = dimnames)
+  if (isTRUE(m$sparse)) {
+    # the slots are valid as they come (CSR of sorted, unique indices): no validation pass, no copy
+    return(methods::new("dgCMatrix", i = parts$i, p = parts$p, x = parts$x, Dim = c(m$ncol, m$nrow),
+                        Dimnames = if (is.null(dimnames)) list(NULL, NULL) else dimnames))
+  }
+  dim(parts$x) <- c(m$ncol, m$nrow)
+  if (!is.null(dimnames)) dimnames(parts$x) <- dimnames
+  parts$x
+}
+
+# A closure whose environment holds the vectors in `...`: Python reads them where they lie, or puts new ones there
+# (inst/python/linpert_rmemory.py). The closure is never called.
+.shared <- function(...) {
+  holder <- function() NULL
+  environment(holder) <- list2env(list(...), parent = emptyenv())
+  holder
+}
+
+# Whether Python can read R's vectors in place in this session (checked once).
+.memory_shared <- function() {
+  if (is.null(.linpert$shared)) .linpert$shared <- isTRUE(.as_r(.linpert_bridge()$memory_shared(.shared())))
+  .linpert$shared
 }
 
 # reticulate hands back Python objects when the bridge was imported with convert = FALSE.

@@ -153,9 +153,12 @@ pseudobulk <- function(x, condition = "condition", assay = "logcounts", gene_nam
 }
 
 # A genes x cells matrix -> the cells x genes matrix (dense ndarray or scipy CSR) built in Python.
+# A genes x cells matrix as Python's cells x genes matrix: R's own vectors read in place where Python can
+# (.shared()), else copied as raw buffers.
 .to_python_matrix <- function(m, bridge) {
   if (methods::is(m, "sparseMatrix")) {
     m <- methods::as(methods::as(methods::as(m, "dMatrix"), "generalMatrix"), "CsparseMatrix")
+    if (.memory_shared()) return(bridge$cells_by_genes_shared(.shared(x = m@x, i = m@i, p = m@p), ncol(m), nrow(m)))
     return(bridge$cells_by_genes(
       .raw_double(m@x), ncol(m), nrow(m),
       indices = .raw_int(m@i), indptr = .raw_int(m@p)
@@ -165,6 +168,7 @@ pseudobulk <- function(x, condition = "condition", assay = "logcounts", gene_nam
   if (!is.numeric(m)) {
     .abort("The assay must hold numbers, not ", typeof(m), " values.")
   }
+  if (.memory_shared()) return(bridge$cells_by_genes_shared(.shared(x = m), ncol(m), nrow(m)))
   bridge$cells_by_genes(.raw_double(m), ncol(m), nrow(m))
 }
 

@@ -8,12 +8,15 @@ reticulate that Debian 12 ships (1.28) cannot convert NumPy 2 arrays. Buffers ar
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+
+import linpert_rmemory as rmemory
 
 
 def cells_by_genes(
@@ -56,6 +59,25 @@ def cells_by_genes(
         (values, np.frombuffer(indices, dtype="<i4"), np.frombuffer(indptr, dtype="<i4")),
         shape=(n_cells, n_genes),
     )
+
+
+def cells_by_genes_shared(holder: Any, n_cells: int, n_genes: int) -> Any:
+    """As :func:`cells_by_genes`, on R's own vectors ``x`` (and ``i``, ``p`` of a dgCMatrix) in ``holder``, read
+    where they lie (:mod:`linpert_rmemory`): nothing is copied."""
+    n_cells, n_genes = int(n_cells), int(n_genes)
+    values = rmemory.view(holder, "x")
+    try:
+        indices = rmemory.view(holder, "i")
+    except KeyError:
+        return values.reshape(n_cells, n_genes)
+    from scipy import sparse
+
+    return sparse.csr_matrix((values, indices, rmemory.view(holder, "p")), shape=(n_cells, n_genes), copy=False)
+
+
+def memory_shared(holder: Any) -> bool:
+    """Whether R's vectors can be read in place here (:func:`linpert_rmemory.available`)."""
+    return rmemory.available(holder)
 
 
 def pseudobulk(
@@ -152,22 +174,38 @@ def _buffer(values: Any) -> bytearray:
     return bytearray(np.ascontiguousarray(np.asarray(values, dtype="<f8")).tobytes())
 
 
+# Matrices on their way to R: R takes each (take()) into vectors it allocates, filled once from these arrays.
+_OUTBOX: dict[int, dict[str, np.ndarray]] = {}
+_KEYS = itertools.count(1)  # small numbers: R takes Python's integers as 32-bit ones
+
+
 def matrix_to_r(x: Any) -> dict[str, Any]:
-    """A 2-D matrix for R: dense as a row-major buffer (R reads it column by column, i.e. transposed); a scipy sparse
-    matrix as CSR slots, which R takes as the dgCMatrix of the transpose."""
+    """A 2-D matrix for R: dense as row-major values (R reads them column by column, i.e. transposed); a scipy sparse
+    matrix as CSR slots, which R takes as the dgCMatrix of the transpose. The numbers wait in the outbox until R's
+    ``.matrix_from_python()`` takes them with :func:`take`."""
     if hasattr(x, "tocsr"):
         csr = x.tocsr()
         csr.sort_indices()
-        return {
-            "sparse": True,
-            "x": _buffer(csr.data),
-            "i": bytearray(np.asarray(csr.indices, dtype="<i4").tobytes()),
-            "p": bytearray(np.asarray(csr.indptr, dtype="<i4").tobytes()),
-            "nrow": int(csr.shape[0]),
-            "ncol": int(csr.shape[1]),
-        }
-    x = np.asarray(x)
-    return {"sparse": False, "x": _buffer(x), "nrow": int(x.shape[0]), "ncol": int(x.shape[1])}
+        parts = {"x": csr.data, "i": csr.indices, "p": csr.indptr}
+        shape = csr.shape
+    else:
+        dense = np.ascontiguousarray(x)
+        parts, shape = {"x": dense}, dense.shape
+    key = next(_KEYS)
+    _OUTBOX[key] = parts
+    return {"sparse": "i" in parts, "outbox": key, "nrow": int(shape[0]), "ncol": int(shape[1])}
+
+
+def take(key: int, holder: Any) -> dict[str, Any] | None:
+    """Hand a matrix of the outbox to R: its vectors put into ``holder`` (None), or, where R's memory cannot be
+    shared here, as raw buffers (``x``, ``i``, ``p``)."""
+    parts = _OUTBOX.pop(int(key))
+    if rmemory.available(holder):
+        for name, values in parts.items():
+            rmemory.put(holder, name, values, double=name == "x")
+        return None
+    return {name: _buffer(v) if name == "x" else bytearray(np.asarray(v, dtype="<i4").tobytes())
+            for name, v in parts.items()}
 
 
 def frame_to_r(df: Any, *, index: bool = False) -> dict[str, Any]:
@@ -183,14 +221,14 @@ def frame_to_r(df: Any, *, index: bool = False) -> dict[str, Any]:
         col = df[name]
         key = str(name)
         if pd.api.types.is_bool_dtype(col) and not col.isna().any():
-            columns[key], types[key] = [bool(v) for v in col], "logical"
-        elif pd.api.types.is_integer_dtype(col) and not col.isna().any():
-            columns[key], types[key] = [int(v) for v in col], "integer"
+            columns[key], types[key] = bytearray(col.to_numpy().astype("<i4").tobytes()), "logical"
+        elif (pd.api.types.is_integer_dtype(col) and not col.isna().any()
+              and (len(col) == 0 or np.abs(col.to_numpy(dtype=np.int64)).max() < 2**31)):
+            columns[key], types[key] = bytearray(col.to_numpy().astype("<i4").tobytes()), "integer"
         elif pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
             columns[key], types[key] = _buffer(col.to_numpy(dtype=np.float64, na_value=np.nan)), "double"
         else:
-            columns[key] = [None if _missing(v) else _text(v) for v in col]
-            types[key] = "character"
+            columns[key], types[key] = _coded(col), "character"
     return {
         "names": [str(c) for c in df.columns],
         "columns": columns,
@@ -198,6 +236,23 @@ def frame_to_r(df: Any, *, index: bool = False) -> dict[str, Any]:
         "nrow": int(len(df)),
         "row_names": [str(i) for i in df.index] if index else None,
     }
+
+
+def _coded(values: Any) -> dict[str, Any]:
+    """Strings for R as their distinct values and one int32 code per row (-1: NA): one crossing of each distinct
+    string instead of one per row."""
+    import pandas as pd
+
+    codes, levels = pd.factorize(pd.Series(values, dtype=object).map(lambda v: None if _missing(v) else _text(v)))
+    return {"levels": [str(v) for v in levels], "codes": bytearray(codes.astype("<i4").tobytes())}
+
+
+def _decoded(values: Any) -> list:
+    """R's strings (``.coded()`` in R: distinct values and 0-based codes, -1 for NA) as a list."""
+    if isinstance(values, dict) and "levels" in values:
+        levels = np.asarray(_listed(values["levels"]) + [None], dtype=object)
+        return list(levels[np.frombuffer(bytes(values["codes"]), dtype="<i4")])
+    return [None if v is None else str(v) for v in _listed(values)]
 
 
 def frame_from_r(columns: dict[str, Any], types: dict[str, str], names: Sequence[str], row_names=None) -> Any:
@@ -209,12 +264,12 @@ def frame_from_r(columns: dict[str, Any], types: dict[str, str], names: Sequence
         kind, values = types[name], columns[name]
         if kind == "double":
             data[name] = numbers(values).copy()
-        elif kind == "integer":
-            data[name] = np.asarray(_listed(values), dtype=np.int64)
-        elif kind == "logical":
-            data[name] = np.asarray(_listed(values), dtype=bool)
+        elif kind in ("integer", "logical"):
+            numbers_ = (np.frombuffer(bytes(values), dtype="<i4") if isinstance(values, (bytes, bytearray))
+                        else np.asarray(_listed(values)))
+            data[name] = numbers_.astype(np.int64 if kind == "integer" else bool)
         else:
-            data[name] = [None if v is None else str(v) for v in _listed(values)]
+            data[name] = _decoded(values)
     df = pd.DataFrame(data)
     if row_names is not None:
         df.index = pd.Index(_strings(row_names))

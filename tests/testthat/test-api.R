@@ -58,7 +58,7 @@ test_that("fit_model() and predict() follow the model contract; no_change and ad
   expect_true(all(is.na(SummarizedExperiment::assay(lin)[, 2])))
   expect_match(lin$reason[2], "embedding")
   expect_identical(lin$reason[1], "")
-  expect_error(fit_model(pb, "deep"), "`model` must be one of .* (see list_models())", class = "linpert_input_error")
+  expect_error(fit_model(pb, "deep"), "`model` must be one of", class = "linpert_input_error")
   expect_error(fit_model(SummarizedExperiment::assay(pb)), "must be a pseudobulk SummarizedExperiment")
   expect_error(fit_model(pb[, s$train], "linear", n_components = -1), "n_components")
   expect_error(predict(fit_model(pb[, s$train], "mean"), 3), "`conditions` must be condition names")
