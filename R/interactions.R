@@ -54,9 +54,10 @@ call_interactions <- function(se, n_genes = 1000, level = 0.05, rule = c("paper"
   }
   options$nulltype <- NULL
   bridge <- .linpert_bridge()
-  deviations <- .as_r(bridge$additive_deviation(.pseudobulk_to_python(se), n_genes))
-  table <- .frame_from_python(deviations$table)
-  z <- table$deviation
+  # the deviations' table stays in Python: only the deviations cross, to be fitted here, and the calls come back
+  deviations <- .as_r(bridge$deviations(.pseudobulk_to_python(se), n_genes))
+  on.exit(bridge$forget(deviations$key), add = TRUE)
+  z <- .read_doubles(deviations$z, deviations$n)
   if (any(!is.finite(z))) {
     .abort("Some deviations are NA or infinite; check the pseudobulk for NA expression.")
   }
@@ -65,9 +66,7 @@ call_interactions <- function(se, n_genes = 1000, level = 0.05, rule = c("paper"
     "linpert's Python port of locfdr (R's locfdr is not installed)"
   message("Empirical null of ", length(z), " deviations fitted with ",
           if (backend == "r") "R's locfdr package" else port, ".")
-  res <- .as_r(bridge$interaction_calls(
-    .frame_to_python(table), .raw_double(null$fdr), null$center, level, rule
-  ))
+  res <- .as_r(bridge$interaction_calls(deviations$key, .raw_double(null$fdr), null$center, level, rule))
   calls <- .frame_from_python(res$table)
   calls$backend <- backend
   counts <- unlist(res$counts)

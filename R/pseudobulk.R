@@ -60,8 +60,8 @@ pseudobulk <- function(x, condition = "condition", assay = "logcounts", gene_nam
 
   bridge <- .linpert_bridge()
   res <- bridge$pseudobulk(
-    .to_python_matrix(values, bridge), as.list(conditions), as.list(genes$var_names),
-    gene_names = if (!is.null(genes$gene_names)) as.list(genes$gene_names),
+    .to_python_matrix(values, bridge), .coded(conditions), .coded(genes$var_names),
+    gene_names = if (!is.null(genes$gene_names)) .coded(genes$gene_names),
     options = options
   )
   pb <- .pseudobulk_experiment(.as_r(res))

@@ -131,8 +131,10 @@ def to_r(pb: Any) -> dict[str, Any]:
     }
 
 
-def _strings(values: str | Sequence[str]) -> list[str]:
-    # reticulate passes a length-one character vector as a plain str
+def _strings(values: str | Sequence[str] | dict) -> list[str]:
+    # reticulate passes a length-one character vector as a plain str; long vectors come coded (R's .coded())
+    if isinstance(values, dict):
+        return [str(v) for v in _decoded(values)]
     return [values] if isinstance(values, str) else [str(v) for v in values]
 
 
@@ -587,6 +589,25 @@ def additive_deviation(pb: Any, n_genes: int) -> dict[str, Any]:
     }
 
 
+# Deviation tables R is fitting a null to: kept here, so that only their deviations cross to R and back.
+_DEVIATIONS: dict[int, Any] = {}
+
+
+def deviations(pb: Any, n_genes: int) -> dict[str, Any]:
+    """:func:`additive_deviation` kept on this side: R gets the deviations to fit its null to, and a key."""
+    from linpert.interactions import additive_deviation as _deviation
+
+    table = _deviation(pb, n_genes=int(n_genes))
+    key = next(_KEYS)
+    _DEVIATIONS[key] = table
+    return {"key": key, "z": _buffer(table["deviation"]), "n": len(table),
+            "missing_singles": {k: list(v) for k, v in table.attrs.get("missing_singles", {}).items()}}
+
+
+def forget(key: int) -> None:
+    _DEVIATIONS.pop(int(key), None)
+
+
 def locfdr_python(z: bytearray, options: dict[str, Any]) -> dict[str, Any]:
     """The Python port of ``locfdr::locfdr`` on R's deviations: the fdr, the null's centre and its estimates."""
     from linpert.interactions import locfdr
@@ -595,15 +616,15 @@ def locfdr_python(z: bytearray, options: dict[str, Any]) -> dict[str, Any]:
     return {"fdr": _buffer(fit.fdr), "center": float(fit.center), "fp0": frame_to_r(fit.fp0, index=True)}
 
 
-def interaction_calls(
-    table: dict[str, Any], fdr: bytearray, center: float, level: float, rule: str
-) -> dict[str, Any]:
-    """Thresholds and classes from an fdr computed in R (or by :func:`locfdr_python`):
-    :func:`linpert.interactions.classify_deviations`, the step :func:`~linpert.interactions.call_interactions` takes."""
+def interaction_calls(key: int, fdr: bytearray, center: float, level: float, rule: str) -> dict[str, Any]:
+    """Thresholds and classes of the deviations of :func:`deviations` from an fdr computed in R (or by
+    :func:`locfdr_python`): :func:`linpert.interactions.classify_deviations`, the step
+    :func:`~linpert.interactions.call_interactions` takes."""
     from linpert.interactions import classify_deviations
 
+    table = _DEVIATIONS.pop(int(key))
     fit = SimpleNamespace(fdr=numbers(fdr).copy(), center=float(center))  # all classify_deviations reads of a fit
-    df, lower, upper, counts = classify_deviations(frame_from_r(**table), fit, level=float(level), rule=rule)
+    df, lower, upper, counts = classify_deviations(table, fit, level=float(level), rule=rule)
     return {"table": frame_to_r(df), "lower": lower, "upper": upper,
             "counts": {str(k): int(v) for k, v in counts.items()}}
 
