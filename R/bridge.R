@@ -34,9 +34,9 @@
 # Strings from Python's _coded(): distinct values and 0-based int32 codes (-1: NA); or, from older paths, a list.
 .decoded <- function(values) {
   if (is.list(values) && !is.null(values$codes)) {
-    levels <- as.character(unlist(values$levels))
-    return(c(levels, NA_character_)[ifelse((codes <- .read_ints(values$codes)) < 0L, length(levels) + 1L,
-                                           codes + 1L)])
+    codes <- .read_ints(values$codes) + 1L
+    codes[codes == 0L] <- NA_integer_
+    return(as.character(unlist(values$levels))[codes])
   }
   vapply(values, function(v) if (is.null(v)) NA_character_ else as.character(v), character(1), USE.NAMES = FALSE)
 }
@@ -119,8 +119,10 @@
   cd <- SummarizedExperiment::colData(se)
   rd <- SummarizedExperiment::rowData(se)
   provenance <- S4Vectors::metadata(se)$linpert
+  values <- as.matrix(values)
+  if (!is.double(values)) storage.mode(values) <- "double"
   .linpert_bridge()$pseudobulk_from_r(
-    .raw_double(as.matrix(values)), as.list(colnames(se)), as.list(rownames(se)),
+    if (.memory_shared()) .shared(x = values) else .raw_double(values), .coded(colnames(se)), .coded(rownames(se)),
     n_cells = if (!is.null(cd$n_cells)) as.list(as.integer(cd$n_cells)),
     gene_id = if (!is.null(rd$gene_id)) as.list(as.character(rd$gene_id)),
     provenance = .to_json(provenance)
@@ -153,7 +155,9 @@
   res <- .as_r(res)
   cells <- as.character(unlist(res$obs_names))
   genes <- as.character(unlist(res$var_names))
-  assays <- lapply(res$assays, .matrix_from_python, dimnames = list(genes, cells))
+  # no dimnames on the assays: the experiment takes its names from rowData and colData, and setting them on a
+  # dgCMatrix that the constructor then strips would copy its vectors
+  assays <- lapply(res$assays, .matrix_from_python)
   names(assays)[names(assays) == "X"] <- x_assay
   col_data <- S4Vectors::DataFrame(.frame_from_python(res$obs), check.names = FALSE)
   rownames(col_data) <- cells

@@ -55,18 +55,19 @@ call_interactions <- function(se, n_genes = 1000, level = 0.05, rule = c("paper"
   options$nulltype <- NULL
   bridge <- .linpert_bridge()
   # the deviations' table stays in Python: only the deviations cross, to be fitted here, and the calls come back
-  deviations <- .as_r(bridge$deviations(.pseudobulk_to_python(se), n_genes))
+  deviations <- .as_r(bridge$deviations(.pseudobulk_to_python(se), n_genes, send = backend == "r"))
   on.exit(bridge$forget(deviations$key), add = TRUE)
-  z <- .read_doubles(deviations$z, deviations$n)
-  if (any(!is.finite(z))) {
-    .abort("Some deviations are NA or infinite; check the pseudobulk for NA expression.")
+  if (backend == "r") {
+    null <- .fit_null(.read_doubles(deviations$z, deviations$n), options)
+    res <- .as_r(bridge$interaction_calls(deviations$key, .raw_double(null$fdr), null$center, level, rule))
+  } else {  # the port fits the null where the deviations are
+    res <- .as_r(bridge$python_calls(deviations$key, options, level, rule))
+    null <- list(estimates = unlist(res$null))
   }
-  null <- .fit_null(z, backend, options)
   port <- if (requested == "python") "linpert's Python port of locfdr (backend = \"python\")" else
     "linpert's Python port of locfdr (R's locfdr is not installed)"
-  message("Empirical null of ", length(z), " deviations fitted with ",
+  message("Empirical null of ", deviations$n, " deviations fitted with ",
           if (backend == "r") "R's locfdr package" else port, ".")
-  res <- .as_r(bridge$interaction_calls(deviations$key, .raw_double(null$fdr), null$center, level, rule))
   calls <- .frame_from_python(res$table)
   calls$backend <- backend
   counts <- unlist(res$counts)
@@ -91,22 +92,14 @@ call_interactions <- function(se, n_genes = 1000, level = 0.05, rule = c("paper"
   backend
 }
 
-# The empirical null (nulltype 1): the local fdr of every z and the null's centre, from R or from the Python port.
-.fit_null <- function(z, backend, options) {
-  if (backend == "r") {
-    fit <- do.call(locfdr::locfdr, c(list(zz = z, nulltype = 1, plot = 0), options))
-    fp0 <- fit$fp0
-    return(list(
-      fdr = as.numeric(fit$fdr), center = unname(fp0["mlest", "delta"]),
-      estimates = c(delta = unname(fp0["mlest", "delta"]), sigma = unname(fp0["mlest", "sigma"]),
-                    p0 = unname(fp0["mlest", "p0"]))
-    ))
-  }
-  res <- .as_r(.linpert_bridge()$locfdr_python(.raw_double(z), c(list(nulltype = 1L), options)))
-  fp0 <- .frame_from_python(res$fp0)
+# The empirical null (nulltype 1) by R's locfdr: the local fdr of every z, the null's centre and its estimates.
+.fit_null <- function(z, options) {
+  fit <- do.call(locfdr::locfdr, c(list(zz = z, nulltype = 1, plot = 0), options))
+  fp0 <- fit$fp0
   list(
-    fdr = .read_doubles(res$fdr, length(z)), center = res$center,
-    estimates = c(delta = fp0["mlest", "delta"], sigma = fp0["mlest", "sigma"], p0 = fp0["mlest", "p0"])
+    fdr = as.numeric(fit$fdr), center = unname(fp0["mlest", "delta"]),
+    estimates = c(delta = unname(fp0["mlest", "delta"]), sigma = unname(fp0["mlest", "sigma"]),
+                  p0 = unname(fp0["mlest", "p0"]))
   )
 }
 

@@ -98,7 +98,7 @@ def pseudobulk(
 
     import linpert
 
-    obs = pd.DataFrame({"condition": _strings(conditions)})
+    obs = pd.DataFrame({"condition": _categorical(conditions)})
     obs.index = obs.index.astype(str)
     var = pd.DataFrame(index=pd.Index(_strings(var_names)))
     gene_key = None
@@ -245,8 +245,21 @@ def _coded(values: Any) -> dict[str, Any]:
     string instead of one per row."""
     import pandas as pd
 
-    codes, levels = pd.factorize(pd.Series(values, dtype=object).map(lambda v: None if _missing(v) else _text(v)))
-    return {"levels": [str(v) for v in levels], "codes": bytearray(codes.astype("<i4").tobytes())}
+    if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):  # the codes are there already
+        codes, levels = np.asarray(values.cat.codes), values.cat.categories
+    else:
+        codes, levels = pd.factorize(np.asarray(values, dtype=object))  # None and NaN get -1
+    return {"levels": [_text(v) for v in levels], "codes": bytearray(codes.astype("<i4").tobytes())}
+
+
+def _categorical(values: Any) -> Any:
+    """R's coded strings as a pandas Categorical, straight from the codes (no string per row); a list as given."""
+    import pandas as pd
+
+    if isinstance(values, dict) and "levels" in values:
+        return pd.Categorical.from_codes(np.frombuffer(bytes(values["codes"]), dtype="<i4"),
+                                         categories=_listed(values["levels"]))
+    return _strings(values)
 
 
 def _decoded(values: Any) -> list:
@@ -308,7 +321,9 @@ def pseudobulk_from_r(
     from linpert import as_pseudobulk
 
     obs_names, var_names = _strings(obs_names), _strings(var_names)
-    X = numbers(x).reshape(len(obs_names), len(var_names))
+    # a buffer, or R's own vector (copied: models may write to what they are given, and R's memory is read-only)
+    values = numbers(x) if isinstance(x, (bytes, bytearray)) else rmemory.view(x, "x").copy()
+    X = values.reshape(len(obs_names), len(var_names))
     return as_pseudobulk(X, obs_names, var_names, n_cells=None if n_cells is None else _listed(n_cells),
                          gene_ids=None if gene_id is None else _strings(gene_id), provenance=json.loads(provenance))
 
@@ -593,27 +608,35 @@ def additive_deviation(pb: Any, n_genes: int) -> dict[str, Any]:
 _DEVIATIONS: dict[int, Any] = {}
 
 
-def deviations(pb: Any, n_genes: int) -> dict[str, Any]:
-    """:func:`additive_deviation` kept on this side: R gets the deviations to fit its null to, and a key."""
+def deviations(pb: Any, n_genes: int, send: bool = True) -> dict[str, Any]:
+    """:func:`additive_deviation` kept on this side, under a key; R gets the deviations to fit its null to
+    (``send``), or nothing more where Python fits it (:func:`python_calls`)."""
     from linpert.interactions import additive_deviation as _deviation
 
     table = _deviation(pb, n_genes=int(n_genes))
+    if not np.isfinite(table["deviation"].to_numpy()).all():
+        raise ValueError("Some deviations are NA or infinite; check the pseudobulk for NA expression.")
     key = next(_KEYS)
     _DEVIATIONS[key] = table
-    return {"key": key, "z": _buffer(table["deviation"]), "n": len(table),
+    return {"key": key, "z": _buffer(table["deviation"]) if send else None, "n": len(table),
             "missing_singles": {k: list(v) for k, v in table.attrs.get("missing_singles", {}).items()}}
+
+
+def python_calls(key: int, options: dict[str, Any], level: float, rule: str) -> dict[str, Any]:
+    """The calls of :func:`deviations`' table with the null fitted here by the port of locfdr: nothing crosses to
+    R and back but the result."""
+    from linpert.interactions import locfdr
+
+    z = _DEVIATIONS[int(key)]["deviation"].to_numpy()
+    fit = locfdr(z, backend="python", **{k: _whole(v) for k, v in (options or {}).items()})
+    calls = interaction_calls.__wrapped__(key, fit.fdr, fit.center, level, rule)
+    mlest = fit.fp0.loc["mlest"]
+    calls["null"] = {"delta": float(mlest["delta"]), "sigma": float(mlest["sigma"]), "p0": float(mlest["p0"])}
+    return calls
 
 
 def forget(key: int) -> None:
     _DEVIATIONS.pop(int(key), None)
-
-
-def locfdr_python(z: bytearray, options: dict[str, Any]) -> dict[str, Any]:
-    """The Python port of ``locfdr::locfdr`` on R's deviations: the fdr, the null's centre and its estimates."""
-    from linpert.interactions import locfdr
-
-    fit = locfdr(numbers(z), backend="python", **{k: _whole(v) for k, v in (options or {}).items()})
-    return {"fdr": _buffer(fit.fdr), "center": float(fit.center), "fp0": frame_to_r(fit.fp0, index=True)}
 
 
 def interaction_calls(key: int, fdr: bytearray, center: float, level: float, rule: str) -> dict[str, Any]:
@@ -623,7 +646,8 @@ def interaction_calls(key: int, fdr: bytearray, center: float, level: float, rul
     from linpert.interactions import classify_deviations
 
     table = _DEVIATIONS.pop(int(key))
-    fit = SimpleNamespace(fdr=numbers(fdr).copy(), center=float(center))  # all classify_deviations reads of a fit
+    fdr = numbers(fdr).copy() if isinstance(fdr, (bytes, bytearray)) else np.asarray(fdr)
+    fit = SimpleNamespace(fdr=fdr, center=float(center))  # all classify_deviations reads of a fit
     df, lower, upper, counts = classify_deviations(table, fit, level=float(level), rule=rule)
     return {"table": frame_to_r(df), "lower": lower, "upper": upper,
             "counts": {str(k): int(v) for k, v in counts.items()}}
