@@ -76,7 +76,7 @@
 # shared, they come as raw buffers.
 .matrix_from_python <- function(m, dimnames = NULL) {
   m <- .as_r(m)
-  holder <- .shared()
+  holder <- if (.memory_shared()) .shared()
   buffers <- .as_r(.linpert_bridge()$take(m$outbox, holder))
   parts <- if (is.null(buffers)) {
     as.list(environment(holder))

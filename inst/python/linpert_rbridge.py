@@ -1,9 +1,10 @@
 """Converters between the linpert R package and the linpert Python package.
 
-R calls these through reticulate. Numbers cross as raw little-endian buffers (R ``raw`` -> Python ``bytearray``
-and back) and everything else as lists and strings, so nothing depends on reticulate's NumPy conversion: the
-reticulate that Debian 12 ships (1.28) cannot convert NumPy 2 arrays. Buffers are read without a copy
-(``np.frombuffer``).
+R calls these through reticulate, which Debian 12 ships as 1.28: it cannot convert NumPy 2 arrays, so nothing here
+depends on its NumPy conversion. Large numbers never cross as R objects: Python reads R's vectors where they lie and
+fills vectors that R allocated (:mod:`linpert_rmemory`), or, where that is unavailable, they cross as raw
+little-endian buffers (R ``raw`` <-> Python ``bytearray``). Strings cross as their distinct values and int32 codes,
+small values as lists and strings.
 """
 
 from __future__ import annotations
@@ -198,11 +199,11 @@ def matrix_to_r(x: Any) -> dict[str, Any]:
     return {"sparse": "i" in parts, "outbox": key, "nrow": int(shape[0]), "ncol": int(shape[1])}
 
 
-def take(key: int, holder: Any) -> dict[str, Any] | None:
-    """Hand a matrix of the outbox to R: its vectors put into ``holder`` (None), or, where R's memory cannot be
-    shared here, as raw buffers (``x``, ``i``, ``p``)."""
+def take(key: int, holder: Any = None) -> dict[str, Any] | None:
+    """Hand a matrix of the outbox to R: its vectors put into ``holder`` (None), or, without one (R's memory
+    cannot be shared here), as raw buffers (``x``, ``i``, ``p``)."""
     parts = _OUTBOX.pop(int(key))
-    if rmemory.available(holder):
+    if holder is not None and rmemory.available(holder):
         for name, values in parts.items():
             rmemory.put(holder, name, values, double=name == "x")
         return None

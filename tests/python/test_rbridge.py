@@ -7,6 +7,7 @@ what linpert's own function gives.
 
 import importlib.util
 import json
+import sys
 import warnings
 
 import anndata
@@ -25,9 +26,14 @@ from linpert.interactions import call_interactions
 def bridge():
     """The bridge module; loading it tells linpert that R is not usable (no second R inside R), undone afterwards."""
     r_available = _r.r_available
-    spec = importlib.util.spec_from_file_location("linpert_rbridge", REPO / "inst" / "python" / "linpert_rbridge.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    folder = str(REPO / "inst" / "python")
+    sys.path.insert(0, folder)  # as reticulate's import_from_path does: the bridge imports linpert_rmemory beside it
+    try:
+        spec = importlib.util.spec_from_file_location("linpert_rbridge", f"{folder}/linpert_rbridge.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
     yield module
     _r.r_available = r_available
 
@@ -95,10 +101,12 @@ def test_an_anndata_crosses_to_r_and_back_unchanged(bridge):
     )
     sent = bridge.anndata_to_r(cells)
 
-    def as_r_returns(m):  # R turns Python's matrix_to_r() into a dgCMatrix or matrix and sends its slots back
+    def as_r_returns(m):  # R takes Python's matrix_to_r() (as buffers, outside R) and sends its slots back
+        parts = bridge.take(m["outbox"], None)
         if m["sparse"]:
-            return {"x": m["x"], "indices": m["i"], "indptr": m["p"], "n_cells": m["nrow"], "n_genes": m["ncol"]}
-        return {"x": m["x"], "n_cells": m["nrow"], "n_genes": m["ncol"]}
+            return {"x": parts["x"], "indices": parts["i"], "indptr": parts["p"], "n_cells": m["nrow"],
+                    "n_genes": m["ncol"]}
+        return {"x": parts["x"], "n_cells": m["nrow"], "n_genes": m["ncol"]}
 
     back = bridge.anndata_from_r(
         {name: as_r_returns(m) for name, m in sent["assays"].items()},
@@ -212,10 +220,21 @@ def test_the_bridge_classifies_rs_fit_with_the_code_of_call_interactions(bridge,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # locfdr's misfit warning on this small histogram
         calls = call_interactions(pb, n_genes=200, backend="python", rule=rule)
-    deviations = bridge.additive_deviation(pb, 200)["table"]
-    answer = bridge.interaction_calls(as_r_sends(deviations), bridge._buffer(calls.locfdr.fdr), calls.locfdr.center,
+    deviations = bridge.deviations(pb, 200)
+    np.testing.assert_array_equal(bridge.numbers(deviations["z"]), calls.table["deviation"].to_numpy())
+    answer = bridge.interaction_calls(deviations["key"], bridge._buffer(calls.locfdr.fdr), calls.locfdr.center,
                                       0.05, rule)
     table = bridge.frame_from_r(**as_r_sends(answer["table"]))
     assert (answer["lower"], answer["upper"]) == (calls.lower, calls.upper)
     assert answer["counts"] == {k: int(v) for k, v in calls.counts.items()}
     assert list(table["class"]) == list(calls.table["class"]) and calls.n_interactions > 0
+    assert not bridge._DEVIATIONS  # taken: nothing stays behind
+
+    # with the port, the null is fitted on the Python side: the same calls, nothing but the key sent
+    key = bridge.deviations(pb, 200, send=False)["key"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        answer = bridge.python_calls(key, {}, 0.05, rule)
+    table = bridge.frame_from_r(**as_r_sends(answer["table"]))
+    np.testing.assert_array_equal(table["fdr"].to_numpy(), calls.table["fdr"].to_numpy())
+    assert answer["null"]["delta"] == calls.locfdr.fp0.loc["mlest", "delta"]

@@ -174,3 +174,25 @@ test_that("an error in a custom R model names the model and the step", {
   expect_match(conditionMessage(err), "my fit broke", fixed = TRUE)
   expect_match(conditionMessage(err), "fitting model 'mine' on split seed 1", fixed = TRUE)
 })
+
+test_that("Python reads R's vectors in place, and the buffer path gives the same numbers", {
+  skip_without_linpert()
+  expect_true(linpert:::.memory_shared())  # reticulate 1.28 on Debian: the shared path is the one used
+  sce <- simulate_screen(n_genes = 80, n_singles = 8, n_doubles = 10, cells_per_condition = 12,
+                         n_control_cells = 40, seed = 2)
+  dense <- sce
+  SummarizedExperiment::assay(dense, "logcounts") <- as.matrix(SummarizedExperiment::assay(sce, "logcounts"))
+  shared <- list(pseudobulk(sce), pseudobulk(dense))
+  x_before <- SummarizedExperiment::assay(sce, "logcounts")@x[1:5]
+  state <- linpert:::.linpert
+  on.exit(state$shared <- NULL)
+  state$shared <- FALSE  # as where R's memory cannot be shared
+  buffered <- list(pseudobulk(sce), pseudobulk(dense))
+  copied <- simulate_screen(n_genes = 80, n_singles = 8, n_doubles = 10, cells_per_condition = 12,
+                            n_control_cells = 40, seed = 2)
+  for (i in 1:2) {
+    expect_identical(SummarizedExperiment::assay(shared[[i]]), SummarizedExperiment::assay(buffered[[i]]))
+  }
+  expect_identical(SummarizedExperiment::assay(copied, "logcounts"), SummarizedExperiment::assay(sce, "logcounts"))
+  expect_identical(SummarizedExperiment::assay(sce, "logcounts")@x[1:5], x_before)  # never written to
+})
