@@ -100,9 +100,13 @@ dataset_cached <- function(name, cache_dir = NULL) {
 #' @return A `SingleCellExperiment`, genes × cells, assay `logcounts`.
 #' @export
 #' @examples
-#' \dontrun{
-#' sce <- read_gears("data/norman")
-#' pb <- pseudobulk(sce)
+#' if (linpert_available()) {
+#'     # a file in GEARS' layout: obs$condition ("ctrl", "A+ctrl", "A+B"), var$gene_name
+#'     path <- tempfile(fileext = ".h5ad")
+#'     sce <- simulate_screen(n_genes = 30, n_singles = 4, n_doubles = 2,
+#'                            cells_per_condition = 5, n_control_cells = 20)
+#'     as_anndata(sce)$write_h5ad(path)
+#'     pseudobulk(read_gears(path, gears_filter = FALSE))
 #' }
 read_gears <- function(path, gears_filter = TRUE, go_files = NULL) {
   .check_string(path, "path")

@@ -70,7 +70,7 @@ describe_file <- function(path) {
 #' @examples
 #' if (linpert_available()) {
 #'     edges <- data.frame(source = c("A", "B", "C"), target = c("B", "C", "A"),
-#'                         weight = c(1, 0.5, 0.2))
+#'                         importance = c(1, 0.5, 0.2))
 #'     path <- tempfile(fileext = ".csv")
 #'     utils::write.csv(edges, path, row.names = FALSE)
 #'     read_go_edges(path)
@@ -152,11 +152,13 @@ load_embedding <- function(spec) {
 #' @export
 #' @examples
 #' if (linpert_available()) {
+#'     # cell-eval's layout: the target gene per cell, "non-targeting" controls
 #'     sce <- simulate_screen(n_genes = 40, n_singles = 6, n_doubles = 0,
 #'                            cells_per_condition = 10, n_control_cells = 40,
 #'                            seed = 1)
-#'     score_files(sce, sce, condition = "condition", control = "ctrl",
-#'                 metrics = "mae", calibrate = FALSE)
+#'     sce$target_gene <- ifelse(sce$condition == "ctrl", "non-targeting",
+#'                               sub("+ctrl", "", sce$condition, fixed = TRUE))
+#'     score_files(sce, sce, metrics = "mae", calibrate = FALSE)
 #' }
 score_files <- function(predicted, observed, condition = "target_gene", control = "non-targeting", metrics = NULL,
                         label = "submission", calibrate = TRUE) {
@@ -209,7 +211,7 @@ write_report <- function(run_folders, out_html, title = NULL) {
 #'
 #' `linpert_data_dir()`: the cache folder (`LINPERT_DATA_DIR`, else
 #' `~/.cache/linpert`). `list_resources()`: every dataset and file linpert
-#' can download, whether it is cached, and its size. `fetch_resource()`:
+#' can download, where from, and whether it is cached. `fetch_resource()`:
 #' download one (resumable, verified) and return its path.
 #'
 #' @param cache_dir The cache folder, or `NULL` for the default.
@@ -230,7 +232,8 @@ linpert_data_dir <- function(cache_dir = NULL) {
 #' @rdname linpert_data_dir
 #' @export
 list_resources <- function(cache_dir = NULL) {
-  .py_call("datasets.list_resources", cache_dir = cache_dir)
+  table <- .py_call("datasets.list_resources", cache_dir = cache_dir)
+  data.frame(name = rownames(table), table, row.names = NULL, check.names = FALSE)
 }
 
 #' @rdname linpert_data_dir

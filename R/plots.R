@@ -90,9 +90,13 @@ utils::globalVariables(".data")
 #' @return The paths written, invisibly.
 #' @export
 #' @examples
-#' \dontrun{
-#' res <- run_benchmark(pseudobulk(simulate_screen("norman")), out = "runs/norman")
-#' write_figures("runs/norman")
+#' if (linpert_available()) {
+#'     out <- tempfile("run-")
+#'     pb <- pseudobulk(simulate_screen(n_genes = 60, n_singles = 8,
+#'                                      n_doubles = 10, cells_per_condition = 10,
+#'                                      n_control_cells = 40, seed = 1))
+#'     res <- run_benchmark(pb, seeds = 1, out = out, n_genes = 60)
+#'     basename(write_figures(out, formats = "png"))
 #' }
 write_figures <- function(run_folder, formats = c("png", "svg")) {
   .check_string(run_folder, "run_folder")
