@@ -45,13 +45,13 @@
 #'   res <- run_benchmark(pseudobulk(sce), seeds = 1:2, models = c("no_change", "additive", "linear"))
 #'   res$summary
 #' }
-run_benchmark <- function(se, split = c("double", "simulation"), seeds = 1:5,
+run_benchmark <- function(se, split = c("double", "simulation"), seeds = seq_len(5),
                           models = c("no_change", "additive", "linear"), out = NULL, n_genes = 1000,
                           progress = FALSE, ...) {
   split <- match.arg(split)
   .check_pseudobulk(se)
   if (!is.numeric(seeds) || length(seeds) == 0 || anyNA(seeds) || any(seeds != round(seeds))) {
-    .abort("`seeds` must be whole numbers, e.g. seeds = 1:5.")
+    .abort("`seeds` must be whole numbers, e.g. seeds = c(1, 2, 3).")
   }
   if (!is.null(out)) .check_string(out, "out")
   n_genes <- .check_count(n_genes, "n_genes")

@@ -13,8 +13,7 @@
 # `...` pasted together as stop() pastes them; `data` adds fields to the condition.
 .abort <- function(..., class = "linpert_input_error", data = list()) {
   message <- paste(unlist(lapply(list(...), as.character)), collapse = "")
-  stop(structure(class = c(class, "linpert_error", "error", "condition"),
-                 c(list(message = message, call = NULL), data)))
+  stop(do.call(errorCondition, c(list(message, class = c(class, "linpert_error"), call = NULL), data)))
 }
 
 # Python's exception type -> the R condition class.

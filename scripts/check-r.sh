@@ -32,8 +32,8 @@ grep -E "^Status:" check.log | sed 's/^/R CMD check: /'
 grep -B1 -A6 "NOTE$" check.log || true
 
 # BiocCheck without the checks that need the internet (Bioconductor's lists of packages, views and the support
-# site), which this machine cannot reach.
-Rscript -e '
+# site), which this machine cannot reach; its version check reads Bioconductor's version map from a file.
+BIOCONDUCTOR_CONFIG_FILE=${BIOCONDUCTOR_CONFIG_FILE:-$root/scripts/bioc-config.yaml} Rscript -e '
 res <- BiocCheck::BiocCheck(commandArgs(TRUE)[1], `no-check-deprecated` = TRUE, `no-check-CRAN` = TRUE,
                             `no-check-bioc-help` = TRUE)
 cat(sprintf("BiocCheck: %d ERROR, %d WARNING, %d NOTE\n", length(res$error), length(res$warning), length(res$note)))

@@ -35,7 +35,7 @@ if [[ $with_r -eq 1 ]]; then
     apt_install r-base-core r-base-dev r-cran-reticulate r-cran-testthat r-cran-matrix \
         r-bioc-singlecellexperiment r-bioc-summarizedexperiment r-cran-igraph \
         r-cran-knitr r-cran-rmarkdown r-cran-ggplot2 r-cran-jsonlite pandoc \
-        r-bioc-biocstyle r-bioc-bioccheck r-bioc-delayedarray
+        r-bioc-biocstyle r-bioc-bioccheck r-bioc-biocversion r-bioc-delayedarray
 fi
 
 if [[ ! -x $venv/bin/python ]]; then
