@@ -13,7 +13,8 @@
 # `...` pasted together as stop() pastes them; `data` adds fields to the condition.
 .abort <- function(..., class = "linpert_input_error", data = list()) {
   message <- paste(unlist(lapply(list(...), as.character)), collapse = "")
-  stop(do.call(errorCondition, c(list(message, class = c(class, "linpert_error"), call = NULL), data)))
+  condition <- do.call(errorCondition, c(list(message, class = c(class, "linpert_error"), call = NULL), data))
+  stop(condition)
 }
 
 # Python's exception type -> the R condition class.
