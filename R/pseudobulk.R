@@ -152,10 +152,10 @@ pseudobulk <- function(x, condition = "condition", assay = "logcounts", gene_nam
   list(var_names = ids, gene_names = symbols)
 }
 
-# A genes x cells matrix -> the cells x genes matrix (dense ndarray or scipy CSR) built in Python.
-# A genes x cells matrix as Python's cells x genes matrix: R's own vectors read in place where Python can
-# (.shared()), else copied as raw buffers.
+# A genes x cells matrix as Python's cells x genes matrix (dense ndarray or scipy CSR): R's own vectors read in place
+# where Python can (.shared()), else copied as raw buffers. A sparse DelayedArray is realised sparse, never dense.
 .to_python_matrix <- function(m, bridge) {
+  if (methods::is(m, "DelayedArray") && DelayedArray::is_sparse(m)) m <- methods::as(m, "dgCMatrix")
   if (methods::is(m, "sparseMatrix")) {
     m <- methods::as(methods::as(methods::as(m, "dMatrix"), "generalMatrix"), "CsparseMatrix")
     if (.memory_shared()) return(bridge$cells_by_genes_shared(.shared(x = m@x, i = m@i, p = m@p), ncol(m), nrow(m)))

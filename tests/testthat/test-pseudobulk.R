@@ -112,3 +112,16 @@ test_that("Python's argument names are answered with the R spelling", {
   expect_error(pseudobulk(sce, condition_key = "condition"), "`condition_key` is the Python spelling: in R, write `condition = ...`", fixed = TRUE)
   expect_error(pseudobulk(sce, layer = "counts"), "write `assay = ...`", fixed = TRUE)
 })
+
+test_that("a DelayedArray assay, sparse or dense, gives the pseudobulk of the same values in memory", {
+  skip_without_linpert()
+  skip_if_not_installed("DelayedArray")
+  sce <- toy_experiment()
+  expected <- SummarizedExperiment::assay(pseudobulk(sce))
+  delayed <- sce
+  values <- SummarizedExperiment::assay(sce, "logcounts")
+  for (seed in list(values, as.matrix(values))) {
+    SummarizedExperiment::assay(delayed, "logcounts", withDimnames = FALSE) <- DelayedArray::DelayedArray(seed)
+    expect_identical(SummarizedExperiment::assay(pseudobulk(delayed)), expected)
+  }
+})
