@@ -15,8 +15,8 @@
     values <- res$columns[[name]]
     switch(res$types[[name]],
       double = .read_doubles(values),
-      integer = if (is.raw(values)) .read_ints(values) else as.integer(unlist(values)),
-      logical = if (is.raw(values)) .read_ints(values) != 0L else as.logical(unlist(values)),
+      integer = .read_ints(values),
+      logical = .read_ints(values) != 0L,
       .decoded(values)
     )
   })
@@ -31,14 +31,11 @@
   frame
 }
 
-# Strings from Python's _coded(): distinct values and 0-based int32 codes (-1: NA); or, from older paths, a list.
+# Strings from Python's _coded(): distinct values and 0-based int32 codes (-1: NA).
 .decoded <- function(values) {
-  if (is.list(values) && !is.null(values$codes)) {
-    codes <- .read_ints(values$codes) + 1L
-    codes[codes == 0L] <- NA_integer_
-    return(as.character(unlist(values$levels))[codes])
-  }
-  vapply(values, function(v) if (is.null(v)) NA_character_ else as.character(v), character(1), USE.NAMES = FALSE)
+  codes <- .read_ints(values$codes) + 1L
+  codes[codes == 0L] <- NA_integer_
+  as.character(unlist(values$levels))[codes]
 }
 
 # Strings for Python's _decoded(): each distinct value once, and a code per element.
@@ -201,14 +198,15 @@
   lapply(options, .whole_to_integer)
 }
 
-# linpert.<path>(...) in Python: R's arguments sent as .to_python_value() tags them, the result rebuilt in R.
-.py_call <- function(path, ...) {
+# linpert.<path>(...) in Python: R's arguments sent as .to_python_value() tags them, the result rebuilt in R; with
+# raw = TRUE the result stays a Python object (an AnnData for as_sce()).
+.py_call <- function(path, ..., raw = FALSE) {
   values <- list(...)
   named <- if (is.null(names(values))) rep(FALSE, length(values)) else nzchar(names(values))
-  bridge <- .linpert_bridge()
   args <- unname(lapply(values[!named], .to_python_value))
   kwargs <- lapply(values[named], .to_python_value)
-  .from_python_value(.as_r(bridge$call(path, args, kwargs)))
+  if (raw) return(.linpert_bridge()$call_raw(path, args, kwargs))
+  .from_python_value(.as_r(.linpert_bridge()$call(path, args, kwargs)))
 }
 
 # An R value for the bridge's call(): data frames tagged, numeric vectors as buffers, pseudobulks as AnnData.

@@ -24,13 +24,14 @@
 read_anndata <- function(path, condition = "condition") {
   path <- .existing_file(path)
   .check_string(condition, "condition")
-  as_sce(.py_call_raw("datasets.read_anndata", path, condition_key = condition))
+  as_sce(.py_call("datasets.read_anndata", path, condition_key = condition, raw = TRUE))
 }
 
 #' @rdname read_anndata
 #' @export
 read_scfoundation_norman <- function(path, drop_unmapped = TRUE) {
-  as_sce(.py_call_raw("datasets.read_scfoundation_norman", .existing_file(path), drop_unmapped = drop_unmapped))
+  as_sce(.py_call("datasets.read_scfoundation_norman", .existing_file(path), drop_unmapped = drop_unmapped,
+                  raw = TRUE))
 }
 
 #' @rdname read_anndata
@@ -241,14 +242,6 @@ list_resources <- function(cache_dir = NULL) {
 fetch_resource <- function(name, cache_dir = NULL, url = NULL, progress = interactive()) {
   .check_string(name, "name")
   .py_call("datasets.fetch", name, cache_dir = cache_dir, url = url, progress = isTRUE(progress))
-}
-
-# A Python call whose result stays a Python object (an AnnData for as_sce()).
-.py_call_raw <- function(path, ...) {
-  values <- list(...)
-  named <- if (is.null(names(values))) rep(FALSE, length(values)) else nzchar(names(values))
-  .linpert_bridge()$call_raw(path, unname(lapply(values[!named], .to_python_value)),
-                             lapply(values[named], .to_python_value))
 }
 
 .existing_file <- function(path) {

@@ -150,7 +150,7 @@ evaluate_interactions <- function(calls, predictions, top_k = 500, recurrence_k 
     if (!is.list(by_seed) || methods::is(by_seed, "SummarizedExperiment")) by_seed <- list(`1` = by_seed)
     for (seed in names(by_seed) %||% as.character(seq_along(by_seed))) {
       values <- by_seed[[seed]]
-      if (methods::is(values, "SummarizedExperiment")) values <- SummarizedExperiment::assay(values, "logcounts")
+      values <- .prediction_values(values)
       if (!is.matrix(values) || !is.numeric(values) || is.null(dimnames(values))) {
         .abort("predictions$", model, " must be a prediction of predict() or a genes x doubles matrix with dimnames.")
       }

@@ -31,11 +31,7 @@
 #' }
 score_predictions <- function(predicted, observed, n_genes = 1000, metrics = NULL, reference = NULL) {
   .check_pseudobulk(observed, "`observed`")
-  pred <- if (methods::is(predicted, "SummarizedExperiment")) {
-    SummarizedExperiment::assay(predicted, "logcounts")
-  } else {
-    predicted
-  }
+  pred <- .prediction_values(predicted)
   if (!is.matrix(pred) || !is.numeric(pred) || is.null(rownames(pred)) || is.null(colnames(pred))) {
     .abort("`predicted` must be the SummarizedExperiment of predict(), or a numeric genes x perturbations matrix ",
          "with dimnames.")
@@ -212,14 +208,15 @@ top_expressed_genes <- function(se, n_genes = 1000) {
   rownames(se)[as.integer(index) + 1L]
 }
 
+# A prediction's values, genes x perturbations: the assay of predict()'s SummarizedExperiment, or a matrix as given.
+.prediction_values <- function(predicted) {
+  if (methods::is(predicted, "SummarizedExperiment")) SummarizedExperiment::assay(predicted, "logcounts") else predicted
+}
+
 # Predicted and observed as Python arrays take them: perturbations x genes, rows and genes matched, and ctrl.
 .paired_matrices <- function(predicted, observed) {
   .check_pseudobulk(observed, "`observed`")
-  pred <- if (methods::is(predicted, "SummarizedExperiment")) {
-    SummarizedExperiment::assay(predicted, "logcounts")
-  } else {
-    predicted
-  }
+  pred <- .prediction_values(predicted)
   if (!is.matrix(pred) || !is.numeric(pred) || is.null(rownames(pred)) || is.null(colnames(pred)) ||
       !all(rownames(pred) %in% rownames(observed)) || !all(colnames(pred) %in% colnames(observed))) {
     .abort("`predicted` must be the SummarizedExperiment of predict(), or a numeric genes x perturbations matrix ",

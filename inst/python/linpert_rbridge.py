@@ -203,7 +203,7 @@ def take(key: int, holder: Any = None) -> dict[str, Any] | None:
     """Hand a matrix of the outbox to R: its vectors put into ``holder`` (None), or, without one (R's memory
     cannot be shared here), as raw buffers (``x``, ``i``, ``p``)."""
     parts = _OUTBOX.pop(int(key))
-    if holder is not None and rmemory.available(holder):
+    if holder is not None:  # R sends one only where memory_shared() said yes
         for name, values in parts.items():
             rmemory.put(holder, name, values, double=name == "x")
         return None
@@ -263,12 +263,10 @@ def _categorical(values: Any) -> Any:
     return _strings(values)
 
 
-def _decoded(values: Any) -> list:
+def _decoded(values: dict[str, Any]) -> list:
     """R's strings (``.coded()`` in R: distinct values and 0-based codes, -1 for NA) as a list."""
-    if isinstance(values, dict) and "levels" in values:
-        levels = np.asarray(_listed(values["levels"]) + [None], dtype=object)
-        return list(levels[np.frombuffer(bytes(values["codes"]), dtype="<i4")])
-    return [None if v is None else str(v) for v in _listed(values)]
+    levels = np.asarray(_listed(values["levels"]) + [None], dtype=object)
+    return list(levels[np.frombuffer(bytes(values["codes"]), dtype="<i4")])
 
 
 def frame_from_r(columns: dict[str, Any], types: dict[str, str], names: Sequence[str], row_names=None) -> Any:
@@ -280,10 +278,8 @@ def frame_from_r(columns: dict[str, Any], types: dict[str, str], names: Sequence
         kind, values = types[name], columns[name]
         if kind == "double":
             data[name] = numbers(values).copy()
-        elif kind in ("integer", "logical"):
-            numbers_ = (np.frombuffer(bytes(values), dtype="<i4") if isinstance(values, (bytes, bytearray))
-                        else np.asarray(_listed(values)))
-            data[name] = numbers_.astype(np.int64 if kind == "integer" else bool)
+        elif kind in ("integer", "logical"):  # int32 buffers (R's .raw_int())
+            data[name] = np.frombuffer(bytes(values), dtype="<i4").astype(np.int64 if kind == "integer" else bool)
         else:
             data[name] = _decoded(values)
     df = pd.DataFrame(data)
@@ -599,10 +595,12 @@ def additive_deviation(pb: Any, n_genes: int) -> dict[str, Any]:
     from linpert.interactions import additive_deviation as _deviation
 
     table = _deviation(pb, n_genes=int(n_genes))
-    return {
-        "table": frame_to_r(table),
-        "missing_singles": {k: list(v) for k, v in table.attrs.get("missing_singles", {}).items()},
-    }
+    return {"table": frame_to_r(table), "missing_singles": _missing_singles(table)}
+
+
+def _missing_singles(table: Any) -> dict[str, list[str]]:
+    """The doubles :func:`~linpert.interactions.additive_deviation` left out, with their unmeasured singles."""
+    return {k: list(v) for k, v in table.attrs.get("missing_singles", {}).items()}
 
 
 # Deviation tables R is fitting a null to: kept here, so that only their deviations cross to R and back.
@@ -620,7 +618,7 @@ def deviations(pb: Any, n_genes: int, send: bool = True) -> dict[str, Any]:
     key = next(_KEYS)
     _DEVIATIONS[key] = table
     return {"key": key, "z": _buffer(table["deviation"]) if send else None, "n": len(table),
-            "missing_singles": {k: list(v) for k, v in table.attrs.get("missing_singles", {}).items()}}
+            "missing_singles": _missing_singles(table)}
 
 
 def python_calls(key: int, options: dict[str, Any], level: float, rule: str) -> dict[str, Any]:
@@ -641,8 +639,8 @@ def forget(key: int) -> None:
 
 
 def interaction_calls(key: int, fdr: bytearray, center: float, level: float, rule: str) -> dict[str, Any]:
-    """Thresholds and classes of the deviations of :func:`deviations` from an fdr computed in R (or by
-    :func:`locfdr_python`): :func:`linpert.interactions.classify_deviations`, the step
+    """Thresholds and classes of the deviations of :func:`deviations` from an fdr computed in R (or by the port, in
+    :func:`python_calls`): :func:`linpert.interactions.classify_deviations`, the step
     :func:`~linpert.interactions.call_interactions` takes."""
     from linpert.interactions import classify_deviations
 
@@ -773,9 +771,10 @@ def run_data(folder: str, name: str, options: dict[str, Any] | None = None) -> A
 def run_result(res: Any) -> Any:
     """Every part of a :class:`~linpert.benchmark.BenchmarkResult` that R's run_benchmark() returns beyond the
     tables: the forest, calibrated scores, published rows, fidelity, failures, the interaction note."""
+    import pandas as pd
+
     failures = [{"seed": int(seed), "model": str(model), "reason": str(reason)}
                 for (seed, model), reason in (res.failures or {}).items()]
-    import pandas as pd
 
     return _to_r_value({
         "forest": res.forest, "calibrated": res.calibrated, "published": res.published, "fidelity": res.fidelity,
