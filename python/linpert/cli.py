@@ -19,9 +19,12 @@ PUBLISHED = ("norman", "adamson", "replogle_k562", "replogle_rpe1")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ._threads import limit_threads
+
     parser = _parser()
     args = parser.parse_args(argv)
     python_format, warnings.formatwarning = warnings.formatwarning, _one_line_warning
+    limit_threads(args.threads)
     try:
         return args.func(args)
     except Exception as err:
@@ -36,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         warnings.formatwarning = python_format
+        limit_threads(None)
 
 
 _USERS_MISTAKES = (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError, PermissionError,
@@ -67,15 +71,20 @@ def _parser() -> argparse.ArgumentParser:
         prog="linpert", description="Benchmark perturbation-effect prediction against simple linear baselines."
     )
     parser.add_argument("--version", action="version", version=f"linpert {__version__}")
+    threads = argparse.ArgumentParser(add_help=False)
+    threads.add_argument("--threads", type=_positive, metavar="N",
+                         help="use at most N cores for the compiled kernels and the figures (default: every core "
+                         "this process may use; BLAS always runs on one thread, see timings.csv)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run both benchmarks of the paper on the embedded simulated data")
+    demo = sub.add_parser("demo", parents=[threads],
+                          help="run both benchmarks of the paper on the embedded simulated data")
     demo.add_argument("--out", default="linpert-results/demo", help="output folder (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="seed of the simulated data (default: %(default)s)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
 
-    run = sub.add_parser("run", help="run the benchmark on a dataset or file")
+    run = sub.add_parser("run", parents=[threads], help="run the benchmark on a dataset or file")
     run.add_argument(
         "data",
         help=f"a published dataset ({', '.join(PUBLISHED)}), 'simulated-norman' / 'simulated-replogle', "
@@ -104,7 +113,8 @@ def _parser() -> argparse.ArgumentParser:
                      "workers; --out must be a folder they can reach (default: $LINPERT_SCHEDULER, else this machine)")
     run.set_defaults(func=_run)
 
-    sc = sub.add_parser("score", help="score predicted cells against observed cells (cell-eval's format: "
+    sc = sub.add_parser("score", parents=[threads],
+                        help="score predicted cells against observed cells (cell-eval's format: "
                         "pred.h5ad and real.h5ad with a perturbation column) on every metric")
     sc.add_argument("predicted", help="predicted cells (.h5ad)")
     sc.add_argument("observed", help="observed cells (.h5ad)")
@@ -115,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", help="CSV of the per-perturbation scores to write (must not exist)")
     sc.set_defaults(func=_score)
 
-    pb = sub.add_parser("pseudobulk", help="pseudobulk a cell-level .h5ad, reading it in chunks")
+    pb = sub.add_parser("pseudobulk", parents=[threads], help="pseudobulk a cell-level .h5ad, reading it in chunks")
     pb.add_argument("input", help="cell-level .h5ad")
     pb.add_argument("output", help="pseudobulk .h5ad to write (must not exist)")
     pb.add_argument("--condition-key", default="condition")
@@ -125,6 +135,13 @@ def _parser() -> argparse.ArgumentParser:
                     "(default: $LINPERT_SCHEDULER, else this machine)")
     pb.set_defaults(func=_pseudobulk)
     return parser
+
+
+def _positive(text: str) -> int:
+    """A whole number of at least 1, for argparse (which then names the flag in its error)."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
 
 
 def _demo(args) -> int:

@@ -12,6 +12,7 @@ import numpy as np
 from scipy import sparse
 
 from .._compiled import Kernels, numba, unsigned
+from .._threads import threads
 
 __all__ = ["add_rows", "add_rows_rounds", "condition_runs", "indicator"]
 
@@ -96,7 +97,7 @@ def _add_compiled(block, codes: np.ndarray, sums: np.ndarray) -> np.ndarray:
     weights = np.diff(block.indptr) if sparse.issparse(block) else np.full(len(codes), block.shape[1])
     rows = np.argsort(codes, kind="stable")
     rows = rows[codes[rows] >= 0]
-    runs = condition_runs(codes[rows], numba().get_num_threads(), weights=weights[rows])
+    runs = condition_runs(codes[rows], threads().kernels, weights=weights[rows])
     starts = np.array([a for a, _ in runs] + [len(rows)], dtype=np.int64)
     if sparse.issparse(block):
         _KERNELS["csr"](block.indptr, unsigned(block.indices), block.data, rows, codes, starts, sums)

@@ -27,6 +27,7 @@ import pandas as pd
 from .._conditions import CONTROL
 from .._config import renamed
 from .._errors import WorkerError
+from .._threads import one_blas_thread
 from ..metrics._registry import summarise
 from ._cell import run_here
 from ._dask import run_on_dask
@@ -188,9 +189,10 @@ def run(
                    locfdr_args=locfdr_args, metrics=resolve_metrics(metrics, cells=cells is not None), cells=cells,
                    on_scored=on_scored)
     if out is None:
-        return _run_grid(plan, None, **options)
+        with one_blas_thread():
+            return _run_grid(plan, None, **options)
     config = _run_config(pb, split, dataset, n_genes, labelled)
-    with _Store(out, config, grid=grid, unverifiable=_unverifiable(labelled, vouched)) as store:
+    with _Store(out, config, grid=grid, unverifiable=_unverifiable(labelled, vouched)) as store, one_blas_thread():
         return _run_grid(plan, store, **options)
 
 
@@ -212,6 +214,13 @@ class _Plan:
         """The observed pseudobulk on the read-out genes, every condition: what the metrics and figures compare to."""
         return pd.DataFrame(np.asarray(self.data.X, dtype=np.float64)[:, self.readout], index=self.data.obs_names,
                             columns=self.data.var_names[self.readout])
+
+    @cached_property
+    def de_order(self) -> np.ndarray:
+        """Every condition's genes by decreasing observed change, sorted once for every cell's L2-by-n curve."""
+        from ..metrics._paper import de_gene_order
+
+        return de_gene_order(np.asarray(self.data.X, dtype=np.float64), self.ctrl)
 
 
 def _run_grid(plan: _Plan, store, *, common_only, progress, interactions, scheduler, locfdr_args,

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .._compiled import between_kernels
 from .._errors import WorkerError, raised_in
+from .._threads import one_blas_thread, threads
 from ..metrics import score
 
 
@@ -28,7 +29,8 @@ def run_here(plan, todo: list, store, *, progress: bool) -> Iterator[tuple[tuple
     for seed, label, model in bar:
         bar.set_postfix_str(f"seed {seed} · {label}")
         try:
-            cell = _run_cell(plan.data, plan.splits[seed], label, model, plan.readout, plan.ctrl, plan.dataset)
+            cell = _run_cell(plan.data, plan.splits[seed], label, model, plan.readout, plan.ctrl, plan.dataset,
+                             de_order=plan.de_order)
         except WorkerError as err:
             yield (seed, label), err
             continue
@@ -37,8 +39,11 @@ def run_here(plan, todo: list, store, *, progress: bool) -> Iterator[tuple[tuple
         yield (seed, label), cell
 
 
-def _run_cell(data, split, label, model, readout, ctrl, dataset) -> dict:
-    """Fit one model on one split, predict the scored conditions and score them."""
+@one_blas_thread()  # on a Dask worker too
+def _run_cell(data, split, label, model, readout, ctrl, dataset, de_order: np.ndarray | None = None) -> dict:
+    """Fit one model on one split, predict the scored conditions and score them. ``de_order``: every condition's
+    genes by decreasing observed change (:func:`linpert.metrics._paper.de_gene_order`), where the caller sorted them
+    once for every cell."""
     from ..models._base import SPLIT_KEY
 
     train = data[list(split.train)].copy()
@@ -97,10 +102,12 @@ def _run_cell(data, split, label, model, readout, ctrl, dataset) -> dict:
         "n_train": len(split.train),
         "n_scored": len(scored),
         "environment": _environment(model),
+        **threads().columns(),
     }
     predictions = pd.DataFrame(pred, index=scored, columns=data.var_names[readout])
     return {"results": results, "timing": timing, "predictions": predictions,
-            "l2_by_n": l2_by_n_sums(values, observed, ctrl),
+            "l2_by_n": l2_by_n_sums(values, observed, ctrl, None if de_order is None else
+                                    de_order[data.obs_names.get_indexer(scored)]),
             # a model that learns from another dataset names its control profile (Extended Data Fig. 9)
             "reference_control": getattr(model, "reference_control_", None)}
 
@@ -116,19 +123,23 @@ def _named(step: str, model) -> Iterator[None]:
         raise
 
 
-def l2_by_n_sums(predicted: np.ndarray, observed: np.ndarray, control: np.ndarray) -> pd.DataFrame:
+def l2_by_n_sums(predicted: np.ndarray, observed: np.ndarray, control: np.ndarray,
+                 de_order: np.ndarray | None = None) -> pd.DataFrame:
     """The L2 over the top n of **all** genes (Extended Data Figs 2b, 8b: the curves run past the read-out genes),
     summed over the perturbations predicted on every gene: ``order, n, count, sum, sum_sq``, so that seeds pool.
 
     Only the predictions kept for the other metrics are the read-out genes', so this is computed here, where the
     whole prediction is at hand.
     """
-    from ..metrics import l2_by_n
+    from ..metrics import top_expressed_genes
+    from ..metrics._paper import de_gene_order, l2_along
 
     whole = np.isfinite(predicted).all(axis=1)
+    orders = {"expression": top_expressed_genes(control, n_genes=control.size),
+              "de": de_gene_order(observed[whole], control) if de_order is None else de_order[whole]}
     parts = []
-    for order in ("expression", "de"):
-        table = l2_by_n(predicted[whole], observed[whole], control, order=order)
+    for order, genes in orders.items():
+        table = l2_along(predicted[whole], observed[whole], genes)
         grouped = table.assign(sq=table["l2"] ** 2).groupby("n", sort=True)
         parts.append(pd.DataFrame({"order": order, "count": grouped.size(), "sum": grouped["l2"].sum(),
                                    "sum_sq": grouped["sq"].sum()}).reset_index())

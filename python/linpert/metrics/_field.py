@@ -122,11 +122,11 @@ def _cdist(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
 
     from scipy.spatial.distance import cdist
 
-    from .._config import cores
+    from .._threads import threads
 
     # pandas hands out its values column-major; cdist walks rows, and is 4x slower on the transposed layout
     a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
-    workers = min(cores(), 4, len(a))
+    workers = min(threads().kernels, 4, len(a))
     if workers < 2 or a.size * len(b) < 10_000_000:
         return cdist(a, b, metric)
     with ThreadPoolExecutor(workers) as pool:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .._conditions import CONTROL, Condition, parse_condition, require_control, require_one_row_each
+from .._threads import one_blas_thread
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -187,7 +188,8 @@ class PerturbationModel:
         """
         self._check_fitted()
         parsed = parse_requested(conditions)
-        X, reasons = self._predict(parsed)
+        with one_blas_thread():
+            X, reasons = self._predict(parsed)
         return prediction_anndata(parsed, X, reasons, self.genes_, model=self.name or type(self).__name__)
 
     def _predict(self, conditions: list[Condition]) -> tuple[np.ndarray, list[str]]:  # pragma: no cover

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .._conditions import CONTROL, Condition, parse_condition
+from .._threads import one_blas_thread
 from ._base import SPLIT_KEY, PerturbationModel, TrainingData, check_training
 
 if TYPE_CHECKING:
@@ -54,12 +55,13 @@ def pca_gene_scores(X: np.ndarray, n_components: int) -> np.ndarray:
     Xc = X - X.mean(axis=0)
     from scipy.linalg import eigh
 
-    if n_cond <= n_genes:
-        values, V = eigh(Xc.T @ Xc, subset_by_index=[n_cond - n_components, n_cond - 1])
-        scores = Xc @ V[:, ::-1]
-    else:
-        values, U = eigh(Xc @ Xc.T, subset_by_index=[n_genes - n_components, n_genes - 1])
-        scores = U[:, ::-1] * np.sqrt(np.clip(values[::-1], 0.0, None))
+    with one_blas_thread():  # the same bits on any machine (linpert._threads)
+        if n_cond <= n_genes:
+            values, V = eigh(Xc.T @ Xc, subset_by_index=[n_cond - n_components, n_cond - 1])
+            scores = Xc @ V[:, ::-1]
+        else:
+            values, U = eigh(Xc @ Xc.T, subset_by_index=[n_genes - n_components, n_genes - 1])
+            scores = U[:, ::-1] * np.sqrt(np.clip(values[::-1], 0.0, None))
     biggest = np.abs(scores).argmax(axis=0)
     signs = np.sign(scores[biggest, np.arange(n_components)])
     signs[signs == 0] = 1.0
@@ -349,9 +351,10 @@ def _solve_two_sided(G: np.ndarray, Yc: np.ndarray, P: np.ndarray, ridge: float)
     """``(GᵀG + λI)⁻¹ Gᵀ Yc Pᵀ (P Pᵀ + λI)⁻¹`` by two small linear solves (K × K and L × L)."""
     k, dim = G.shape[1], P.shape[0]
     try:
-        left = np.linalg.solve(G.T @ G + ridge * np.eye(k), G.T @ Yc)  # K × n
-        # (P Pᵀ + λI) is symmetric, so right-multiplying by its inverse is a solve on the transpose
-        return np.linalg.solve(P @ P.T + ridge * np.eye(dim), (left @ P.T).T).T
+        with one_blas_thread():  # the same bits on any machine (linpert._threads)
+            left = np.linalg.solve(G.T @ G + ridge * np.eye(k), G.T @ Yc)  # K × n
+            # (P Pᵀ + λI) is symmetric, so right-multiplying by its inverse is a solve on the transpose
+            return np.linalg.solve(P @ P.T + ridge * np.eye(dim), (left @ P.T).T).T
     except np.linalg.LinAlgError as err:
         raise ValueError(
             f"The normal equations are singular ({err}); use a positive ridge penalty (the paper uses 0.1)."

@@ -25,14 +25,15 @@ def embed_2d(profiles: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, str]:
     components; and the method's name for the axis labels."""
     import warnings
 
-    from .._compiled import workqueue_layer
+    from .._compiled import cache_on_disk, configured_numba
 
-    workqueue_layer()  # umap-learn's numba code on the workqueue layer: OpenMP's would make a later fork() abort
+    configured_numba()  # umap-learn's numba code on the workqueue layer: OpenMP's would make a later fork() abort
     centred = profiles - profiles.mean(axis=0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # umap-learn warns at import that its TensorFlow variant is unavailable
             import umap
+        cache_on_disk("umap", "pynndescent")
     except ImportError:
         u, d, _ = np.linalg.svd(centred, full_matrices=False)
         return u[:, :2] * d[:2], "PC"

@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from .._config import cores
+from .._threads import threads
 from .._io import atomic_write, newest_change
 from ..metrics._registry import beyond_the_paper
 from ._figures import (
@@ -203,7 +203,7 @@ def write_figures(
     _check_formats(formats)
     names = figure_names(run)
     left = [name for name in names if started is None or name not in started.names]
-    written = _write_shared(run, left, formats, dpi, workers or min(cores(), 4))
+    written = _write_shared(run, left, formats, dpi, workers or threads().figure_workers)
     if started is not None:
         written += started.wait()
     order = {name: i for i, name in enumerate(names)}
