@@ -326,3 +326,31 @@ def test_real_r_backend_matches_reference_and_port(file, run_name):
     assert from_r.backend == "r"
     _assert_matches(from_r, run, REFERENCE)
     np.testing.assert_allclose(from_r.fdr, _run_python(z, run).fdr, atol=FDR_ATOL)
+
+
+def test_the_ports_shortcuts_give_numpys_bins_and_interpolation_bit_for_bit():
+    """Binning and interpolating 1 M values by their distance to the first break (not a binary search each) and
+    reading quantiles from a partition (not a sort) change no number: random ranges, values on, just beside and
+    between the breaks and the bin centres."""
+    from linpert.interactions._locfdr import _bins, _interp_even, _median, _partly_sorted, _quantile7
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n1 = int(rng.integers(5, 300))
+        lo, up = sorted(rng.normal(size=2) * rng.uniform(0.01, 10))
+        breaks = np.r_[lo, lo + np.arange(1, n1) * ((up - lo) / n1), up]
+        fuzz = 1e-7 * np.median(np.diff(breaks))
+        fuzzy = breaks + np.r_[-fuzz, np.full(n1, fuzz)]
+        edges = np.r_[breaks, fuzzy, np.nextafter(fuzzy, np.inf), np.nextafter(fuzzy, -np.inf)]
+        values = np.clip(np.r_[rng.uniform(lo, up, 2000), edges], lo, up)
+        np.testing.assert_array_equal(_bins(values, fuzzy),
+                                      np.clip(np.searchsorted(fuzzy, values, side="left") - 1, 0, n1 - 1))
+        x, y = (breaks[1:] + breaks[:-1]) / 2, rng.uniform(size=n1)
+        at = np.r_[rng.uniform(lo - 1, up + 1, 2000), x, np.nextafter(x, np.inf), np.nextafter(x, -np.inf)]
+        np.testing.assert_array_equal(_interp_even(at, x, y), np.interp(at, x, y))
+    for n in (200, 201, 124_000):
+        z = rng.normal(size=n)
+        quantiles = [0.01, 0.99, 0.25, 0.75, 0.1]
+        partly, whole = _partly_sorted(z, quantiles), np.sort(z)
+        assert [_quantile7(partly, p) for p in quantiles] == [_quantile7(whole, p) for p in quantiles]
+        assert (_median(partly), partly[0], partly[-1]) == (_median(whole), whole[0], whole[-1])

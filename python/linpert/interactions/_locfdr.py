@@ -32,6 +32,7 @@ from scipy import linalg, special
 from scipy.interpolate import BSpline
 
 from .._config import renamed
+from .._threads import one_blas_thread
 
 __all__ = ["LocfdrError", "LocfdrResult", "LocfdrWarning", "Thresholds", "locfdr", "thresholds"]
 
@@ -187,7 +188,8 @@ def locfdr(
 
         backend = "r" if _r.r_available("locfdr") else "python"
     fit = _locfdr_r if backend == "r" else _locfdr_python
-    result = fit(zz, call)
+    with one_blas_thread():  # small least-squares fits, which a pool of threads slows (benchmarks/README.md, locfdr)
+        result = fit(zz, call)
     for message in result.warnings:
         warnings.warn(message, LocfdrWarning, stacklevel=2)
     return result
@@ -419,8 +421,15 @@ def _mat_columns(nulltype: int) -> list[str]:
 # --- Python port: helpers --------------------------------------------------------------------------------------------
 
 
+def _quantile7_ranks(n: int, p: float) -> tuple[int, int]:
+    """The two places (0-based) in the sorted values that R's type-7 quantile ``p`` of n values reads."""
+    index = 1 + max(n - 1, 0) * p
+    return math.floor(index) - 1, math.ceil(index) - 1
+
+
 def _quantile7(sorted_z: np.ndarray, p: float) -> float:
-    """R's type-7 quantile of pre-sorted values, in R's exact arithmetic."""
+    """R's type-7 quantile of pre-sorted values (or values partitioned at its :func:`_quantile7_ranks`), in R's
+    exact arithmetic."""
     n = sorted_z.size
     index = 1 + max(n - 1, 0) * p
     lo = math.floor(index)
@@ -430,6 +439,39 @@ def _quantile7(sorted_z: np.ndarray, p: float) -> float:
         h = index - lo
         q = (1 - h) * q + h * sorted_z[hi - 1]
     return float(q)
+
+
+def _partly_sorted(zz: np.ndarray, quantiles: Sequence[float]) -> np.ndarray:
+    """``zz`` partitioned so that the minimum, the maximum, the median and these type-7 quantiles read as from the
+    sorted values: the same numbers as ``np.sort``, in a quarter of its time (1 M values: 23 ms against 90 ms)."""
+    n = zz.size
+    ranks = {0, n - 1, (n + 1) // 2 - 1, min((n + 1) // 2, n - 1)}
+    ranks.update(rank for p in quantiles for rank in _quantile7_ranks(n, p))
+    return np.partition(zz, sorted(ranks))
+
+
+def _bins(values: np.ndarray, breaks: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(breaks, values, side="left") - 1`` clipped to the bins, for nearly equally spaced breaks:
+    each value's bin from its distance to the first break, then one step to either side where that guess is off by
+    rounding. The same bins, without a binary search per value (1 M values: 38 ms before)."""
+    K = breaks.size - 1
+    guess = np.clip(((values - breaks[0]) * (K / (breaks[-1] - breaks[0]))).astype(np.intp), 0, K - 1)
+    guess -= (breaks[guess] >= values) & (guess > 0)
+    guess += (breaks[guess + 1] < values) & (guess < K - 1)
+    return guess
+
+
+def _interp_even(v: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``np.interp(v, x, y)`` for increasing, nearly equally spaced ``x`` (the bin centres), in its arithmetic: the
+    interval from the distance to ``x[0]``, corrected by one step where rounding puts it off, instead of a binary
+    search per value (1 M values: 62 ms before)."""
+    K = x.size
+    v = np.clip(v, x[0], x[-1])  # np.interp's ends: y[0] and y[-1], which j = 0 and j = K - 1 below give exactly
+    j = ((v - x[0]) * ((K - 1) / (x[-1] - x[0]))).astype(np.intp)
+    j -= (x[j] > v) & (j > 0)
+    j += np.r_[x[1:], np.inf][j] <= v  # np.interp's j: x[j] <= v < x[j + 1]
+    slope = np.r_[(y[1:] - y[:-1]) / (x[1:] - x[:-1]), 0.0]
+    return slope[j] * (v - x[j]) + y[j]
 
 
 def _median(sorted_z: np.ndarray) -> float:
@@ -697,7 +739,8 @@ def _locfdr_python(zz: np.ndarray, call: dict[str, Any]) -> LocfdrResult:
     bre, df, pct, pct0 = call["bre"], call["df"], call["pct"], call["pct0"]
     nulltype, type_, mlests_in, mult = call["nulltype"], call["type"], call["mlests"], call["mult"]
     n = zz.size
-    sz = np.sort(zz)
+    pcts = [pct, 1 - pct] if pct > 0 else []
+    sz = _partly_sorted(zz, [*pcts, *(pct0 if isinstance(pct0, list) else [pct0, 1 - pct0]), 0.25, 0.75])
 
     # 1. range and bins
     if isinstance(bre, list):
@@ -718,8 +761,7 @@ def _locfdr_python(zz: np.ndarray, call: dict[str, Any]) -> LocfdrResult:
     K = x.size
     fuzz = 1e-7 * np.median(np.diff(breaks))
     fuzzy = breaks + np.r_[-fuzz, np.full(K, fuzz)]
-    bins = np.clip(np.searchsorted(fuzzy, zzz, side="left") - 1, 0, K - 1)
-    yall = np.bincount(bins, minlength=K).astype(float)
+    yall = np.bincount(_bins(zzz, fuzzy), minlength=K).astype(float)
     y = yall.copy()
     if pct > 0:
         y[0], y[-1] = min(y[0], 1), min(y[-1], 1)
@@ -888,7 +930,7 @@ def _locfdr_python(zz: np.ndarray, call: dict[str, Any]) -> LocfdrResult:
         z2[0] = _approx_ties_mean(fd[: m + 1], x[: m + 1], 0.2)
 
     return LocfdrResult(
-        fdr=np.interp(zz, x, fd),
+        fdr=_interp_even(zz, x, fd),
         fp0=_fp0_frame(fp0, nulltype),
         Efdr=pd.Series(efdr, index=_EFDR_NAMES, name="Efdr"),
         cdf1=pd.DataFrame({"p1": p1, "cdf1": cdf}),
