@@ -15,7 +15,8 @@ def atomic_write(path: str | os.PathLike, content: Any, *, kind: str = "text") -
     """Write ``content`` to ``path`` through a temporary file in the same folder and ``os.replace``.
 
     ``kind`` is ``"text"`` (a str), ``"bytes"``, ``"parquet"`` or ``"csv"`` (a DataFrame), ``"matrix"`` (a numeric
-    DataFrame, see :func:`write_matrix`), or ``"h5ad"`` (an AnnData).
+    DataFrame, see :func:`write_matrix`), ``"h5ad"`` (an AnnData) or ``"gzip h5ad"`` (an AnnData, its arrays gzip-
+    compressed: a quarter of the size for log counts, read 2× slower).
     An interrupted write leaves the previous file (or none) in place, never a truncated one. A file whose content
     would not change is left as it is, so its modification time keeps saying when it last changed (figures and the
     report are redrawn only when what they show is newer).
@@ -36,10 +37,10 @@ def atomic_write(path: str | os.PathLike, content: Any, *, kind: str = "text") -
             content.to_csv(tmp, index=False)
         elif kind == "matrix":
             write_matrix(tmp, content)
-        elif kind == "h5ad":
-            content.write_h5ad(tmp)
+        elif kind in ("h5ad", "gzip h5ad"):
+            content.write_h5ad(tmp, compression="gzip" if kind == "gzip h5ad" else None)
         else:
-            raise ValueError(f"Unknown kind {kind!r}; use text, bytes, parquet, csv, matrix or h5ad.")
+            raise ValueError(f"Unknown kind {kind!r}; use text, bytes, parquet, csv, matrix, h5ad or gzip h5ad.")
         if path.is_file() and filecmp.cmp(tmp, path, shallow=False):
             os.remove(tmp)
         else:

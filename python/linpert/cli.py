@@ -153,10 +153,10 @@ def _demo(args) -> int:
     reused = 0
     with hold_folder(out):  # its data, both runs and the report
         for preset, split, folder in (("norman", "double", "double"), ("replogle", "simulation", "single")):
-            data = _demo_data(out, preset, args.seed, quiet=args.quiet)
+            data, cells = _demo_data(out, preset, args.seed, quiet=args.quiet)
             models: list = DEFAULT_MODELS[split].split(",")
             if split == "simulation":  # the paper's transfer between two cell lines (Extended Data Fig. 9)
-                other = _demo_data(out, preset, args.seed, quiet=args.quiet, cell_line=1)
+                other, _ = _demo_data(out, preset, args.seed, quiet=args.quiet, cell_line=1)
                 models.append(("transfer", TransferModel(reference=other, n_components=10)))
             result = benchmark.run(
                 data,
@@ -166,6 +166,7 @@ def _demo(args) -> int:
                 out=out / folder,
                 dataset=f"simulated-{preset}",
                 progress=not args.quiet,
+                cells=str(cells),  # for the calibrated scores: the replicate ceiling and DE come from the cells
             )
             reused += result.reused
             _print_summary(result)
@@ -200,18 +201,23 @@ def _check_report(report: Path) -> None:
 
 
 def _demo_data(out: Path, preset: str, seed: int, *, quiet: bool, cell_line: int = 0):
-    """A simulated screen's pseudobulk, kept in ``out/data`` under a name that says everything that made it."""
+    """A simulated screen's pseudobulk and the path of its cells on the read-out genes (the other cell line's
+    pseudobulk only: the transfer model needs no cells), kept in ``out/data`` under names that say everything that
+    made them."""
     from ._io import atomic_write
 
     line = f"-line{cell_line}" if cell_line else ""
     path = out / "data" / f"simulated-{preset}-seed{seed}{line}.pseudobulk.h5ad"
-    data = _read_pseudobulk(path) if path.exists() else None
+    cells = None if cell_line else out / "data" / f"simulated-{preset}-seed{seed}.readout-cells.h5ad"
+    data = _read_pseudobulk(path) if path.exists() and (cells is None or cells.exists()) else None
     if data is None:
         what = f"{preset.capitalize()}-like screen" + (f" in another cell line ({cell_line})" if cell_line else "")
         print(f"Simulating a {what} (seed {seed}) ...", flush=True)
-        data = _simulated_pseudobulk(preset, seed, progress=not quiet, cell_line=cell_line)
+        data, simulated = _simulated_screen(preset, seed, progress=not quiet, cell_line=cell_line)
+        if cells is not None:
+            atomic_write(cells, _on_readout_genes(simulated, data), kind="gzip h5ad")
         atomic_write(path, data, kind="h5ad")
-    return data
+    return data, cells
 
 
 def _run(args) -> int:
@@ -350,14 +356,28 @@ def _read_pseudobulk(path: Path):
     return anndata.read_h5ad(path) if is_pseudobulk else None
 
 
-def _simulated_pseudobulk(preset: str, seed: int, *, progress: bool, cell_line: int = 0):
+def _on_readout_genes(cells, pb):
+    """The cells on the genes a benchmark reads out with its default ``n_genes`` (1,000): all that its calibrated
+    scores read, a fifth of the demo's 5,000 genes (gzip-compressed: 100 MB a screen, where all the cells of both
+    screens took 1.3 GB)."""
+    import numpy as np
+
+    from .metrics import top_expressed_genes
+
+    readout = np.sort(top_expressed_genes(np.asarray(pb["ctrl"].X, dtype=np.float64).ravel(), n_genes=1000))
+    return cells[:, readout].copy()
+
+
+def _simulated_screen(preset: str, seed: int, *, progress: bool, cell_line: int = 0):
+    """A simulated screen's pseudobulk and its cells."""
     from ._pseudobulk import pseudobulk
     from .datasets import simulate
 
     cell_type = {0: None, 1: "RPE1"}.get(cell_line, f"line{cell_line}")
-    data = pseudobulk(simulate(preset, seed=seed, cell_line=cell_line, cell_type=cell_type), progress=progress)
+    cells = simulate(preset, seed=seed, cell_line=cell_line, cell_type=cell_type)
+    data = pseudobulk(cells, progress=progress)
     data.uns["linpert"]["dataset"] = f"simulated-{preset}"
-    return data
+    return data, cells
 
 
 def _figures_and_report(folders: list[Path], report: Path, *, title: str, reused: int = 0,
@@ -398,23 +418,33 @@ def _print_summary(result) -> None:
         from .metrics._registry import beyond_the_paper
 
         card = result.scorecard
-        if card is not None and beyond_the_paper(card):  # show every lens in one table
-            print("\nScorecard (mean per model; best_in: the metrics where it is best):")
-            print(card.drop(columns=["dataset", "split"]).to_string(index=False))
+        if card is not None and beyond_the_paper(card):  # every lens in one table, a metric per row to fit a terminal
+            print("\nScorecard (mean per model; * marks the best per metric; definitions in the report):")
+            print(_metric_rows(card).to_string())
     for (seed, label), why in result.failures.items():
         print(f"FAILED: {label} on seed {seed} is in no table (rerun to retry): {why.splitlines()[0]}")
     if result.restriction.get("n_dropped"):
         r = result.restriction
         print(f"(scored only perturbations every model could predict: {r['n_dropped']} of {r['n_scored']} left out)")
     if result.calibrated is not None:
-        scaled = result.calibrated.pivot(index="model", columns="metric", values="scaled")
-        with pd.option_context("display.width", 160, "display.max_columns", 30, "display.precision", 2):
-            print("\nScaled scores (0: the reference baseline, 1: the replicate ceiling; intervals in calibrated.csv):")
-            print(scaled.to_string())
+        scaled = result.calibrated.pivot(index="metric", columns="model", values="scaled").rename_axis(columns=None)
+        print("\nScaled scores (0: the reference baseline, 1: the replicate ceiling; n/a: undefined, the reason and "
+              "the intervals in calibrated.csv):")
+        print(scaled.to_string(float_format=lambda v: f"{v:.2f}", na_rep="n/a"))
     if result.published is not None:
         _print_published(result)
     if result.interaction_note:
         print(f"\nNOTE: {result.interaction_note}")
+
+
+def _metric_rows(card):
+    """The scorecard as metrics × models, the best per metric starred (``best_in`` turned on its side)."""
+    table = card.set_index("model").drop(columns=["dataset", "split", "best_in"], errors="ignore").T
+    best = {(metric, model) for model, listed in zip(card["model"], card.get("best_in", [""] * len(card)))
+            for metric in str(listed if isinstance(listed, str) else "").split(", ") if metric}
+    return table.rename_axis(index=None, columns=None).apply(
+        lambda column: [("n/a" if value != value else f"{value:.3g}") + ("*" if (metric, column.name) in best else "")
+                        for metric, value in column.items()])
 
 
 def _print_published(result) -> None:

@@ -9,14 +9,17 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import json
 import os
 import platform
+import re
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
+from . import _findings
 from ._io import atomic_write
 
 __all__ = ["write_report"]
@@ -27,13 +30,15 @@ body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; mar
 h1 { font-size: 1.6rem; border-bottom: 2px solid #ddd; padding-bottom: .3rem; }
 h2 { font-size: 1.3rem; margin-top: 2.5rem; border-bottom: 1px solid #eee; }
 h3 { font-size: 1.05rem; margin-top: 1.6rem; }
-table { border-collapse: collapse; font-size: .85rem; margin: .6rem 0 1rem; }
+.wide { overflow-x: auto; max-width: 100%; }
+table { border-collapse: collapse; font-size: .8rem; margin: .6rem 0 1rem; }
 th, td { border-bottom: 1px solid #e3e3e3; padding: .25rem .7rem; text-align: right; }
 th { background: #f6f6f6; } td:first-child, th:first-child { text-align: left; }
 table.settings td { text-align: left; font-family: ui-monospace, Menlo, Consolas, monospace; }
 figure { margin: 1rem 0 2rem; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: .85rem; color: #555; }
 nav a { margin-right: 1rem; } .note { color: #666; font-size: .85rem; }
+.findings { background: #f4f8fb; border-left: 4px solid #2c7fb8; padding: .5rem .9rem; margin: .8rem 0; }
 .alert { border-left: 4px solid #c0392b; background: #fdecea; padding: .6rem .9rem; margin: 1rem 0; }
 """
 
@@ -151,10 +156,16 @@ def _run_section(run, anchor: str) -> str:
     out = [f'<h2 id="{anchor}">{_e(run.label)}</h2>']
     if run.interaction_note:
         out.append(f'<p class="alert"><strong>Note:</strong> {_e(run.interaction_note)}</p>')
+    out.append(_paragraph(_findings.prediction_findings(run), "findings"))
     out += ["<h3>Settings</h3>", _settings(run)]
     summary = run.summary.copy()
     summary["model"] = summary["model"].map(display_name)
-    out += ["<h3>Summary</h3>", _table(summary.drop(columns=["dataset", "split"], errors="ignore"))]
+    out += ["<h3>Summary</h3>",
+            '<p class="note">Per model over the scored perturbations and seeds: <code>l2</code>, the Euclidean '
+            "distance between predicted and observed expression over the read-out genes (lower is better); "
+            "<code>pearson_delta</code>, the correlation of predicted and observed change from the control (higher "
+            "is better; undefined for no change, which predicts no change); <code>unscored</code>, perturbations a "
+            "model could not predict.</p>", _table(summary.drop(columns=["dataset", "split"], errors="ignore"))]
     if run.restriction.get("n_dropped"):
         r = run.restriction
         out.append(f'<p class="note">Scored only perturbations every model could predict: {r["n_dropped"]} of '
@@ -164,20 +175,26 @@ def _run_section(run, anchor: str) -> str:
     card = run.scorecard
     if beyond_the_paper(card):
         card = card.assign(model=card["model"].map(display_name))
+        best = [f"{m}: {b}" for m, b in zip(card["model"], card.get("best_in", pd.Series(dtype=str)).fillna(""))
+                if b]
         out += ["<h3>Scorecard: every metric, the paper's and the field's</h3>",
-                '<p class="note">Mean per model over perturbations and seeds; <code>best_in</code> lists the metrics '
-                "where the model is best. Discrimination: cell-eval's normalised rank of the true perturbation (1 "
-                "best); pearson_delta_perturbed and centroid_accuracy: Systema's, against the training "
-                "perturbations' mean.</p>", _table(card.drop(columns=["dataset", "split"], errors="ignore"))]
+                '<p class="note">Mean per model over perturbations and seeds. Discrimination (l1, l2, cosine): '
+                "cell-eval's normalised rank of the true perturbation among all observed ones (1 best, 0.5 chance); "
+                "pearson_delta_perturbed and centroid_accuracy: Systema's, against the training perturbations' mean; "
+                "mae, mse: mean absolute and squared error per gene; de_overlap: the share of the observed DE genes "
+                "among the predicted top genes (from the cells).</p>",
+                _table(card.drop(columns=["dataset", "split", "best_in"], errors="ignore")),
+                _paragraph([f"Best per metric: {'; '.join(best)}."] if best else [], "note")]
     calibrated = run.calibrated
     if calibrated is not None:
-        wide = calibrated.assign(value=[f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in
+        wide = calibrated.assign(value=[f"{m:.2f} [{lo:.2f}, {hi:.2f}]" if pd.notna(m) else "n/a" for m, lo, hi in
                                         zip(calibrated["scaled"], calibrated["lower"], calibrated["upper"])])
-        wide = wide.pivot(index="model", columns="metric", values="value").reset_index()
+        wide = wide.pivot(index="model", columns="metric", values="value").reset_index().rename_axis(columns=None)
         out += ["<h3>Calibrated scores</h3>",
                 '<p class="note">0: the reference baseline (mean for singles, additive for doubles); 1: the replicate '
                 "ceiling, one random half of each perturbation's cells predicting the other. Mean over perturbations "
-                "with a 95 % bootstrap interval.</p>", _table(wide.assign(model=wide["model"].map(display_name)))]
+                "with a 95 % bootstrap interval.</p>", _paragraph(_findings.calibration_findings(run), "findings"),
+                _table(wide.assign(model=wide["model"].map(display_name)))]
     else:
         out.append('<p class="note">Calibrated scores need the cells the pseudobulk came from (run from a cell-level '
                    "file, or pass cells= to linpert.benchmark.run).</p>")
@@ -193,10 +210,11 @@ def _run_section(run, anchor: str) -> str:
     auc = run.interaction_table("auc_summary")
     if auc is not None:
         wide = auc.assign(value=[f"{m:.3f} ± {s:.3f}" for m, s in zip(auc["mean"], auc["se"])])
-        wide = wide.pivot(index="model", columns="metric", values="value").reset_index()
+        wide = wide.pivot(index="model", columns="metric", values="value").reset_index().rename_axis(columns=None)
         wide["model"] = wide["model"].map(display_name)
         wide = wide.rename(columns={"auprc": "AUPRC (mean ± SE)", "roc_auc": "ROC AUC (mean ± SE)"})
-        out += ["<h3>Finding genetic interactions</h3>", _table(wide)]
+        out += ["<h3>Finding genetic interactions</h3>", _paragraph(_findings.interaction_findings(run), "findings"),
+                _table(wide)]
         if run.no_interactions:
             names = ", ".join(display_name(m) for m in run.no_interactions)
             out.append(f'<p class="note">{_e(names)}: predicts no interactions. Its every prediction equals the '
@@ -209,6 +227,12 @@ def _run_section(run, anchor: str) -> str:
                    f'{len(calls):,} (double, gene) pairs; thresholds {null.get("lower", float("nan")):.3g} and '
                    f'{null.get("upper", float("nan")):.3g}.</p>')
         out.append(_table(counts))
+        out.append('<p class="note">The classes (the paper\'s Methods): where both singles change the gene in the '
+                   "same direction, <em>buffering</em> if the double's change lies between 0 and the additive "
+                   "expectation, <em>synergy</em> if it exceeds it, <em>opposite</em> if its sign differs from the "
+                   "singles'; <em>other</em> where the two singles change the gene in opposite directions; "
+                   "<em>additive</em> where the deviation is within the locfdr thresholds.</p>")
+        out.append(_paragraph(_findings.warning_explanations(run), "alert"))
     out.append("<h3>Figures</h3>")
     for name, png in _figure_pngs(run):
         data = base64.b64encode(png).decode("ascii")
@@ -254,7 +278,7 @@ def _settings(run) -> str:
     if dropped:
         rows.append(("conditions dropped on loading", f"{len(dropped['names'])}, {dropped['reason']}: "
                                                       f"{', '.join(dropped['names'])}"))
-    rows += [(f"model {label}", spec) for label, spec in config.get("models", {}).items()]
+    rows += [(f"model {label}", _public_spec(spec)) for label, spec in config.get("models", {}).items()]
     body = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in rows)
     return f'<table class="settings">{body}</table>'
 
@@ -294,8 +318,27 @@ def _current(path: Path, stamp: float) -> bool:
     return path.is_file() and path.stat().st_mtime >= stamp
 
 
+def _public_spec(spec: str) -> str:
+    """A model's recorded identity as a user writes it: ``LinearModel(n_components=10, ...)``, not the private
+    module path and JSON of ``linpert.models._linear.LinearModel({"n_components": 10, ...})``."""
+    match = re.fullmatch(r"linpert\.[\w.]*\.(\w+)\((\{.*\})\)", str(spec), flags=re.DOTALL)
+    if not match:
+        return str(spec)
+    try:
+        params = json.loads(match.group(2))
+    except ValueError:
+        return str(spec)
+    return f"{match.group(1)}({', '.join(f'{k}={v!r}' for k, v in params.items())})"
+
+
+def _paragraph(sentences: list[str], kind: str) -> str:
+    return f'<p class="{kind}">{_e(" ".join(sentences))}</p>' if sentences else ""
+
+
 def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, border=0, float_format=lambda v: f"{v:.4g}", na_rep="–", escape=True)
+    frame = frame.rename(columns=lambda c: str(c).replace("_", " "))  # long names wrap at the spaces
+    html_table = frame.to_html(index=False, border=0, float_format=lambda v: f"{v:.4g}", na_rep="–", escape=True)
+    return f"<div class=\"wide\">{html_table}</div>"
 
 
 def _e(value) -> str:

@@ -92,3 +92,56 @@ def test_report_needs_a_run(tmp_path):
         write_report([], tmp_path / "r.html")
     with pytest.raises(FileNotFoundError, match="not a finished linpert run folder"):
         write_report(tmp_path, tmp_path / "r.html")
+
+
+def test_each_section_opens_with_findings_written_from_the_runs_own_numbers(folders, tmp_path):
+    import html
+    import re
+
+    from linpert._findings import _paired_ratio
+
+    text = html.unescape(write_report(folders, tmp_path / "report.html").read_text())
+    findings = re.findall(r'<p class="findings">(.*?)</p>', text, flags=re.DOTALL)
+    for folder, reference in zip(folders, ("additive", "mean")):
+        results = pd.read_parquet(folder / "results.parquet")
+        means = results.groupby("model")["l2"].mean().sort_values()
+        best = means.index[0]
+        said = next(f for f in findings if f"mean L2 {means[best]:.3g}" in f)
+        assert plot.display_name(best)[:1].upper() in said[:1]  # the best model opens the sentence
+        if best != reference:
+            ratio, lo, hi = _paired_ratio(results, best, reference)
+            assert lo <= ratio <= hi and f"{ratio:.2f} times the {reference} baseline's" in said
+            assert f"{lo:.2f}–{hi:.2f}" in said
+        assert "compare the ranking, not the numbers" in said  # simulated data: no published rows to compare to
+    calls = pd.read_parquet(folders[0] / "interactions" / "calls.parquet")
+    assert any(f"{int(calls['interaction'].sum()):,} interactions among {len(calls):,}" in f for f in findings)
+    assert "the paper's: the curve's points are sorted by precision" in text  # why the AUPRC is not the rate
+    assert "<th>metric</th>" not in text  # the pivots' column names are not a column
+    assert "linpert.models._" not in text and "LinearModel(gene_embedding='pca'" in text  # public spellings
+    assert "<em>other</em> where the two singles change the gene in opposite directions" in text
+
+
+def test_the_report_explains_undefined_calibrated_scores_and_locfdrs_warnings(tmp_path):
+    import html
+    import re
+
+    import linpert
+
+    cells = linpert.datasets.simulate("norman", n_genes=300, n_singles=16, n_doubles=30, seed=4)
+    path = tmp_path / "cells.h5ad"
+    cells.write_h5ad(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        benchmark.run(linpert.pseudobulk(path), split="double", seeds=[1, 2], out=tmp_path / "run", cells=str(path),
+                      progress=False)
+    text = html.unescape(write_report(tmp_path / "run", tmp_path / "report.html").read_text())
+    calibrated = pd.read_csv(tmp_path / "run" / "calibrated.csv")
+    undefined = calibrated[calibrated["scaled"].isna()]
+    assert len(undefined) and "nan [nan, nan]" not in text and ">n/a<" in text
+    assert f"{len(undefined)} of {len(calibrated)} scores are undefined" in text
+    for reason, count in undefined["reason"].value_counts().items():
+        assert f"{reason} ({count})" in text
+    said = json.loads((tmp_path / "run" / "interactions" / "null.json").read_text())["warnings"]
+    alerts = " ".join(re.findall(r'<p class="alert">(.*?)</p>', text, flags=re.DOTALL))
+    assert said and all(warning.strip() in alerts for warning in said)
+    assert "--locfdr df=10" in alerts

@@ -238,13 +238,14 @@ def test_the_demo_data_of_another_seed_is_simulated_not_reused(tmp_path, monkeyp
 
     def simulated(preset, seed, *, progress, cell_line=0):
         made.append(seed)
-        return linpert.as_pseudobulk(np.full((1, 2), float(seed)), ["ctrl"], ["a", "b"])
+        bulk = linpert.as_pseudobulk(np.full((1, 2), float(seed)), ["ctrl"], ["a", "b"])
+        return bulk, bulk.copy()  # stands in for the cells
 
-    monkeypatch.setattr(cli, "_simulated_pseudobulk", simulated)
-    first = cli._demo_data(tmp_path, "norman", 0, quiet=True)
-    second = cli._demo_data(tmp_path, "norman", 1, quiet=True)
-    again = cli._demo_data(tmp_path, "norman", 0, quiet=True)
+    monkeypatch.setattr(cli, "_simulated_screen", simulated)
+    (first, first_cells), (second, _), (again, again_cells) = (cli._demo_data(tmp_path, "norman", seed, quiet=True)
+                                                              for seed in (0, 1, 0))
     assert made == [0, 1] and second.X[0, 0] == 1.0 and again.X[0, 0] == first.X[0, 0] == 0.0
+    assert first_cells == again_cells and first_cells.is_file()
 
 
 # --- 8. a file the user wrote is never replaced -------------------------------------------------------------------
