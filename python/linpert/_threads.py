@@ -1,10 +1,11 @@
 """How many threads each kind of linpert's work gets: decided here, and nowhere else.
 
-* **BLAS and LAPACK** (the linear model's PCA and ridge solve, predictions, metrics, locfdr's fits): one thread.
-  The matrices are small (19,264 genes × 171 conditions for Norman), where OpenBLAS's pool gains nothing on a quiet
-  machine and loses when the other cores are busy: the Norman-sized run forks a figure worker beside the grid, and
-  there the pool took the fits and predictions from 1.6 s to 6.7 s. One thread also makes the numbers independent of
-  the machine: OpenBLAS sums in another order with another number of threads (differences of 1e-13 in the PCA).
+* **BLAS and LAPACK** (inside a benchmark run, the linear model's fit, any model's ``predict`` and locfdr): one
+  thread. The matrices are small (19,264 genes × 171 conditions for Norman), where OpenBLAS's pool gains nothing on a
+  quiet machine (the PCA: 0.046 s on one thread, 0.045-0.049 s on two) and loses when the other cores are busy: the
+  Norman-sized run forks a figure worker beside the grid, and there the pool had taken the fits and predictions from
+  1.6-1.7 s to 6.7-7.4 s (issue 30). One thread also makes the numbers independent of the machine: OpenBLAS sums in
+  another order with another number of threads (differences of 1e-13 in the PCA).
 * **numba kernels** (pseudobulk, DE, the replicate ceiling): every core this process may run on, at most
   ``--threads``. Each kernel gives every condition to one thread, so the sums are the same bits on any number.
 * **forked figure workers**: up to four, at most the cores.
