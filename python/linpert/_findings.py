@@ -101,8 +101,8 @@ def interaction_findings(run) -> list[str]:
                    f"{se.loc[top, 'roc_auc']:.1g} (mean ± SE over seeds; 0.5 is chance), AUPRC "
                    f"{wide.loc[top, 'auprc']:.3f}.")
     out.append("The AUPRC is the paper's: the curve's points are sorted by precision before the trapezoid sum, so a "
-               "random ranking scores near 0 on it, not the share of interactions, and a flat precision-recall curve "
-               "can have a small area; compare models with each other. In the paper, no model found interactions "
+               "random ranking does not score the share of interactions on it (mostly it scores near 0), and a flat "
+               "precision-recall curve can have a small area; compare models with each other. In the paper, no model found interactions "
                "better than the no-change baseline (Fig. 1c, Extended Data Fig. 4).")
     return out
 

@@ -48,7 +48,8 @@ CAPTIONS = {
     "tpr_fdp": "Recall of the observed interactions against the false discovery proportion (Fig. 1c).",
     "precision_recall_roc": "Precision-recall and ROC curves of the interaction predictions (Extended Data Fig. 4). "
                             "The AUPRC in the legend is the paper's: points sorted by precision, then the trapezoid "
-                            "sum over recall, which a random ranking scores near 0, not at the flat curve's height.",
+                            "sum over recall, on which a random ranking mostly scores near 0, not the flat curve's "
+                            "height.",
     "interaction_classes": "Observed interaction classes (Fig. 1e).",
     "deviation_scatter": "Observed vs predicted deviation from additivity; top predictions coloured by predicted "
     "class (Fig. 1f).",
