@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -85,6 +86,48 @@ def _adapter(name: str, screen, checkpoint=None, embeddings=None):
         return ScGptModel(checkpoint=str(checkpoint), epochs=1, **shared)
     return {"geneformer": GeneformerDecoder, "uce": UceDecoder, "scbert": ScBertDecoder}[name](
         embedding=embeddings[name])
+
+
+#: The paper's settings, each with its source (the scripts and tutorials its Methods name).
+PAPER_SETTINGS = json.loads((Path(__file__).parent / "paper_settings.json").read_text())
+
+
+def _values(section: dict) -> dict:
+    return {key: value for key, value in section.items() if not key.startswith("_")}
+
+
+def test_cpas_paper_preset_asks_for_every_setting_of_cpas_tutorial_and_linperts_for_its_own():
+    spec, params = PAPER_SETTINGS["cpa"], CpaModel()._params()
+    assert params["model_params"] == _values(spec["model_params"])
+    assert params["trainer_params"] == _values(spec["trainer_params"])
+    assert params["train"] == _values(spec["train"])
+    assert params["valid_cells"] == spec["valid_cells"]["fraction"]
+    assert params["target_sum"] == spec["output"]["target_sum"] and params["encoding"] == "tutorial"
+    own = CpaModel(preset="linpert", trainer_params={"lr": 0.001}, max_epochs=7)._params()
+    assert own["model_params"] == {"n_latent": 32, "recon_loss": "nb"} and own["trainer_params"] == {"lr": 0.001}
+    assert (own["encoding"], own["valid_cells"], own["target_sum"], own["train"]["max_epochs"]) == ("gears", None,
+                                                                                                    None, 7)
+    with pytest.raises(ValueError, match="preset='tutorial'"):
+        CpaModel(preset="tutorial")._params()
+
+
+def test_cpa_is_given_exactly_its_tutorials_settings_and_encoding_under_the_paper_preset(screen):
+    """Real CPA (two epochs): what CPA itself recorded, its model's hyper-parameters and its training plan's
+    settings, equals the spec file's values; singles reach it as the tutorial writes them, validation is 15 % of the
+    cells, and a held-out double is predicted."""
+    spec = PAPER_SETTINGS["cpa"]
+    model = CpaModel(cells=screen["path"], max_epochs=2, device="cpu").fit(screen["train"])
+    passed = model.fit_report_["passed"]
+    assert passed["model_params"] == _values(spec["model_params"])
+    plan = _values(spec["trainer_params"])
+    assert passed["trainer_params"] == plan, {k: v for k, v in passed["trainer_params"].items() if plan.get(k) != v}
+    assert passed["train"] == {**_values(spec["train"]), "max_epochs": 2}
+    assert {key: passed["setup"][key] for key in _values(spec["setup_anndata"])} == _values(spec["setup_anndata"])
+    singles = {c.removesuffix("+ctrl") for c in screen["train"].obs_names if c.endswith("+ctrl")}
+    assert singles <= set(passed["labels"]) and not any(label.endswith("+ctrl") for label in passed["labels"])
+    assert passed["doses"] == ["1", "1+1"] and 0.08 < passed["valid_cells"] / passed["cells"] < 0.22
+    held_out = screen["request"][0]
+    assert np.isfinite(model.predict([held_out]).X).all()
 
 
 # scFoundation needs its GEARS fork's code and weights, which no registry serves: the adapter is run on a clone by

@@ -28,6 +28,7 @@ import subprocess
 import tempfile
 import time
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,8 +117,9 @@ class WorkerModel(PerturbationModel):
         cells = load_cells(cells if cells is not None else self.cells, condition_key=self.condition_key)
         seed = 0 if self.seed is None else int(self.seed)
         train_names = list(data.conditions)
-        val_names = validation_conditions(train_names, self.validation, seed=seed)
-        if not isinstance(self.validation, (int, float)):
+        validation = self._validation()
+        val_names = [] if validation is None else validation_conditions(train_names, validation, seed=seed)
+        if not isinstance(validation, (int, float)):
             fit_names = train_names
         else:  # a fraction is held out of the training conditions
             fit_names = [c for c in train_names if c not in set(val_names)]
@@ -188,6 +190,11 @@ class WorkerModel(PerturbationModel):
         return ""
 
     # -- plumbing ---------------------------------------------------------------------------------------
+    def _validation(self) -> float | Sequence[str] | None:
+        """The validation conditions, or the fraction of training perturbations to hold out; None where the worker
+        validates on random cells of the training conditions instead (CPA's tutorial)."""
+        return self.validation
+
     def _launcher(self) -> Launcher:
         return launcher(
             Runtime.of(self.runtime),

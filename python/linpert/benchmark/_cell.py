@@ -102,6 +102,7 @@ def _run_cell(data, split, label, model, readout, ctrl, dataset, de_order: np.nd
         "n_train": len(split.train),
         "n_scored": len(scored),
         "environment": _environment(model),
+        "preset": getattr(model, "preset", ""),  # an adapter's: the paper's settings, or linpert's own
         **threads().columns(),
     }
     predictions = pd.DataFrame(pred, index=scored, columns=data.var_names[readout])
