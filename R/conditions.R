@@ -51,6 +51,7 @@
   "\\bCpaModel(\\.__init__)?\\(\\)" = "model_spec(\"cpa\")",
   "\\bScGptModel(\\.__init__)?\\(\\)" = "model_spec(\"scgpt\")",
   "\\bScFoundationModel(\\.__init__)?\\(\\)" = "model_spec(\"scfoundation\")",
+  "\\bStateModel(\\.__init__)?\\(\\)" = "model_spec(\"state\")",
   "\\bFunctionModel(\\.__init__)?\\(\\)" = "custom_model()",
   "\\bgot an unexpected keyword argument\\b" = "got an unexpected argument",
   "\\bkeyword argument" = "argument",

@@ -1,7 +1,8 @@
 """Environment build time, fit time per epoch and peak memory of the deep models, beside the linear model.
 
-    python benchmarks/deep_models.py [--models gears,cpa,scgpt] [--python PATH ...] [--devices cpu,cuda]
+    python benchmarks/deep_models.py [--models gears,cpa,scgpt,state] [--python PATH ...] [--devices cpu,cuda]
                                      [--genes 5000] [--singles 100] [--doubles 124] [--cells 40] [--epochs 1]
+                                     [--steps 200]
 
 On a Norman-shaped simulated screen (the defaults: 5,000 genes, 100 singles, 124 doubles, 40 cells per condition,
 2,000 control cells), each model is trained through linpert's adapter on the double split (seed 1), with the
@@ -18,7 +19,9 @@ device:
 The peer in the same run is linpert's linear model on the same split. ``--python`` builds and runs each model's
 environment from other interpreters too (e.g. ``/usr/bin/python3.10``), which is how the stacks for Python 3.10 to
 3.12 are checked. scGPT starts from a small randomly initialised checkpoint (``write_scgpt_checkpoint``: 64
-dimensions, 2 layers; scGPT_human has 512 and 12), so its epoch time is a lower bound for the real weights.
+dimensions, 2 layers; scGPT_human has 512 and 12), so its epoch time is a lower bound for the real weights. CPA runs
+under its paper preset (its tutorial's settings); STATE trains its ``state_sm`` for ``--steps`` steps (its epochs are
+not reported: it counts steps).
 """
 
 from __future__ import annotations
@@ -34,7 +37,15 @@ from pathlib import Path
 import pandas as pd
 
 import linpert
-from linpert.adapters import CpaModel, GearsModel, Runtime, ScGptModel, write_go_files, write_scgpt_checkpoint
+from linpert.adapters import (
+    CpaModel,
+    GearsModel,
+    Runtime,
+    ScGptModel,
+    StateModel,
+    write_go_files,
+    write_scgpt_checkpoint,
+)
 from linpert.adapters._environment import venv_path, venv_record
 from linpert.datasets import simulate
 from linpert.models import LinearModel
@@ -51,6 +62,7 @@ def main() -> None:
     parser.add_argument("--doubles", type=int, default=124)
     parser.add_argument("--cells", type=int, default=40, help="cells per condition")
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=200, help="STATE's training steps")
     parser.add_argument("--out", help="also write the table as CSV here")
     parser.add_argument("--keep", help="keep each worker's run folder (data, logs, model) under this folder")
     args = parser.parse_args()
@@ -73,7 +85,7 @@ def main() -> None:
             for device in args.devices.split(","):
                 try:
                     row = _deep(name, python, device, cells_path, bulk, train, scored, split, folder, args.epochs,
-                                args.keep)
+                                args.keep, args.steps)
                 except Exception as err:  # report and go on: the table says which stack failed and why
                     print(f"FAILED {name} (python {python or sys.executable}, {device}): "
                           f"{str(err).splitlines()[0]}", flush=True)
@@ -102,7 +114,7 @@ def _linear(train, scored) -> dict:
             "stack": "linpert"}
 
 
-def _model(name, python, device, cells_path, bulk, split, folder, epochs, keep):
+def _model(name, python, device, cells_path, bulk, split, folder, epochs, keep, steps):
     runtime = Runtime("venv", python=python)
     shared = {"cells": str(cells_path), "validation": list(split.val), "device": device, "work_dir": keep}
     if name == "gears":  # this interpreter has linpert[gears]; other Pythons get a venv
@@ -116,11 +128,13 @@ def _model(name, python, device, cells_path, bulk, split, folder, epochs, keep):
         if not checkpoint.exists():
             write_scgpt_checkpoint(checkpoint, list(bulk.var_names), runtime=runtime)
         return ScGptModel(checkpoint=str(checkpoint), epochs=epochs, early_stop=epochs, runtime=runtime, **shared)
-    raise SystemExit(f"unknown model {name!r}: use gears, cpa or scgpt")
+    if name == "state":
+        return StateModel(max_steps=steps, runtime=runtime, **shared)
+    raise SystemExit(f"unknown model {name!r}: use gears, cpa, scgpt or state")
 
 
-def _deep(name, python, device, cells_path, bulk, train, scored, split, folder, epochs, keep) -> dict | None:
-    model = _model(name, python, device, cells_path, bulk, split, folder, epochs, keep)
+def _deep(name, python, device, cells_path, bulk, train, scored, split, folder, epochs, keep, steps) -> dict | None:
+    model = _model(name, python, device, cells_path, bulk, split, folder, epochs, keep, steps)
     runtime = Runtime.of(model.runtime)
     build = ""
     if runtime.environment == "venv":
@@ -151,7 +165,7 @@ def _deep(name, python, device, cells_path, bulk, train, scored, split, folder, 
             "epochs": report.get("epochs"), "epoch_s": per_epoch, "fit_s": model.fit_seconds_,
             "predict_s": predict_s, "peak_mib": peak,
             "stack": ", ".join(f"{k} {v}" for k, v in versions.items() if k in ("torch", "cpa-tools", "scgpt",
-                                                                                 "cell-gears"))}
+                                                                                 "cell-gears", "arc-state"))}
 
 
 def _table(rows) -> pd.DataFrame:

@@ -25,6 +25,7 @@ from linpert.adapters import (
     GeneformerDecoder,
     ScBertDecoder,
     ScGptModel,
+    StateModel,
     UceDecoder,
     geneformer_embedding,
     uce_embedding,
@@ -75,6 +76,14 @@ def embeddings(screen):
     return {"uce": uce, "geneformer": geneformer, "scbert": scbert}
 
 
+#: A small STATE (its state_sm with a 64-wide, two-layer backbone), to train in seconds on a CPU.
+SMALL_STATE = {"model.kwargs.hidden_dim": 64, "model.kwargs.transformer_backbone_kwargs.intermediate_size": 128,
+               "model.kwargs.transformer_backbone_kwargs.num_hidden_layers": 2,
+               "model.kwargs.transformer_backbone_kwargs.num_attention_heads": 4,
+               "model.kwargs.transformer_backbone_kwargs.num_key_value_heads": 4,
+               "model.kwargs.transformer_backbone_kwargs.head_dim": 16}
+
+
 def _adapter(name: str, screen, checkpoint=None, embeddings=None):
     shared = {"cells": screen["path"], "validation": screen["validation"], "device": "cpu"}
     if name == "gears":
@@ -82,6 +91,8 @@ def _adapter(name: str, screen, checkpoint=None, embeddings=None):
         return GearsModel(go_files=str(go), epochs=1, **shared)
     if name == "cpa":
         return CpaModel(max_epochs=3, **shared)
+    if name == "state":
+        return StateModel(overrides=SMALL_STATE, max_steps=30, val_freq=15, cell_set_len=8, **shared)
     if name == "scgpt":
         return ScGptModel(checkpoint=str(checkpoint), epochs=1, **shared)
     return {"geneformer": GeneformerDecoder, "uce": UceDecoder, "scbert": ScBertDecoder}[name](
@@ -148,17 +159,19 @@ def test_adapter_contract(name, screen, request):
     check_model_contract(model, screen["train"], screen["request"], predicts_unseen=False)
     pred = model.predict(screen["request"])
     assert not pred.obs["reason"].iloc[[0, 1, 2, 4]].any(), pred.obs["reason"]
-    if name in ("cpa", "scgpt", "gears"):
+    if name in ("cpa", "scgpt", "gears", "state"):
         # the worker trained on the training conditions and validated on the given ones, never the held-out double
         assert model.val_conditions_ == screen["validation"]
         assert screen["request"][0] not in model.train_conditions_
         assert model.versions_["python"] == "%d.%d.%d" % sys.version_info[:3]
 
 
-def test_cpa_and_scgpt_stand_beside_additive_from_the_command_line(screen, scgpt_checkpoint, tmp_path):
-    """The issue's command, on a fresh cache: environments built on first use, CPA and scGPT in the tables."""
+def test_cpa_scgpt_and_state_stand_beside_additive_from_the_command_line(screen, scgpt_checkpoint, tmp_path):
+    """The issue's command, on a fresh cache: environments built on first use; CPA, scGPT and STATE (the field's
+    current model, its small configuration for 20 steps) in the tables, each with its version and preset."""
     out = tmp_path / "run"
-    models = f"additive,cpa(max_epochs=3),scgpt(checkpoint={scgpt_checkpoint},epochs=1)"
+    models = (f"additive,cpa(max_epochs=3),scgpt(checkpoint={scgpt_checkpoint},epochs=1),"
+              "state(max_steps=20,cell_set_len=8)")
     done = subprocess.run(
         [sys.executable, "-m", "linpert.cli", "run", screen["path"], "--split", "double", "--seeds", "1",
          "--models", models, "--out", str(out)],
@@ -167,17 +180,19 @@ def test_cpa_and_scgpt_stand_beside_additive_from_the_command_line(screen, scgpt
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     results = pd.read_parquet(out / "results.parquet")
-    assert set(results["model"]) == {"additive", "cpa", "scgpt"}
+    assert set(results["model"]) == {"additive", "cpa", "scgpt", "state"}
     for model, part in results.groupby("model"):
         assert np.isfinite(part["l2"]).all(), model
     timings = pd.read_csv(out / "timings.csv").set_index("model")
     assert "cpa-tools 0.8.8" in timings.at["cpa", "environment"]
     assert "scgpt 0.2." in timings.at["scgpt", "environment"]
-    assert pd.isna(timings.at["additive", "environment"])
+    assert "arc-state 0.11.1" in timings.at["state", "environment"]
+    assert pd.isna(timings.at["additive", "environment"]) and timings.at["cpa", "preset"] == "paper"
     summary = pd.read_csv(out / "summary.csv")
-    assert set(summary["model"]) == {"additive", "cpa", "scgpt"}
+    assert set(summary["model"]) == {"additive", "cpa", "scgpt", "state"}
     report = (out / "report.html").read_text()
-    assert "cpa" in report and "scgpt" in report
+    assert "CpaModel(" in report and "preset=&#x27;paper&#x27;" in report and "StateModel(" in report  # settings
+    assert "cpa-tools 0.8.8" in report and "arc-state 0.11.1" in report  # and the versions it ran with
     assert any((out / "figures").glob("*.png"))
 
 

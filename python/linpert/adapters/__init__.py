@@ -20,7 +20,7 @@ Examples
 --------
 >>> from linpert.adapters import ADAPTERS
 >>> sorted(ADAPTERS)
-['cpa', 'gears', 'geneformer', 'scbert', 'scfoundation', 'scgpt', 'uce']
+['cpa', 'gears', 'geneformer', 'scbert', 'scfoundation', 'scgpt', 'state', 'uce']
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from ._geneformer import geneformer_embedding, write_geneformer_model
 from ._inputs import overwrite_targets, perturb_rank_encoding, rank_value_encoding
 from ._uce import uce_embedding, write_uce_model
 from ._others import CpaModel, ScFoundationModel, ScGptModel, write_scgpt_checkpoint
+from ._state import StateModel
 
 #: Adapter name -> class, for ``linpert.models.resolve_models`` / ``make_model``.
 ADAPTERS: dict[str, type[PerturbationModel]] = {
@@ -46,6 +47,7 @@ ADAPTERS: dict[str, type[PerturbationModel]] = {
     "geneformer": GeneformerDecoder,
     "uce": UceDecoder,
     "scbert": ScBertDecoder,
+    "state": StateModel,
 }
 
 #: The public names: the adapters, how they run, and the writers of small models in each model's own format (for
@@ -63,6 +65,7 @@ __all__ = [
     "ScGptModel",
     "Stack",
     "StackInstallError",
+    "StateModel",
     "UceDecoder",
     "WorkerError",
     "WorkerModel",
