@@ -518,3 +518,53 @@ def test_the_adapters_are_found_by_name_through_the_entry_points():
 
     assert {point.name: point.load() for point in entry_points(group=ENTRY_POINTS)} == ADAPTERS
     assert isinstance(make_model("scbert"), ADAPTERS["scbert"])
+
+
+# -- presets: the paper's validation, or linpert's ------------------------------------------------------------------
+def test_the_paper_preset_validates_on_the_splits_validation_conditions_and_linperts_on_held_out_training():
+    from linpert.adapters import CpaModel, ScFoundationModel
+
+    train = linpert.as_pseudobulk(np.zeros((3, 2)), ["ctrl", "A+ctrl", "B+ctrl"], ["g1", "g2"])
+    train.uns["linpert"] = {"split": {"seed": 1, "conditions": ["ctrl", "A+ctrl", "B+ctrl", "A+B"], "val": ["A+B"]}}
+    bare = train.copy()
+    bare.uns = {}
+    for adapter in (GearsModel, ScGptModel, ScFoundationModel):
+        assert adapter()._validation(train) == ["A+B"]  # the paper's scripts: set2conditions["val"]
+        assert adapter()._validation(bare) == 0.1  # fitted outside a run: no split to take it from
+        assert adapter(preset="linpert")._validation(train) == 0.1
+        assert adapter(validation=["C+D"])._validation(train) == ["C+D"]
+        with pytest.raises(ValueError, match="preset='tutorial'"):
+            adapter(preset="tutorial")._validation(train)
+    assert CpaModel()._validation(train) is None  # its tutorial validates on random cells
+    assert CpaModel(preset="linpert")._validation(train) == 0.1
+    assert CpaModel(validation=["A+B"])._validation(train) == ["A+B"]
+
+
+def test_a_benchmark_run_tells_each_model_its_splits_validation_conditions():
+    from linpert import benchmark
+    from linpert.models import FunctionModel
+    from linpert.splits import make_split
+
+    seen = []
+    bulk = simulate("norman", n_genes=40, n_singles=8, n_doubles=10, cells_per_condition=4, n_control_cells=20)
+    bulk = linpert.pseudobulk(bulk)
+    model = FunctionModel(fit=lambda train: seen.append(train.uns["linpert"]["split"]["val"]) or
+                          np.asarray(train["ctrl"].X).ravel(),
+                          predict=lambda ctrl, conditions: np.tile(ctrl, (len(conditions), 1)))
+    benchmark.run(bulk, split="double", seeds=[1, 2], models=[("f", model)], progress=False, interactions=False)
+    assert seen == [list(make_split("double", bulk.obs_names, seed=seed).val) for seed in (1, 2)]
+    assert all(seen)
+
+
+def test_each_adapters_paper_preset_asks_for_the_settings_of_the_papers_scripts():
+    """tests/python/paper_settings.json holds the paper's settings with their sources; CPA's are checked against
+    CPA itself in test_deep_models.py."""
+    from linpert.adapters import ScFoundationModel
+
+    spec = json.loads((Path(__file__).parent / "paper_settings.json").read_text())
+    train = linpert.as_pseudobulk(np.zeros((2, 2)), ["ctrl", "A+ctrl"], ["g1", "g2"])
+    train.uns["linpert"] = {"split": {"seed": 1, "conditions": ["ctrl", "A+ctrl", "A+B"], "val": ["A+B"]}}
+    for name, adapter in (("gears", GearsModel), ("scgpt", ScGptModel), ("scfoundation", ScFoundationModel)):
+        wanted = {k: v for k, v in spec[name]["params"].items() if not k.startswith("_")}
+        assert adapter()._params() == wanted, name
+        assert spec[name]["validation"]["split_val"] and adapter()._validation(train) == ["A+B"], name

@@ -38,7 +38,7 @@ import pandas as pd
 from .._conditions import CONTROL, Condition, parse_condition
 from .._errors import WorkerError
 from .._io import atomic_write
-from ..models._base import PerturbationModel, check_training
+from ..models._base import SPLIT_KEY, PerturbationModel, check_training
 from ._cells import gears_cells, load_cells, validation_conditions
 from ._environment import WORKERS, Launcher, Runtime, Stack, launcher
 
@@ -117,7 +117,7 @@ class WorkerModel(PerturbationModel):
         cells = load_cells(cells if cells is not None else self.cells, condition_key=self.condition_key)
         seed = 0 if self.seed is None else int(self.seed)
         train_names = list(data.conditions)
-        validation = self._validation()
+        validation = self._validation(train)
         val_names = [] if validation is None else validation_conditions(train_names, validation, seed=seed)
         if not isinstance(validation, (int, float)):
             fit_names = train_names
@@ -190,10 +190,24 @@ class WorkerModel(PerturbationModel):
         return ""
 
     # -- plumbing ---------------------------------------------------------------------------------------
-    def _validation(self) -> float | Sequence[str] | None:
+    def _validation(self, train: AnnData) -> float | Sequence[str] | None:
         """The validation conditions, or the fraction of training perturbations to hold out; None where the worker
-        validates on random cells of the training conditions instead (CPA's tutorial)."""
-        return self.validation
+        validates on random cells of the training conditions instead (CPA's tutorial).
+
+        ``validation=None`` leaves it to the preset: ``"paper"``, the split's validation conditions where the runner
+        recorded them (the paper's scripts select on them; they are also scored, so this is the paper's choice, not
+        a clean one), else a tenth of the training perturbations, which ``"linpert"`` always holds out.
+        """
+        preset = getattr(self, "preset", "linpert")
+        if preset not in ("paper", "linpert"):
+            raise ValueError(f"preset={preset!r}: use 'paper' (the settings the paper ran) or 'linpert'.")
+        if self.validation is not None:
+            return self.validation
+        if preset == "paper":
+            named = ((getattr(train, "uns", {}) or {}).get("linpert", {}).get(SPLIT_KEY, {}) or {}).get("val")
+            if named:
+                return list(named)
+        return 0.1
 
     def _launcher(self) -> Launcher:
         return launcher(

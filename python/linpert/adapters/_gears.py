@@ -35,10 +35,13 @@ class GearsModel(WorkerModel):
     go_files
         Folder with GEARS' ``gene2go_all.pkl``, ``essential_all_data_pert_genes.pkl`` and ``go_essential_all.csv``
         (Harvard Dataverse files 6153417, 6934320, 6934319; see :func:`write_go_files` for simulated data).
+    preset
+        ``"paper"`` (default): GEARS picks its best epoch on the split's validation conditions, as the paper's
+        ``run_gears.py`` did (``set2conditions["val"]``; they are also scored, which is the paper's choice);
+        ``"linpert"``: on a tenth of the training perturbations, held out from training.
     validation
-        Conditions GEARS picks its best epoch on: a fraction of the training perturbations held out from training
-        (drawn with ``seed``), or a list of names whose cells are in ``cells`` (the paper used ``split.val``).
-        The test split is never given to GEARS.
+        Overrides the preset: a fraction of the training perturbations held out from training (drawn with
+        ``seed``), or a list of names whose cells are in ``cells``. The test split is never given to GEARS.
     hidden_size, epochs, batch_size, test_batch_size, lr, weight_decay
         ``model_initialize(hidden_size=64)``, ``train(epochs=20, lr=1e-3, weight_decay=5e-4)``,
         ``get_dataloader(batch_size=32, test_batch_size=128)``: the paper's settings.
@@ -80,7 +83,8 @@ class GearsModel(WorkerModel):
         *,
         cells: Any = None,
         go_files: str | os.PathLike | None = None,
-        validation: float | Sequence[str] = 0.1,
+        preset: str = "paper",
+        validation: float | Sequence[str] | None = None,
         hidden_size: int = 64,
         epochs: int = 20,
         batch_size: int = 32,
@@ -95,6 +99,7 @@ class GearsModel(WorkerModel):
     ) -> None:
         self.cells = cells
         self.go_files = go_files
+        self.preset = preset
         self.validation = validation
         self.hidden_size = hidden_size
         self.epochs = epochs

@@ -28,13 +28,21 @@ SCGPT_CHECKPOINT_FILES = ("args.json", "vocab.json", "best_model.pt")
 # Newer releases of these need a newer numpy than the old stacks pin (or drop the wheels they had).
 _OLD_NUMPY = ("contourpy<1.4", "matplotlib<3.10", "pyarrow<16")
 
+#: The validation settings of the adapters whose paper preset is only about validation (scGPT, scFoundation).
+_VALIDATION_DOC = """
+    preset
+        ``"paper"`` (default): early stopping and the best epoch on the split's validation conditions, as the
+        paper's scripts did (``set2conditions["val"]``; they are also scored, which is the paper's choice, not a
+        clean one); ``"linpert"``: on a tenth of the training perturbations, held out from training. Without a
+        split (``fit`` called outside a benchmark run) both hold out a tenth.
+    validation
+        Overrides the preset: a fraction of the training perturbations held out (drawn with ``seed``) or a list of
+        names whose cells are in ``cells``. Never the test split."""
+
 _SHARED_DOC = """
     cells
         Cell-level data in GEARS' format (AnnData or ``.h5ad`` path): the training and validation conditions and
         ``ctrl``. Can also be given to ``fit``.
-    validation
-        Conditions for early stopping / best-epoch choice: a fraction of the training perturbations held out
-        (drawn with ``seed``) or a list of names whose cells are in ``cells``. Never the test split.
     runtime
         Where the worker runs: a :class:`~linpert.adapters.Runtime`, or its environment as a string: ``"venv"``
         (default: an isolated environment with the first of :attr:`stacks` that supports this Python, built on
@@ -74,6 +82,7 @@ class ScGptModel(_Shared):
         The paper's settings: Adam lr 1e-4, StepLR(1, γ=0.9), batch 64, 15 epochs, early stop after 5 epochs without
         a better validation loss, mixed precision, 1,536 genes per cell in training, prediction = mean over 100
         control cells."""
+        + _VALIDATION_DOC
         + _SHARED_DOC
         + """
     Notes
@@ -105,7 +114,8 @@ class ScGptModel(_Shared):
         *,
         cells: Any = None,
         checkpoint: str | os.PathLike | None = None,
-        validation: float | Sequence[str] = 0.1,
+        preset: str = "paper",
+        validation: float | Sequence[str] | None = None,
         lr: float = 1e-4,
         gamma: float = 0.9,
         batch_size: int = 64,
@@ -240,6 +250,7 @@ class ScFoundationModel(_Shared):
     batch_size, accumulation_steps, hidden_size, model_type, bin_set, finetune_method, lr, epochs
         The paper's settings: batch 6 with 5 accumulation steps, hidden 512, ``maeautobin``,
         ``autobin_resolution_append``, frozen encoder, lr 0.01, 5 epochs."""
+        + _VALIDATION_DOC
         + _SHARED_DOC
         + """
     Notes
@@ -276,7 +287,8 @@ class ScFoundationModel(_Shared):
         code: str | os.PathLike | None = None,
         checkpoint: str | os.PathLike | None = None,
         go_files: str | os.PathLike | None = None,
-        validation: float | Sequence[str] = 0.1,
+        preset: str = "paper",
+        validation: float | Sequence[str] | None = None,
         batch_size: int = 6,
         accumulation_steps: int = 5,
         hidden_size: int = 512,
@@ -379,7 +391,8 @@ class CpaModel(_Shared):
         early-stopped on the test split; linpert never gives the test split to the worker.
     validation
         None (default): the preset's (15 % of the training cells for ``"paper"``, 10 % of the training
-        perturbations for ``"linpert"``); else as below."""
+        perturbations for ``"linpert"``); else a fraction of the training perturbations held out (drawn with
+        ``seed``) or a list of names whose cells are in ``cells``. Never the test split."""
         + _SHARED_DOC
         + """
     Notes
@@ -441,10 +454,10 @@ class CpaModel(_Shared):
                              "'linpert'.")
         return CPA_PRESETS[self.preset]
 
-    def _validation(self) -> float | Sequence[str] | None:
-        if self.validation is not None:
-            return self.validation
-        return None if self._preset()["valid_cells"] else 0.1
+    def _validation(self, train) -> float | Sequence[str] | None:
+        if self.validation is None and self._preset()["valid_cells"]:
+            return None  # the tutorial's: random cells of the training conditions
+        return super()._validation(train)
 
     def _params(self) -> dict[str, Any]:
         preset = self._preset()

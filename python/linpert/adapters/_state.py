@@ -35,7 +35,10 @@ class StateModel(_Shared):
         Further Hydra overrides of ``state tx train`` (``{"model.kwargs.hidden_dim": 328}``).
     n_control_cells
         Control cells that STATE's inference transforms into each requested perturbation (their mean is the
-        prediction)."""
+        prediction).
+    validation
+        The conditions STATE validates on: a fraction of the training perturbations held out (drawn with
+        ``seed``) or a list of names whose cells are in ``cells``. Never the test split."""
         + _SHARED_DOC
         + """
     Notes

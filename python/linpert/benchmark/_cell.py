@@ -47,9 +47,11 @@ def _run_cell(data, split, label, model, readout, ctrl, dataset, de_order: np.nd
     from ..models._base import SPLIT_KEY
 
     train = data[list(split.train)].copy()
-    # which split the model is fitted on: the paper's scripts seed their random draws with it
+    # which split the model is fitted on: the paper's scripts seed their random draws with it, and select on its
+    # validation conditions (an adapter's preset="paper" does too)
     train.uns["linpert"] = {**dict(train.uns.get("linpert", {})),
-                            SPLIT_KEY: {"seed": split.seed, "conditions": [*split.train, *split.val, *split.test]}}
+                            SPLIT_KEY: {"seed": split.seed, "conditions": [*split.train, *split.val, *split.test],
+                                        "val": list(split.val)}}
     scored = list(split.scored)
     with between_kernels():  # another thread's kernel must not be running when tracing starts or stops
         tracemalloc.start()
