@@ -38,7 +38,7 @@ import pandas as pd
 from .._conditions import CONTROL, Condition, parse_condition
 from .._errors import WorkerError
 from .._io import atomic_write
-from ..models._base import SPLIT_KEY, PerturbationModel, check_training
+from ..models._base import PerturbationModel, check_training, split_context
 from ._cells import gears_cells, load_cells, validation_conditions
 from ._environment import WORKERS, Launcher, Runtime, Stack, launcher
 
@@ -204,7 +204,7 @@ class WorkerModel(PerturbationModel):
         if self.validation is not None:
             return self.validation
         if preset == "paper":
-            named = ((getattr(train, "uns", {}) or {}).get("linpert", {}).get(SPLIT_KEY, {}) or {}).get("val")
+            named = split_context(train).get("val")
             if named:
                 return list(named)
         return 0.1

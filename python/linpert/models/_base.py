@@ -53,9 +53,15 @@ class TrainingData:
 
 
 #: Where the runner tells a model which split it is fitted on: ``uns["linpert"]["split"]`` of the training data,
-#: ``{"seed": ..., "conditions": [...]}`` (every condition of the split, the scored ones included). The linear model's
-#: random embeddings read it, as the paper's scripts seed and draw by the split.
+#: ``{"seed": ..., "conditions": [...], "val": [...]}`` (every condition of the split, the scored ones included, and
+#: its validation conditions). The linear model's random embeddings read it, as the paper's scripts seed and draw by
+#: the split, and the adapters' paper presets select on its validation conditions, as the paper's scripts do.
 SPLIT_KEY = "split"
+
+
+def split_context(train: Any) -> dict:
+    """What the runner recorded of the split ``train`` belongs to (see :data:`SPLIT_KEY`); {} outside a run."""
+    return dict((getattr(train, "uns", {}) or {}).get("linpert", {}).get(SPLIT_KEY, {}) or {})
 
 
 def check_training(train: Any) -> TrainingData:

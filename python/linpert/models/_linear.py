@@ -23,7 +23,7 @@ import pandas as pd
 
 from .._conditions import CONTROL, Condition, parse_condition
 from .._threads import one_blas_thread
-from ._base import SPLIT_KEY, PerturbationModel, TrainingData, check_training
+from ._base import PerturbationModel, TrainingData, check_training, split_context
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -66,10 +66,6 @@ def pca_gene_scores(X: np.ndarray, n_components: int) -> np.ndarray:
     signs = np.sign(scores[biggest, np.arange(n_components)])
     signs[signs == 0] = 1.0
     return scores * signs
-
-
-def _split_context(train) -> dict:
-    return dict((getattr(train, "uns", {}) or {}).get("linpert", {}).get(SPLIT_KEY, {}) or {})
 
 
 def _draw_order(conditions, train) -> list[str]:
@@ -218,7 +214,7 @@ class LinearModel(PerturbationModel):
         pert_spec = _check_embedding(self.perturbation_embedding, "perturbation_embedding")
         data = check_training(train)
         self._remember(data)
-        split = _split_context(train)
+        split = split_context(train)
         seed = self.seed if self.seed is not None else split.get("seed")
         self.seed_ = int(np.random.SeedSequence().entropy % 2**31 if seed is None else seed)
         self._conditions = _draw_order(split.get("conditions", data.conditions), train)
