@@ -67,7 +67,7 @@ class GearsModel(WorkerModel):
     Examples
     --------
     >>> GearsModel(go_files="go/", epochs=1)  # doctest: +ELLIPSIS
-    GearsModel(cells=None, go_files='go/', validation=0.1, hidden_size=64, epochs=1, ...)
+    GearsModel(cells=None, go_files='go/', preset='paper', validation=None, hidden_size=64, epochs=1, ...)
     """
 
     name = "gears"
