@@ -42,9 +42,10 @@ def prediction_findings(run) -> list[str]:
            f"{run.config.get('n_genes')} read-out genes ({len(scored):,} predictions on {scored['seed'].nunique()} "
            "seeds; lower is better)."]
     reference = REFERENCE.get(split)
-    if reference in means.index and len(means) > 1:
-        other = best if best != reference else means.index[1]
-        ratio, lo, hi = _paired_ratio(results, other, reference)
+    other = (best if best != reference else means.index[1]) if reference in means.index and len(means) > 1 else None
+    paired = _paired_ratio(results, other, reference) if other else None
+    if paired:  # None where the two share no scored perturbation
+        ratio, lo, hi = paired
         baseline = display_name(reference).lower()
         verdict = (f"Its L2 is {ratio:.2f} times the {baseline} baseline's" if other == best else
                    f"No model beats the {baseline} baseline; the next, {display_name(other)}, has {ratio:.2f} times "
@@ -130,13 +131,15 @@ def _capital(name: str) -> str:
     return name[:1].upper() + name[1:]
 
 
-def _paired_ratio(results: pd.DataFrame, model: str, reference: str) -> tuple[float, float, float]:
+def _paired_ratio(results: pd.DataFrame, model: str, reference: str) -> tuple[float, float, float] | None:
     """Mean L2 of ``model`` over the reference's, on the perturbations both predicted, with a 95 % bootstrap
     interval (perturbations and seeds resampled together; seed 0, so the report is the same every time)."""
     keys = ["seed", "perturbation"]
     pair = (results[results["model"] == model][keys + ["l2"]]
             .merge(results[results["model"] == reference][keys + ["l2"]], on=keys, suffixes=("", "_ref")).dropna())
     a, b = pair["l2"].to_numpy(), pair["l2_ref"].to_numpy()
+    if not len(a):
+        return None
     draws = np.random.default_rng(0).integers(0, len(a), size=(_BOOTSTRAP, len(a)))
     ratios = a[draws].mean(axis=1) / b[draws].mean(axis=1)
     return float(a.mean() / b.mean()), *(float(q) for q in np.quantile(ratios, [0.025, 0.975]))
