@@ -59,6 +59,16 @@ def versions() -> dict[str, str]:
     return found
 
 
+def condition_genes(condition: str) -> list[str]:
+    """The target genes of a condition in GEARS' spelling (``"A+B"``, ``"A+ctrl"``; none for ``"ctrl"``)."""
+    return [gene for gene in condition.split("+") if gene != "ctrl"]
+
+
+def condition_name(genes: list[str]) -> str:
+    """GEARS' spelling of a perturbation of these genes: ``"A+ctrl"`` for one, ``"A+B"`` for two."""
+    return genes[0] + "+ctrl" if len(genes) == 1 else "+".join(genes)
+
+
 def seed_everything(seed: int) -> None:
     import numpy as np
 

@@ -28,7 +28,7 @@ def _encoded(genes: list[str], encoding: str) -> tuple[str, str]:
     linpert writes the cells, as "A+ctrl" with dose "1+1"."""
     if len(genes) == 1 and encoding == "tutorial":
         return genes[0], "1"
-    return (genes[0] + "+ctrl" if len(genes) == 1 else "+".join(genes)), "1+1"
+    return protocol.condition_name(genes), "1+1"
 
 
 def _adata(request: dict):
@@ -40,8 +40,7 @@ def _adata(request: dict):
     adata.X = adata.layers["counts"].astype("float32")
     conditions = adata.obs["condition"].astype(str)
     if params["encoding"] == "tutorial":
-        recoded = {c: _encoded([g for g in c.split("+") if g != "ctrl"], "tutorial") for c in set(conditions)
-                   if c != "ctrl"}
+        recoded = {c: _encoded(protocol.condition_genes(c), "tutorial") for c in set(conditions) if c != "ctrl"}
         adata.obs["condition"] = [recoded[c][0] if c in recoded else c for c in conditions]
         adata.obs["dose_val"] = [recoded[c][1] if c in recoded else "1" for c in conditions]
     else:
@@ -73,7 +72,7 @@ def fit(request: dict) -> dict:
     train_seconds = time.perf_counter() - start
     model.save(request["model_dir"], overwrite=True, save_anndata=True)
     # a gene seen only in validation has an untrained embedding: predict only genes trained on
-    genes = sorted({g for c in request["train"] for g in c.split("+") if g != "ctrl"})
+    genes = sorted({g for c in request["train"] for g in protocol.condition_genes(c)})
     epochs = int(model.epoch_history["epoch"].max()) + 1  # 0-based epoch index of the last epoch run
     plan = model.training_plan
     passed = {  # what CPA itself recorded of what it was given

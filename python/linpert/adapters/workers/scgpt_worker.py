@@ -134,7 +134,7 @@ def _measured_cells(request: dict) -> tuple[dict, dict]:
     condition = cells.obs["condition"].astype(str)
     dropped = {}
     for name in condition.unique():
-        unknown = [g for g in name.split("+") if g != "ctrl" and g not in genes]
+        unknown = [g for g in protocol.condition_genes(name) if g not in genes]
         if unknown:
             dropped[name] = f"{', '.join(unknown)} not measured, so scGPT cannot flag it"
     if dropped:

@@ -32,10 +32,6 @@ import _protocol as protocol  # noqa: E402
 PERT_COL, BATCH_COL, CELL_TYPE_COL, CONTROL = "condition", "gem_group", "cell_type", "ctrl"
 
 
-def _genes(condition: str) -> list[str]:
-    return [g for g in condition.split("+") if g != CONTROL]
-
-
 def _features(conditions, genes: list[str]) -> dict:
     """Each condition's vector: 1 for each of its targets among ``genes``."""
     import torch
@@ -44,7 +40,7 @@ def _features(conditions, genes: list[str]) -> dict:
     out = {}
     for condition in conditions:
         vector = torch.zeros(len(genes))
-        for gene in _genes(condition):
+        for gene in protocol.condition_genes(condition):
             vector[where[gene]] = 1.0
         out[condition] = vector
     return out
@@ -81,7 +77,7 @@ def _training_file(request: dict, folder: str) -> tuple[list[str], list[str], li
     os.makedirs(folder, exist_ok=True)
     adata.write_h5ad(os.path.join(folder, "screen.h5ad"))
     names = sorted(set(conditions))
-    trained = sorted({g for c in request["train"] for g in _genes(c)})
+    trained = sorted({g for c in request["train"] for g in protocol.condition_genes(c)})
     return names, trained, sorted(set(adata.obs[CELL_TYPE_COL].astype(str)))
 
 
@@ -102,7 +98,7 @@ def fit(request: dict) -> dict:
     device = protocol.resolve_device(request["device"])
     data = os.path.join(run_dir, "data")
     names, genes, cell_types = _training_file(request, data)
-    unseen = [c for c in names if any(g not in genes for g in _genes(c))]
+    unseen = [c for c in names if any(g not in genes for g in protocol.condition_genes(c))]
     if unseen:  # a validation condition with a gene no training condition has: its vector would be zero
         raise ValueError(f"Validation conditions {unseen[:5]} target genes no training condition targets.")
     features = os.path.join(run_dir, "features.pt")
@@ -166,7 +162,7 @@ def predict(request: dict) -> dict:
     unknown = sorted({g for p in request["perturbations"] for g in p if g not in trained})
     if unknown:
         raise ValueError(f"STATE never trained on {unknown[:5]}; linpert asks only for perturbations of its genes.")
-    labels = [p[0] + "+ctrl" if len(p) == 1 else "+".join(p) for p in request["perturbations"]]
+    labels = [protocol.condition_name(p) for p in request["perturbations"]]
     vectors = _features(labels, trained)
     cells = anndata.read_h5ad(os.path.join(run_dir, "data", "screen.h5ad"))
     ctrl = cells[cells.obs[PERT_COL].astype(str) == CONTROL].X
