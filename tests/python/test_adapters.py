@@ -22,6 +22,7 @@ from linpert.adapters import (
     GearsModel,
     GeneformerDecoder,
     Runtime,
+    ScBertDecoder,
     ScGptModel,
     Stack,
     StackInstallError,
@@ -40,6 +41,7 @@ from linpert.adapters import (
     write_go_files,
 )
 from linpert.adapters._environment import Launcher
+from linpert.adapters._scbert import scbert_embedding, scbert_preprocess
 from linpert.datasets import simulate
 
 
@@ -457,6 +459,47 @@ def test_scfoundation_names_the_gene_list_its_fork_needs(cells, bulk, tmp_path):
                                                runtime="current")
     with pytest.raises(ValueError, match="exactly its 19,264 genes .*OS_scRNA_gene_index.19264.tsv; the data has 60"):
         model.fit(bulk)
+
+
+def test_scbert_preprocesses_as_its_preprocess_script(cells):
+    """Reference genes in the reference's order, zero where unmeasured; each cell scaled to 10,000; log2(1 + x)."""
+    genes = list(cells.var_names)
+    reference = ["NOT_MEASURED", *genes[::-1]]
+    X = scbert_preprocess(cells.layers["counts"], genes, reference).toarray()
+    counts = np.asarray(cells.layers["counts"].todense(), dtype=np.float64)[:, ::-1]
+    expected = np.log2(1 + counts / counts.sum(axis=1, keepdims=True) * 1e4)
+    np.testing.assert_allclose(X[:, 1:], expected, rtol=1e-6)
+    assert X.dtype == np.float32 and not X[:, 0].any()
+    with pytest.raises(ValueError, match="scBERT reads gene symbols"):
+        scbert_preprocess(cells.layers["counts"], genes, ["ENSG01", "ENSG02"])
+
+
+def test_scbert_names_what_its_model_folder_and_code_lack(cells, bulk, tmp_path):
+    with pytest.raises(FileNotFoundError, match="lacks panglao_pretrained.pth, data/gene2vec_16906.npy, data/panglao"):
+        scbert_embedding(cells, tmp_path, code=tmp_path, train_conditions=list(bulk.obs_names))
+    for name in ("panglao_pretrained.pth", "data/gene2vec_16906.npy", "data/panglao_10000.h5ad"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).touch()
+    with pytest.raises(FileNotFoundError, match="not scBERT's repository .* check out 262fd4b9"):
+        scbert_embedding(cells, tmp_path, code=tmp_path, train_conditions=list(bulk.obs_names))
+    with pytest.raises(ValueError, match="give all three, or embedding= a per-condition table"):
+        ScBertDecoder(model=tmp_path).fit(bulk)
+
+
+def test_scberts_defaults_are_those_of_its_finetune_script():
+    import importlib.util
+
+    from linpert.adapters._scbert import FINETUNE
+
+    spec = json.loads((Path(__file__).parent / "paper_settings.json").read_text())["scbert"]
+    assert FINETUNE == {k: v for k, v in spec["params"].items() if not k.startswith("_")}
+    where = Path(linpert.adapters.__file__).parent / "workers" / "scbert_worker.py"
+    loader = importlib.util.spec_from_file_location("scbert_worker", where)
+    worker = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(worker)
+    used = {"bin_num": worker.BIN_NUM, "dim": worker.DIM, "heads": worker.HEADS, "patience": worker.PATIENCE,
+            "head_width": worker.HEAD_WIDTH}
+    assert used == {k: v for k, v in spec["architecture"].items() if not k.startswith("_")}
 
 
 def test_a_stack_that_cannot_be_chosen_or_installed_is_named(tmp_path):

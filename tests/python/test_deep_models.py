@@ -8,6 +8,7 @@ in ``$LINPERT_DATA_DIR/envs``, so only the first run pays for them. Nothing here
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,7 @@ from linpert.adapters import (
     geneformer_embedding,
     uce_embedding,
     write_geneformer_model,
+    write_scbert_model,
     write_go_files,
     write_scgpt_checkpoint,
     write_uce_model,
@@ -235,3 +237,21 @@ def test_the_random_models_use_the_real_folder_layouts(embeddings, screen):
         uce_embedding(screen["cells"], screen["folder"])
     with pytest.raises(FileNotFoundError, match="lacks config.json"):
         geneformer_embedding(screen["cells"], screen["folder"])
+
+
+#: scBERT's repository at the paper's commit 262fd4b9. Its code is on no package registry, so CI (which reaches only
+#: the registries) has no copy: the test runs where LINPERT_SCBERT_CODE names a clone.
+SCBERT_CODE = os.environ.get("LINPERT_SCBERT_CODE")
+
+
+@pytest.mark.skipif(not SCBERT_CODE, reason="LINPERT_SCBERT_CODE is unset: no clone of scBERT's repository here")
+def test_scbert_is_fine_tuned_on_the_training_labels_and_embedded_with_its_own_code(screen, tmp_path):
+    folder = write_scbert_model(tmp_path / "scbert", list(screen["bulk"].var_names), code=SCBERT_CODE)
+    model = ScBertDecoder(model=str(folder), code=SCBERT_CODE, cells=screen["path"], epochs=2, grad_acc=2,
+                          n_control_cells=10, device="cpu").fit(screen["train"])
+    assert list(model.embedding_.index) == sorted(screen["bulk"].obs_names)  # every condition, held-out ones too
+    assert model.embedding_.shape[1] == 200 and np.isfinite(model.embedding_.to_numpy()).all()
+    assert model.embedding_.loc["ctrl"].std() > 0
+    prediction = model.predict(screen["request"][:2])
+    assert np.isfinite(prediction.X).all() and list(prediction.obs["reason"]) == ["", ""]
+

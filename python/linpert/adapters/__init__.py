@@ -34,6 +34,7 @@ from ._environment import Runtime, Stack, container_command, ensure_venv, venv_p
 from ._gears import GearsModel, write_go_files
 from ._geneformer import geneformer_embedding, write_geneformer_model
 from ._inputs import overwrite_targets, perturb_rank_encoding, rank_value_encoding
+from ._scbert import scbert_embedding, write_scbert_model
 from ._uce import uce_embedding, write_uce_model
 from ._others import CpaModel, ScFoundationModel, ScGptModel, write_scgpt_checkpoint
 from ._state import StateModel
@@ -72,5 +73,6 @@ __all__ = [
     "write_geneformer_model",
     "write_go_files",
     "write_scgpt_checkpoint",
+    "write_scbert_model",
     "write_uce_model",
 ]

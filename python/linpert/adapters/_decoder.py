@@ -20,6 +20,7 @@ from .._conditions import Condition
 from .._config import renamed
 from ..models._base import PerturbationModel, check_training
 from ._cells import per_cell_conditions
+from ._scbert import FINETUNE, scbert_embedding
 
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
@@ -171,12 +172,7 @@ class EmbeddingDecoder(PerturbationModel):
 
     def fit(self, train: AnnData) -> EmbeddingDecoder:
         data = check_training(train)
-        table = condition_embedding(
-            self.embedding,
-            cells=self.cells,
-            obsm_key=self.obsm_key or self.default_obsm_key,
-            condition_key=self.condition_key,
-        )
+        table = self._embedding(data)
         usable = [c for c in data.conditions if c in table.index]
         self.dropped_ = {c: "no embedding for this condition" for c in data.conditions if c not in table.index}
         if len(usable) < 2:
@@ -190,6 +186,11 @@ class EmbeddingDecoder(PerturbationModel):
         self.embedding_ = table
         self._remember(data)
         return self
+
+    def _embedding(self, data: Any) -> pd.DataFrame:
+        """The per-condition table the ridge decodes: given by the user (a table, or ``obsm`` of the cells)."""
+        return condition_embedding(self.embedding, cells=self.cells, obsm_key=self.obsm_key or self.default_obsm_key,
+                                   condition_key=self.condition_key)
 
     def _predict(self, conditions: list[Condition]) -> tuple[np.ndarray, list[str]]:
         X = np.full((len(conditions), len(self.genes_)), np.nan)
@@ -222,7 +223,52 @@ class UceDecoder(EmbeddingDecoder):
 
 class ScBertDecoder(EmbeddingDecoder):
     """scBERT's embedding after fine-tuning on the training conditions, averaged per condition, then a ridge
-    decoder. Reads ``obsm['X_scbert']`` unless told otherwise."""
+    decoder.
+
+    With ``model`` (scBERT's model folder) and ``code`` (its repository at the paper's commit 262fd4b9), ``fit``
+    fine-tunes scBERT on the labels of the training conditions' cells and embeds every condition of ``cells``
+    (:func:`~linpert.adapters.scbert_embedding`, with ``finetune.py``'s settings unless ``epochs``, ``batch_size``,
+    ``grad_acc``, ``learning_rate`` say otherwise). Without them it reads the user's embedding: ``embedding=``, or
+    ``obsm['X_scbert']`` of ``cells`` unless ``obsm_key`` says otherwise.
+    """
 
     name = "scbert"
     default_obsm_key = "X_scbert"
+
+    def __init__(
+        self,
+        *,
+        model: str | os.PathLike | None = None,
+        code: str | os.PathLike | None = None,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        grad_acc: int | None = None,
+        learning_rate: float | None = None,
+        n_control_cells: int | None = 100,
+        embedding: Any = None,
+        cells: Any = None,
+        obsm_key: str | None = None,
+        ridge: float = 1.0,
+        condition_key: str = "condition",
+        seed: int = 0,
+        device: str = "auto",
+        runtime: Any = "venv",
+    ) -> None:
+        super().__init__(embedding=embedding, cells=cells, obsm_key=obsm_key, ridge=ridge, condition_key=condition_key)
+        self.model, self.code = model, code
+        self.epochs, self.batch_size, self.grad_acc, self.learning_rate = epochs, batch_size, grad_acc, learning_rate
+        self.n_control_cells, self.seed, self.device, self.runtime = n_control_cells, seed, device, runtime
+
+    def _embedding(self, data: Any) -> pd.DataFrame:
+        if self.model is None and self.code is None:
+            return super()._embedding(data)
+        if self.model is None or self.code is None or self.cells is None:
+            raise ValueError("scbert computes its embedding from model= (scBERT's model folder), code= (its "
+                             "repository at 262fd4b9) and cells= (the cell-level data); give all three, or "
+                             "embedding= a per-condition table.")
+        settings = {key: FINETUNE[key] if value is None else value for key, value in
+                    (("epochs", self.epochs), ("batch_size", self.batch_size), ("grad_acc", self.grad_acc),
+                     ("learning_rate", self.learning_rate))}
+        return scbert_embedding(self.cells, self.model, code=self.code, train_conditions=list(data.conditions),
+                                n_control_cells=self.n_control_cells, condition_key=self.condition_key,
+                                seed=self.seed, device=self.device, runtime=self.runtime, **settings)

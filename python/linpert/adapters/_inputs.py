@@ -22,12 +22,12 @@ import pandas as pd
 from scipy import sparse
 
 from .._conditions import CONTROL, parse_condition
-from ._cells import gene_symbols, per_cell_conditions
+from ._cells import gene_symbols, per_cell_conditions, reconstruct_counts
 
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
 
-__all__ = ["overwrite_targets", "perturb_rank_encoding", "rank_value_encoding"]
+__all__ = ["overwrite_targets", "perturb_rank_encoding", "perturbed_counts", "rank_value_encoding"]
 
 #: Geneformer's input size (its 2,048-token context) and the total its normalisation scales each cell to.
 GENEFORMER_MAX_LEN = 2048
@@ -119,6 +119,30 @@ def overwrite_targets(
     if sparse.issparse(cells.X):
         X = sparse.csr_matrix(X)
     return anndata.AnnData(X=X, obs=obs, var=cells.var.copy())
+
+
+def perturbed_counts(cells: AnnData, conditions: Sequence[str] | None, *, n_control_cells: int | None,
+                     condition_key: str, seed: int) -> AnnData:
+    """UCE's and scBERT's input as raw counts by gene symbol: :func:`overwrite_targets` for each condition, and the
+    unperturbed control cells it drew from as ``ctrl``. Counts are ``layers['counts']``, else reconstructed from
+    the log data."""
+    import anndata
+
+    counts = cells.layers["counts"] if "counts" in cells.layers else reconstruct_counts(cells.X)
+    labels = per_cell_conditions(cells.obs[condition_key]).to_numpy()
+    symbols = gene_symbols(cells)
+    plain = anndata.AnnData(X=counts, obs=pd.DataFrame({"condition": labels}, index=cells.obs_names),
+                            var=pd.DataFrame(index=symbols))
+    plain = plain[:, ~symbols.duplicated()].copy()
+    perturbed = overwrite_targets(plain, None if conditions is None else [c for c in conditions if c != CONTROL],
+                                  n_control_cells=n_control_cells, seed=seed)
+    ctrl_cells = perturbed.obs["control_cell"].unique()
+    ctrl = plain[list(ctrl_cells)].copy()
+    ctrl.obs = pd.DataFrame({"condition": CONTROL, "control_cell": ctrl.obs_names},
+                            index=[f"{CONTROL}|{c}" for c in ctrl.obs_names])
+    out = anndata.concat([ctrl, perturbed])
+    out.X = out.X.astype(np.int64) if not hasattr(out.X, "tocsr") else out.X.tocsr().astype(np.int64)
+    return out
 
 
 def _dense(X: Any) -> np.ndarray:

@@ -20,12 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._conditions import CONTROL
 from .._io import atomic_write
 from ._base import embed_once, run_once
-from ._cells import gene_symbols, load_cells, per_cell_conditions, reconstruct_counts
+from ._cells import load_cells
 from ._environment import Runtime, Stack
-from ._inputs import overwrite_targets
+from ._inputs import perturbed_counts
 
 __all__ = ["uce_embedding", "write_uce_model"]
 
@@ -130,29 +129,8 @@ def uce_embedding(
         raise FileNotFoundError(f"UCE's model_files folder {folder} lacks {', '.join(missing)} (see write_uce_model "
                                 f"for {_CONFIG}).")
     cells = load_cells(cells, condition_key=condition_key)
-    inputs = _perturbed_counts(cells, conditions, n_control_cells=n_control_cells, condition_key=condition_key,
+    inputs = perturbed_counts(cells, conditions, n_control_cells=n_control_cells, condition_key=condition_key,
                                seed=seed)
     return embed_once(runtime, model="uce", worker=_WORKER, modules=MODULES, stacks=STACKS,
                       inputs={"model_files": folder}, files={"cells.h5ad": lambda path: inputs.write_h5ad(path)},
                       request={"seed": int(seed), "device": device, "params": {"batch_size": int(batch_size)}})
-
-
-def _perturbed_counts(cells, conditions, *, n_control_cells, condition_key, seed):
-    """UCE's input: counts by gene symbol, the control cells per condition with the targets overwritten, and ctrl."""
-    import anndata
-
-    counts = cells.layers["counts"] if "counts" in cells.layers else reconstruct_counts(cells.X)
-    labels = per_cell_conditions(cells.obs[condition_key]).to_numpy()
-    symbols = gene_symbols(cells)
-    plain = anndata.AnnData(X=counts, obs=pd.DataFrame({"condition": labels}, index=cells.obs_names),
-                            var=pd.DataFrame(index=symbols))
-    plain = plain[:, ~symbols.duplicated()].copy()
-    perturbed = overwrite_targets(plain, None if conditions is None else [c for c in conditions if c != CONTROL],
-                                  n_control_cells=n_control_cells, seed=seed)
-    ctrl_cells = perturbed.obs["control_cell"].unique()
-    ctrl = plain[list(ctrl_cells)].copy()
-    ctrl.obs = pd.DataFrame({"condition": CONTROL, "control_cell": ctrl.obs_names},
-                            index=[f"{CONTROL}|{c}" for c in ctrl.obs_names])
-    out = anndata.concat([ctrl, perturbed])
-    out.X = out.X.astype(np.int64) if not hasattr(out.X, "tocsr") else out.X.tocsr().astype(np.int64)
-    return out
