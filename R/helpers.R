@@ -106,7 +106,8 @@ saturating_response <- function(drive, capacity, offset) {
 #' @param folder The folder to write.
 #' @param genes Gene symbols (Geneformer: Ensembl IDs).
 #' @param ... Sizes and the seed, by name, as the Python functions take them
-#'   (e.g. `hidden_size`, `layers`, `seed`, `runtime`).
+#'   (e.g. `hidden_size`, `layers`, `seed`, `runtime`; `write_scbert_model()`
+#'   needs `code`, scBERT's repository, whose model class builds the weights).
 #' @return The folder, invisibly.
 #' @export
 #' @examples
@@ -128,6 +129,12 @@ write_geneformer_model <- function(folder, genes, ...) {
 #' @export
 write_scgpt_checkpoint <- function(folder, genes, ...) {
   invisible(.py_call("adapters.write_scgpt_checkpoint", folder, as.list(as.character(genes)), ...))
+}
+
+#' @rdname write_go_files
+#' @export
+write_scbert_model <- function(folder, genes, ...) {
+  invisible(.py_call("adapters.write_scbert_model", folder, as.list(as.character(genes)), ...))
 }
 
 #' @rdname write_go_files

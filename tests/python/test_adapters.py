@@ -502,6 +502,40 @@ def test_scberts_defaults_are_those_of_its_finetune_script():
     assert used == {k: v for k, v in spec["architecture"].items() if not k.startswith("_")}
 
 
+def test_geneformers_paper_protocol_names_what_it_lacks(cells, bulk, tmp_path):
+    from linpert.adapters._geneformer import geneformer_embedding
+
+    for name in ("config.json", "token_dictionary.pkl", "gene_median_dictionary.pkl"):
+        (tmp_path / name).write_bytes(pickle.dumps({"<pad>": 0}))
+    with pytest.raises(FileNotFoundError, match="not Geneformer's repository .*in_silico_perturber.py"):
+        geneformer_embedding(cells, tmp_path, code=tmp_path, train_conditions=list(bulk.obs_names))
+    with pytest.raises(ValueError, match="give embedding= a per-condition table"):
+        GeneformerDecoder(code=tmp_path).fit(bulk)
+
+
+def test_geneformers_paper_protocol_leaves_its_training_to_geneformers_defaults(cells, bulk, tmp_path, monkeypatch):
+    from linpert.adapters import _geneformer
+
+    spec = json.loads((Path(__file__).parent / "paper_settings.json").read_text())["geneformer"]
+    sent = {}
+    monkeypatch.setattr(_geneformer, "embed_once", lambda runtime, **call: sent.update(call) or pd.DataFrame())
+    folder = tmp_path / "model"  # Geneformer's dictionaries: what the adapter reads before the worker starts
+    folder.mkdir()
+    tokens = {"<pad>": 0, "<mask>": 1, **{g: i + 2 for i, g in enumerate(cells.var_names)}}
+    (folder / "token_dictionary.pkl").write_bytes(pickle.dumps(tokens))
+    (folder / "gene_median_dictionary.pkl").write_bytes(pickle.dumps(dict.fromkeys(cells.var_names, 1.0)))
+    (folder / "config.json").write_text("{}")
+    (tmp_path / "code" / "geneformer").mkdir(parents=True)
+    (tmp_path / "code" / "geneformer" / "in_silico_perturber.py").touch()
+    model = GeneformerDecoder(model=folder, code=tmp_path / "code", cells=cells)
+    _geneformer.geneformer_embedding(cells, folder, code=tmp_path / "code", train_conditions=list(bulk.obs_names))
+    params = sent["request"]["params"]
+    assert params["training_args"] == spec["classifier"]["training_args"]
+    assert params["mode"] == model.mode == spec["perturber"]["mode"] and sent["action"] == "finetune_embed"
+    assert model.preset == "paper" and GeneformerDecoder(model=folder).preset == "linpert"
+    assert set(params["perturbations"]) == set(bulk.obs_names) and params["perturbations"]["ctrl"] == []
+
+
 def test_a_stack_that_cannot_be_chosen_or_installed_is_named(tmp_path):
     old = Stack(("cpa-tools==0.8.8",), pythons=("3.10",))
     with pytest.raises(RuntimeError, match=r"No known cpa stack installs on Python 3.99 \(known: Python 3.10\)"):

@@ -255,3 +255,23 @@ def test_scbert_is_fine_tuned_on_the_training_labels_and_embedded_with_its_own_c
     prediction = model.predict(screen["request"][:2])
     assert np.isfinite(prediction.X).all() and list(prediction.obs["reason"]) == ["", ""]
 
+
+#: Geneformer's repository at a 0.1.0 commit (the paper's version), which no registry serves either.
+GENEFORMER_CODE = os.environ.get("LINPERT_GENEFORMER_CODE")
+
+
+@pytest.mark.skipif(not GENEFORMER_CODE, reason="LINPERT_GENEFORMER_CODE is unset: no clone of Geneformer here")
+def test_geneformer_is_fine_tuned_and_perturbed_in_silico_with_its_own_code(screen, tmp_path):
+    cells = screen["cells"]
+    folder = write_geneformer_model(tmp_path / "geneformer", list(cells.var_names))
+    model = GeneformerDecoder(model=str(folder), code=GENEFORMER_CODE, cells=screen["path"], n_control_cells=10,
+                              epochs=1, device="cpu").fit(screen["train"])
+    report = model.embedding_.attrs["worker"]
+    assert report["classes"] == len(screen["train"]) and report["train_seconds"] > 0  # one class per condition
+    assert list(model.embedding_.index) == sorted(screen["bulk"].obs_names)
+    assert model.embedding_.shape[1] == 64 and np.isfinite(model.embedding_.to_numpy()).all()
+    held_out, single = screen["request"][0], screen["request"][1]
+    assert not np.allclose(model.embedding_.loc[held_out], model.embedding_.loc["ctrl"])  # the targets moved
+    prediction = model.predict([held_out, single])
+    assert np.isfinite(prediction.X).all() and list(prediction.obs["reason"]) == ["", ""]
+

@@ -173,6 +173,7 @@ PARITY <- c(
   adapters.write_geneformer_model = "write_geneformer_model",
   adapters.write_go_files = "write_go_files",
   adapters.write_scgpt_checkpoint = "write_scgpt_checkpoint",
+  adapters.write_scbert_model = "write_scbert_model",
   adapters.write_uce_model = "write_uce_model",
   # linpert.embeddings
   embeddings.SPEC_KINDS = "load_embedding",

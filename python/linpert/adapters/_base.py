@@ -145,7 +145,7 @@ class WorkerModel(PerturbationModel):
         self.device_ = report["device"]
         self.versions_ = dict(report.get("versions", {}))
         self.train_seconds_ = float(report.get("train_seconds", report["seconds"]))
-        self.peak_memory_mib_ = _peak(report)
+        self.peak_memory_mib_ = peak_mib(report)
         self.train_conditions_ = list(report.get("train_conditions", fit_names))
         self.val_conditions_ = list(report.get("val_conditions", val_names))
         self.dropped_ = dict(report.get("dropped", {}))
@@ -294,15 +294,18 @@ def run_once(
 
 
 def embed_once(runtime: Runtime | str, *, inputs: dict[str, str | os.PathLike], files: dict[str, Any],
-               request: dict[str, Any], **worker: Any) -> pd.DataFrame:
-    """Run a worker's ``embed`` action (see :func:`run_once` for ``worker``'s keys) and read the per-condition
-    table it writes (``workers/_protocol.write_embedding``): conditions × dimensions."""
+               request: dict[str, Any], action: str = "embed", **worker: Any) -> pd.DataFrame:
+    """Run a worker's ``embed`` action (or another that writes an embedding; see :func:`run_once` for ``worker``'s
+    keys) and read the per-condition table it writes (``workers/_protocol.write_embedding``): conditions ×
+    dimensions, with the worker's report in ``attrs["worker"]``."""
     with tempfile.TemporaryDirectory(prefix="linpert-embedding-") as tmp:
         out = Path(tmp) / "embedding.npz"
-        run_once(runtime, action="embed", inputs=inputs, output=out.name, keep=out, files=files, request=request,
-                 **worker)
+        report = run_once(runtime, action=action, inputs=inputs, output=out.name, keep=out, files=files,
+                          request=request, **worker)
         with np.load(out) as saved:
-            return pd.DataFrame(saved["embedding"], index=pd.Index(saved["conditions"].astype(str), name="condition"))
+            table = pd.DataFrame(saved["embedding"], index=pd.Index(saved["conditions"].astype(str), name="condition"))
+    table.attrs["worker"] = report  # what the worker did: device, cells, epochs, peak memory, versions
+    return table
 
 
 def call_worker(
@@ -330,7 +333,8 @@ def call_worker(
     return json.loads(report_path.read_text())
 
 
-def _peak(report: dict[str, Any]) -> float:
+def peak_mib(report: dict[str, Any]) -> float:
+    """The peak memory a worker reports: its GPU's when it ran on CUDA, else its peak resident memory."""
     gpu = report.get("peak_gpu_mib")
     if report.get("device", "cpu").startswith("cuda") and gpu is not None:
         return float(gpu)

@@ -4,8 +4,9 @@ The paper embedded cells with each foundation model (Geneformer fine-tuned as a 
 deletion / overexpression; UCE zero-shot on control cells with the targets overwritten; scBERT fine-tuned), averaged
 the embedding per condition and fitted sklearn's ``Ridge(alpha=1.0, fit_intercept=True)`` from embedding to
 pseudobulk on the training conditions. :class:`EmbeddingDecoder` is that last step, in closed form. The embeddings
-come from the user (a table or ``obsm`` of the cells): linpert builds the models' perturbed inputs
-(:mod:`linpert.adapters._inputs`), and the user embeds them with the model's own code and weights.
+come from the user (a table or ``obsm`` of the cells), or the decoder computes them in ``fit`` from the model's
+weights with its own code in an isolated environment (``GeneformerDecoder(model=, code=)``,
+``ScBertDecoder(model=, code=)``; UCE through :func:`~linpert.adapters.uce_embedding`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import pandas as pd
 from .._conditions import Condition
 from .._config import renamed
 from ..models._base import PerturbationModel, check_training
+from ._base import peak_mib
 from ._cells import per_cell_conditions
+from ._geneformer import geneformer_embedding
 from ._scbert import FINETUNE, scbert_embedding
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -173,6 +176,9 @@ class EmbeddingDecoder(PerturbationModel):
     def fit(self, train: AnnData) -> EmbeddingDecoder:
         data = check_training(train)
         table = self._embedding(data)
+        report = table.attrs.get("worker")
+        if report:  # computed here by the model's own code: say with what, and at what memory
+            self.versions_, self.peak_memory_mib_ = report.get("versions"), peak_mib(report)
         usable = [c for c in data.conditions if c in table.index]
         self.dropped_ = {c: "no embedding for this condition" for c in data.conditions if c not in table.index}
         if len(usable) < 2:
@@ -186,6 +192,14 @@ class EmbeddingDecoder(PerturbationModel):
         self.embedding_ = table
         self._remember(data)
         return self
+
+    @property
+    def preset(self) -> str:
+        """How the embedding was made: ``"paper"`` (the model's own code, the paper's protocol), ``"linpert"``
+        (linpert's encoding, the pretrained model as it is) or ``""`` (the user's table)."""
+        if getattr(self, "code", None) is not None:
+            return "paper"
+        return "linpert" if getattr(self, "model", None) is not None else ""
 
     def _embedding(self, data: Any) -> pd.DataFrame:
         """The per-condition table the ridge decodes: given by the user (a table, or ``obsm`` of the cells)."""
@@ -206,11 +220,58 @@ class EmbeddingDecoder(PerturbationModel):
 
 class GeneformerDecoder(EmbeddingDecoder):
     """Geneformer's cell embedding (fine-tuned as a condition classifier, in-silico deletion / overexpression of the
-    targets) averaged per condition, then a ridge decoder. Reads ``obsm['X_geneformer']`` of ``cells`` unless
-    ``embedding=`` or ``obsm_key=`` say otherwise."""
+    targets) averaged per condition, then a ridge decoder.
+
+    With ``model`` (Geneformer's model folder) and ``code`` (its repository at a 0.1.0 commit), ``fit`` runs the
+    paper's protocol in Geneformer's own code: fine-tuned on the training conditions' cells, the targets perturbed
+    in silico (``mode``: ``"overexpress"`` for CRISPRa, ``"delete"`` for CRISPRi and knock-outs; ``epochs`` and
+    ``training_args`` change its classifier's training) in
+    ``n_control_cells`` control cells, every condition of ``cells`` embedded
+    (:func:`~linpert.adapters.geneformer_embedding`). With ``model`` alone, the pretrained model embeds linpert's
+    encoding of the same inputs, without fine-tuning. Without either, it reads the user's embedding: ``embedding=``,
+    or ``obsm['X_geneformer']`` of ``cells`` unless ``obsm_key`` says otherwise.
+    """
 
     name = "geneformer"
     default_obsm_key = "X_geneformer"
+
+    def __init__(
+        self,
+        *,
+        model: str | os.PathLike | None = None,
+        code: str | os.PathLike | None = None,
+        mode: str = "overexpress",
+        epochs: int | None = None,
+        training_args: dict[str, Any] | None = None,
+        n_control_cells: int | None = 100,
+        batch_size: int = 32,
+        embedding: Any = None,
+        cells: Any = None,
+        obsm_key: str | None = None,
+        ridge: float = 1.0,
+        condition_key: str = "condition",
+        seed: int = 0,
+        device: str = "auto",
+        runtime: Any = "venv",
+    ) -> None:
+        super().__init__(embedding=embedding, cells=cells, obsm_key=obsm_key, ridge=ridge, condition_key=condition_key)
+        self.model, self.code, self.mode, self.epochs, self.training_args = model, code, mode, epochs, training_args
+        self.n_control_cells, self.batch_size = n_control_cells, batch_size
+        self.seed, self.device, self.runtime = seed, device, runtime
+
+    def _embedding(self, data: Any) -> pd.DataFrame:
+        if self.model is None and self.code is None:
+            return super()._embedding(data)
+        if self.model is None or self.cells is None:
+            raise ValueError("geneformer computes its embedding from model= (Geneformer's model folder) and cells= "
+                             "(the cell-level data), with code= (its repository) for the paper's fine-tuning; "
+                             "or give embedding= a per-condition table.")
+        return geneformer_embedding(self.cells, self.model, code=self.code, mode=self.mode,
+                                    train_conditions=list(data.conditions), epochs=self.epochs,
+                                    training_args=self.training_args,
+                                    n_control_cells=self.n_control_cells, batch_size=self.batch_size,
+                                    condition_key=self.condition_key, seed=self.seed, device=self.device,
+                                    runtime=self.runtime)
 
 
 class UceDecoder(EmbeddingDecoder):

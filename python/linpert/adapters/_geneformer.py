@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from .._conditions import CONTROL, parse_condition
 from .._io import atomic_write
@@ -34,6 +35,16 @@ TOKEN_DICTIONARY, MEDIAN_DICTIONARY = "token_dictionary.pkl", "gene_median_dicti
 STACKS = (Stack(("transformers>=4.40,<4.50", "torch==2.3.0", "numpy<2"),
                 note="transformers, which Geneformer's own package runs on"),)
 MODULES = ("transformers", "torch")
+#: The paper's protocol runs Geneformer's own code (the user's clone of its repository at a 0.1.0 commit): its
+#: requirements.txt on the Hugging Face releases of that time, since the newest transformers no longer exports what
+#: its collator imports (SpecialTokensMixin). torch 2.13.0 is the CPU build on this project's registry.
+CODE_STACKS = (Stack(("torch==2.13.0", "transformers==4.44.2", "datasets==3.0.1", "accelerate==0.34.2",
+                      "peft==0.12.0", "huggingface-hub<0.26", "anndata>=0.9", "hyperopt>=0.2", "loompy>=3.0",
+                      "matplotlib>=3.7", "optuna>=3.6", "optuna-integration>=3.6", "pandas>=2.0", "pyarrow>=12.0",
+                      "ray>=2.6", "scanpy>=1.9", "scikit-learn>=1.2", "scipy>=1.10", "seaborn>=0.12",
+                      "statsmodels>=0.14", "tdigest>=0.5.2", "tensorboard>=2.15", "tqdm>=4.65"),
+                     pythons=("3.11", "3.12"), note="Geneformer 0.1.0's requirements (its code given by the user)"),)
+CODE_MODULES = ("transformers", "datasets", "torch", "tdigest", "loompy")
 _WORKER = "geneformer_worker.py"
 
 
@@ -95,6 +106,10 @@ def geneformer_embedding(
     mode: str = "overexpress",
     conditions: Sequence[str] | None = None,
     n_control_cells: int | None = 100,
+    code: str | os.PathLike | None = None,
+    train_conditions: Sequence[str] | None = None,
+    epochs: int | None = None,
+    training_args: dict[str, Any] | None = None,
     condition_key: str = "condition",
     batch_size: int = 32,
     seed: int = 0,
@@ -121,6 +136,14 @@ def geneformer_embedding(
         Canonical names to embed (default: every condition of ``cells``).
     n_control_cells
         Control cells per condition (drawn once with ``seed``; ``None``: all).
+    code, train_conditions, epochs, training_args
+        The paper's protocol: with ``code`` (Geneformer's repository at a 0.1.0 commit), Geneformer's own
+        ``TranscriptomeTokenizer`` encodes the cells, its ``Classifier`` fine-tunes the model to tell the cells of
+        ``train_conditions`` apart (``train_all_data``: its defaults, 10 epochs unless ``epochs`` says otherwise;
+        ``training_args`` overrides Hugging Face ``TrainingArguments``), and the targets are perturbed as its
+        ``InSilicoPerturber`` perturbs a
+        group of genes and embedded with the fine-tuned model as the perturber embeds them. Without ``code``: the
+        pretrained model as it is, linpert's encoding (the same as Geneformer's) and ``transformers``.
     batch_size, device, runtime
         As for the other adapters.
 
@@ -136,6 +159,13 @@ def geneformer_embedding(
     tokens = pickle.loads((folder / TOKEN_DICTIONARY).read_bytes())
     medians = pickle.loads((folder / MEDIAN_DICTIONARY).read_bytes())
     cells = load_cells(cells, condition_key=condition_key)
+    if code is not None:
+        if epochs is not None:
+            training_args = {**(training_args or {}), "num_train_epochs": int(epochs)}
+        return _fine_tuned_embedding(cells, folder, tokens, code=code, mode=mode, conditions=conditions,
+                                     train_conditions=train_conditions, training_args=training_args,
+                                     n_control_cells=n_control_cells, condition_key=condition_key,
+                                     batch_size=batch_size, seed=seed, device=device, runtime=runtime)
     labels, encoded = _perturbed_inputs(cells, tokens, medians, mode=mode, conditions=conditions,
                                         n_control_cells=n_control_cells, condition_key=condition_key, seed=seed)
     lengths = np.array([len(e) for e in encoded], dtype=np.int64)
@@ -180,3 +210,45 @@ def _perturbed_inputs(cells, tokens, medians, *, mode, conditions, n_control_cel
         raise ValueError("No condition could be encoded: none of the targets has a token in Geneformer's "
                          "dictionary (it keys genes by Ensembl ID: put them in var_names).")
     return labels, encoded
+
+
+def _fine_tuned_embedding(cells, folder, tokens, *, code, mode, conditions, train_conditions, training_args,
+                          n_control_cells, condition_key, batch_size, seed, device, runtime) -> pd.DataFrame:
+    """The paper's protocol in Geneformer's own code (``finetune_embed`` of the worker): the cells it tokenizes
+    (the training conditions' to fine-tune on, the control cells to perturb), and each condition's targets."""
+    import anndata
+
+    if not (Path(code) / "geneformer" / "in_silico_perturber.py").is_file():
+        raise FileNotFoundError(f"code={str(code)!r} is not Geneformer's repository (it needs "
+                                "geneformer/in_silico_perturber.py): clone it at a 0.1.0 commit.")
+    if not train_conditions:
+        raise ValueError("Geneformer is fine-tuned to tell the training conditions apart: give train_conditions.")
+    condition = per_cell_conditions(cells.obs[condition_key]).to_numpy()
+    ctrl_rows = np.flatnonzero(condition == CONTROL)
+    if ctrl_rows.size == 0:
+        raise ValueError("The cells have no control cells to perturb in silico.")
+    if n_control_cells is not None and n_control_cells < ctrl_rows.size:
+        ctrl_rows = np.sort(np.random.default_rng(seed).choice(ctrl_rows, n_control_cells, replace=False))
+    counts = sparse.csr_matrix(cells.layers["counts"] if "counts" in cells.layers else reconstruct_counts(cells.X))
+    train_rows = np.flatnonzero(np.isin(condition, list(train_conditions)))
+    rows = np.concatenate([train_rows, ctrl_rows])
+    roles = ["train"] * len(train_rows) + ["control"] * len(ctrl_rows)
+    obs = pd.DataFrame({"condition": condition[rows], "role": roles,
+                        "n_counts": np.asarray(counts[rows].sum(axis=1)).ravel()},
+                       index=[f"cell{i}" for i in range(len(rows))])
+    # Geneformer's tokenizer keys genes by var['ensembl_id']: the identifiers of its dictionaries
+    tokenize = anndata.AnnData(counts[rows], obs=obs, var=pd.DataFrame({"ensembl_id": cells.var_names.astype(str)},
+                                                                       index=cells.var_names.astype(str)))
+    id_of = dict(zip(gene_symbols(cells), cells.var_names.astype(str)))
+    names = sorted(set(condition)) if conditions is None else [parse_condition(str(c)).name for c in conditions]
+    perturbations = {}
+    for name in names:
+        targets = [id_of.get(g) for g in parse_condition(name).genes]
+        if all(t in tokens for t in targets):  # a target without a token cannot be perturbed: left out
+            perturbations[name] = targets
+    params = {"mode": mode, "batch_size": int(batch_size), "perturbations": perturbations,
+              "training_args": training_args}
+    return embed_once(runtime, model="geneformer", worker=_WORKER, modules=CODE_MODULES, stacks=CODE_STACKS,
+                      action="finetune_embed", inputs={"model": folder, "code": code},
+                      files={"cells.h5ad": lambda path: tokenize.write_h5ad(path)},
+                      request={"seed": int(seed), "device": device, "params": params})

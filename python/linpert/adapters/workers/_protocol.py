@@ -20,7 +20,7 @@ from typing import Any, Callable
 PROTOCOL = 1
 #: The distributions whose versions a worker reports (those installed), so a run records what it ran with.
 STACK_DISTRIBUTIONS = ("torch", "cpa-tools", "scvi-tools", "lightning", "scgpt", "cell-gears", "torch-geometric",
-                       "arc-state", "cell-load", "anndata", "numpy", "scanpy")
+                       "arc-state", "cell-load", "uce-model", "transformers", "datasets", "anndata", "numpy", "scanpy")
 
 
 def main(actions: dict[str, Callable[[dict[str, Any]], dict[str, Any]]]) -> None:
@@ -57,6 +57,21 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return found
+
+
+def code_version(folder: str) -> str:
+    """What a model's own code given as a folder is: its ``setup.py`` version and git commit, where it has them."""
+    import re
+    import subprocess
+
+    found = []
+    setup = os.path.join(folder, "setup.py")
+    if os.path.isfile(setup):
+        match = re.search(r"version\s*=\s*[\"']([^\"']+)", open(setup).read())
+        found += [match.group(1)] if match else []
+    commit = subprocess.run(["git", "-C", folder, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    found += [f"commit {commit.stdout.strip()}"] if commit.returncode == 0 else []
+    return ", ".join(found) or f"code in {folder}"
 
 
 def condition_genes(condition: str) -> list[str]:

@@ -6,6 +6,12 @@ Geneformer is a BERT masked-language model in Hugging Face's format (``config.js
 ``EmbExtractor`` takes a cell's embedding as the mean over its tokens of the second-to-last hidden layer, which is
 what ``embed`` does here with ``transformers``. The inputs (token ids per cell, in-silico perturbed by linpert) come
 as ``tokens.npz``; ``model`` writes a randomly initialised model for :func:`linpert.adapters.write_geneformer_model`.
+
+``finetune_embed`` is the paper's protocol with Geneformer's own code (``inputs.code``, its repository at a 0.1.0
+commit, put first on ``sys.path``): ``TranscriptomeTokenizer`` encodes the cells of ``cells.h5ad``, ``Classifier``
+fine-tunes the model to tell the training conditions apart (``train_all_data``, its default settings), and each
+condition's targets are perturbed in the control cells as ``InSilicoPerturber`` does for a group of genes, then
+embedded with the fine-tuned model as the perturber embeds them (``get_embs``, mean over each cell's genes).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,5 +74,109 @@ def model(request: dict) -> dict:
     return {"device": "cpu"}
 
 
+def _cuda_means_cpu() -> None:
+    """Let Geneformer's embedding code run without a GPU: it places tensors on ``"cuda"`` by name
+    (``get_embs``, ``gen_attention_mask``), so without one that name means the CPU. Nothing else changes."""
+    import torch
+
+    def here(device):
+        return "cpu" if isinstance(device, str) and device.startswith("cuda") else device
+
+    tensor, to = torch.tensor, torch.Tensor.to
+    torch.tensor = lambda *args, device=None, **kwargs: tensor(*args, device=here(device), **kwargs)
+    torch.Tensor.to = lambda self, *args, **kwargs: to(
+        self, *(here(a) for a in args), **{k: here(v) if k == "device" else v for k, v in kwargs.items()})
+
+
+def finetune_embed(request: dict) -> dict:
+    import functools
+    import glob
+    import pickle
+
+    import numpy as np
+    import torch
+
+    params, folder = request["params"], os.path.abspath(request["inputs"]["model"])
+    sys.path.insert(0, os.path.abspath(request["inputs"]["code"]))
+    device = protocol.resolve_device(request["device"])
+    if device == "cpu":
+        _cuda_means_cpu()
+    protocol.seed_everything(request["seed"])
+    protocol.reset_gpu_peak(device)
+    from datasets import load_from_disk
+    from geneformer import Classifier, InSilicoPerturber, TranscriptomeTokenizer
+    from geneformer import perturber_utils as pu
+    from geneformer.emb_extractor import get_embs
+
+    tokens_file = os.path.join(folder, "token_dictionary.pkl")
+    with open(tokens_file, "rb") as handle:
+        special = "<cls>" in pickle.load(handle)  # the 95M models' dictionaries have <cls> and <eos>
+    with open(os.path.join(folder, "config.json")) as handle:
+        input_size = json.load(handle)["max_position_embeddings"]
+    work = os.path.join(request["run_dir"], "geneformer")
+    cells_dir = os.path.join(work, "cells")
+    os.makedirs(cells_dir, exist_ok=True)
+    os.symlink(request["cells"], os.path.join(cells_dir, "cells.h5ad"))
+    tokenizer = TranscriptomeTokenizer({"condition": "condition", "role": "role"}, nproc=1,
+                                       model_input_size=input_size, special_token=special,
+                                       gene_median_file=os.path.join(folder, "gene_median_dictionary.pkl"),
+                                       token_dictionary_file=tokens_file, gene_mapping_file=None)
+    tokenizer.tokenize_data(cells_dir, work, "cells", file_format="h5ad")
+    data = load_from_disk(os.path.join(work, "cells.dataset"))
+    data.filter(lambda cell: cell["role"] == "train").remove_columns("role").save_to_disk(
+        os.path.join(work, "train.dataset"))
+
+    # Geneformer's own training settings unless the user changed them (training_args None: its defaults)
+    classifier = Classifier(classifier="cell", cell_state_dict={"state_key": "condition", "states": "all"},
+                            training_args=params["training_args"], forward_batch_size=params["batch_size"],
+                            token_dictionary_file=tokens_file, nproc=1)
+    classifier.prepare_data(input_data_file=os.path.join(work, "train.dataset"), output_directory=work,
+                            output_prefix="linpert", test_size=0)
+    with open(os.path.join(work, "linpert_id_class_dict.pkl"), "rb") as handle:
+        n_classes = len(pickle.load(handle))
+    t0 = time.perf_counter()
+    classifier.train_all_data(model_directory=folder, prepared_input_data_file=os.path.join(
+        work, "linpert_labeled.dataset"), id_class_dict_file=os.path.join(work, "linpert_id_class_dict.pkl"),
+        output_directory=work, output_prefix="linpert")
+    train_seconds = time.perf_counter() - t0
+    tuned = os.path.dirname(glob.glob(os.path.join(work, "*_geneformer_cellClassifier_linpert", "config.json"))[0])
+    fine_tuned = pu.load_model("CellClassifier", n_classes, tuned, "eval")
+
+    controls = data.filter(lambda cell: cell["role"] == "control")
+    # the perturber's own settings for what every condition shares: padding, vocabulary, layer (its emb_layer -1)
+    shared = InSilicoPerturber(model_type="CellClassifier", num_classes=n_classes, emb_mode="cell",
+                               token_dictionary_file=tokens_file, nproc=1)
+    layer, max_len = pu.quant_layers(fine_tuned) + shared.emb_layer, pu.get_model_input_size(fine_tuned)
+    names, means = [], []
+    for name, genes in sorted(params["perturbations"].items()):
+        inputs = controls  # ctrl: the control cells as they are
+        if genes:
+            perturber = InSilicoPerturber(perturb_type=params["mode"], genes_to_perturb=genes,
+                                          model_type="CellClassifier", num_classes=n_classes, emb_mode="cell",
+                                          token_dictionary_file=tokens_file, nproc=1)
+            inputs = controls.map(functools.partial(_perturb_group, isp=perturber, pu=pu, max_len=max_len))
+        genes_embedded = get_embs(fine_tuned, inputs, "gene", layer, shared.pad_token_id, params["batch_size"],
+                                  token_gene_dict=shared.token_gene_dict, summary_stat=None, silent=True)
+        lengths = torch.tensor(inputs["length"], device=genes_embedded.device)
+        cells = pu.mean_nonpadding_embs(genes_embedded, lengths, dim=1)  # the perturber's cell embedding
+        names.append(name)
+        means.append(cells.float().mean(dim=0).cpu().numpy().astype(np.float64))
+    protocol.write_embedding(request["output"], names, np.vstack(means))
+    return {"device": device, "n_cells": int(len(controls)), "dimensions": int(means[0].shape[0]),
+            "classes": n_classes, "train_seconds": train_seconds, "peak_gpu_mib": protocol.gpu_peak_mib(device),
+            "versions": {**protocol.versions(), "geneformer": protocol.code_version(request["inputs"]["code"])}}
+
+
+def _perturb_group(cell: dict, *, isp, pu, max_len: int) -> dict:
+    """``InSilicoPerturber.isp_perturb_set``'s ``make_group_perturbation_batch`` (a closure, so not importable):
+    the targets' positions in the cell, then ``delete_indices`` or ``overexpress_tokens``."""
+    cell["tokens_to_perturb"] = isp.tokens_to_perturb
+    where = [cell["input_ids"].index(token) for token in isp.tokens_to_perturb if token in cell["input_ids"]]
+    cell["perturb_index"] = where if where else [-100]  # -100: none of the targets is in the encoding
+    if isp.perturb_type == "delete":
+        return pu.delete_indices(cell)
+    return pu.overexpress_tokens(cell, max_len, isp.special_token)
+
+
 if __name__ == "__main__":
-    protocol.main({"embed": embed, "model": model})
+    protocol.main({"embed": embed, "finetune_embed": finetune_embed, "model": model})

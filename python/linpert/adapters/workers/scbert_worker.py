@@ -187,7 +187,8 @@ def embed(request: dict) -> dict:
     names = sorted(sums)
     protocol.write_embedding(request["output"], names, np.vstack([sums[n] / counts[n] for n in names]))
     return {"device": device, "n_cells": int(inputs.shape[0]), "dimensions": DIM, **trained,
-            "peak_gpu_mib": protocol.gpu_peak_mib(device)}
+            "peak_gpu_mib": protocol.gpu_peak_mib(device),
+            "versions": {**protocol.versions(), "scbert": protocol.code_version(request["inputs"]["code"])}}
 
 
 def model(request: dict) -> dict:
