@@ -536,6 +536,22 @@ def test_geneformers_paper_protocol_leaves_its_training_to_geneformers_defaults(
     assert set(params["perturbations"]) == set(bulk.obs_names) and params["perturbations"]["ctrl"] == []
 
 
+def test_gears_runs_from_scfoundations_fork_with_the_same_settings_as_the_papers_norman_run(tmp_path):
+    from linpert.adapters._gears import FORK_STACKS
+
+    spec = json.loads((Path(__file__).parent / "paper_settings.json").read_text())["gears"]
+    fork = tmp_path / "GEARS"
+    (fork / "gears").mkdir(parents=True)
+    (fork / "gears" / "version.py").write_text(f"__version__ = '{spec['norman']['gears_version']}'\n")
+    model = GearsModel(go_files=tmp_path, code=fork)
+    assert model._params() == {**GearsModel()._params(), "fork_model": "gears"} and spec["norman"]["same_params"]
+    assert model.stacks == FORK_STACKS and model.worker == "scfoundation_worker.py" and model.needs_counts
+    assert model._inputs() == {"go_files": tmp_path, "code": fork} and model.default_runtime == "venv"
+    assert GearsModel().default_runtime == "current" and GearsModel().worker == "gears_worker.py"
+    with pytest.raises(FileNotFoundError, match="not scFoundation's GEARS fork .*gears/version.py"):
+        GearsModel(go_files=tmp_path, code=tmp_path)._inputs()
+
+
 def test_a_stack_that_cannot_be_chosen_or_installed_is_named(tmp_path):
     old = Stack(("cpa-tools==0.8.8",), pythons=("3.10",))
     with pytest.raises(RuntimeError, match=r"No known cpa stack installs on Python 3.99 \(known: Python 3.10\)"):

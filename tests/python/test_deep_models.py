@@ -275,3 +275,17 @@ def test_geneformer_is_fine_tuned_and_perturbed_in_silico_with_its_own_code(scre
     prediction = model.predict([held_out, single])
     assert np.isfinite(prediction.X).all() and list(prediction.obs["reason"]) == ["", ""]
 
+
+#: The GEARS folder of a clone of scFoundation's repository (its GEARS 0.0.2 fork), on no registry.
+SCFOUNDATION_GEARS = os.environ.get("LINPERT_SCFOUNDATION_GEARS")
+
+
+@pytest.mark.skipif(not SCFOUNDATION_GEARS, reason="LINPERT_SCFOUNDATION_GEARS is unset: no clone of scFoundation")
+def test_gears_runs_from_scfoundations_fork_as_the_paper_ran_it_on_norman(screen):
+    go = write_go_files(list(screen["bulk"].var_names), screen["folder"] / "go-fork", seed=1)
+    model = GearsModel(cells=screen["path"], go_files=str(go), code=SCFOUNDATION_GEARS, epochs=1, device="cpu",
+                       validation=screen["validation"]).fit(screen["train"])
+    assert model.versions_["gears"].startswith("0.0.2 (scFoundation's fork")
+    prediction = model.predict(screen["request"][:2])
+    assert np.isfinite(prediction.X).all() and list(prediction.obs["reason"]) == ["", ""]
+

@@ -73,6 +73,8 @@ class WorkerModel(PerturbationModel):
     stacks: tuple[Stack, ...] = ()
     #: Whether the worker needs reconstructed counts in ``layers['counts']``.
     needs_counts: bool = False
+    #: Where the worker runs when ``runtime`` is None.
+    default_runtime: str = "venv"
 
     # -- what subclasses provide -------------------------------------------------------------------------
     def _params(self) -> dict[str, Any]:  # pragma: no cover - abstract
@@ -211,7 +213,7 @@ class WorkerModel(PerturbationModel):
 
     def _launcher(self) -> Launcher:
         return launcher(
-            Runtime.of(self.runtime),
+            Runtime.of(self.runtime if self.runtime is not None else self.default_runtime),
             model=self.name,
             modules=self.modules,
             extra=self.extra,

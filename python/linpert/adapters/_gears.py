@@ -23,6 +23,19 @@ from ._environment import Runtime, Stack
 
 __all__ = ["GearsModel", "write_go_files"]
 
+# Newer releases of these need a newer numpy than the old stacks pin (or drop the wheels they had).
+_OLD_NUMPY = ("contourpy<1.4", "matplotlib<3.10", "pyarrow<16")
+#: scFoundation's GEARS 0.0.2 fork: its encoder imports torchvision and omegaconf besides GEARS 0.0.2's
+#: dependencies; torch 2.1 was built against numpy 1.
+FORK_STACKS = (
+    Stack(("torch==2.1.2", "torchvision==0.16.2", "torch_geometric==2.4.0", "omegaconf", "scanpy", "anndata",
+           "networkx", "einops", "local-attention", "dcor", "scipy<1.15", "numpy<2"), pythons=("3.10", "3.11"),
+          constraints=_OLD_NUMPY, note="the GEARS 0.0.2 fork's dependencies with the torch of the paper's time"),
+    Stack(("torch==2.3.0", "torchvision==0.18.0", "torch_geometric==2.5.3", "omegaconf", "scanpy", "anndata",
+           "networkx", "einops", "local-attention", "dcor", "scipy<1.15", "numpy<2"), pythons=("3.12",),
+          constraints=_OLD_NUMPY, note="torch 2.1.2 has no wheels for Python 3.12"),
+)
+
 
 class GearsModel(WorkerModel):
     """GEARS, with the paper's settings, behind ``fit(train)`` / ``predict(conditions)``.
@@ -35,6 +48,11 @@ class GearsModel(WorkerModel):
     go_files
         Folder with GEARS' ``gene2go_all.pkl``, ``essential_all_data_pert_genes.pkl`` and ``go_essential_all.csv``
         (Harvard Dataverse files 6153417, 6934320, 6934319; see :func:`write_go_files` for simulated data).
+    code
+        scFoundation's GEARS 0.0.2 fork (``scFoundation/GEARS`` of a clone of its repository) instead of
+        cell-gears 0.1.2: the paper's ``run_gears.py`` ran GEARS from that fork on Norman (its
+        ``norman_from_scfoundation``), with the same settings, and 0.1.2 on the other datasets. The fork runs in an
+        isolated environment of its dependencies, from inside the clone (see :class:`ScFoundationModel`).
     preset
         ``"paper"`` (default): GEARS picks its best epoch on the split's validation conditions, as the paper's
         ``run_gears.py`` did (``set2conditions["val"]``; they are also scored, which is the paper's choice);
@@ -47,8 +65,9 @@ class GearsModel(WorkerModel):
         ``get_dataloader(batch_size=32, test_batch_size=128)``: the paper's settings.
     runtime
         Where the worker runs: a :class:`~linpert.adapters.Runtime` or its environment as a string: ``"current"``
-        (the default; needs ``pip install 'linpert[gears]'``), ``"venv"`` (an isolated environment with
-        :attr:`stacks`, built on first use), ``"docker:IMAGE"`` or ``"podman:IMAGE"``.
+        (needs ``pip install 'linpert[gears]'``), ``"venv"`` (an isolated environment with :attr:`stacks`, built on
+        first use), ``"docker:IMAGE"`` or ``"podman:IMAGE"``. Default: ``"current"`` for cell-gears, ``"venv"``
+        for the fork.
     device
         ``"auto"`` (CUDA when the worker sees a GPU), ``"cpu"`` or ``"cuda"``.
     seed
@@ -71,18 +90,38 @@ class GearsModel(WorkerModel):
     """
 
     name = "gears"
-    worker = "gears_worker.py"
-    modules = ("gears", "torch", "torch_geometric")
     extra = "gears"
     # GEARS 0.1.2 needs torch_geometric (undeclared), scipy < 1.15 and pandas < 3 (it indexes Series by position)
-    stacks = (Stack(("cell-gears==0.1.2", "torch_geometric==2.8.1", "scipy<1.15", "pandas<3", "anndata>=0.10"),
-                    note="the paper's cell-gears 0.1.2"),)
+    RELEASE_STACKS = (Stack(("cell-gears==0.1.2", "torch_geometric==2.8.1", "scipy<1.15", "pandas<3", "anndata>=0.10"),
+                            note="the paper's cell-gears 0.1.2"),)
+
+    # cell-gears 0.1.2, or the fork (run by the scFoundation worker, which knows how to import it)
+    @property
+    def worker(self) -> str:
+        return "gears_worker.py" if self.code is None else "scfoundation_worker.py"
+
+    @property
+    def stacks(self) -> tuple[Stack, ...]:
+        return self.RELEASE_STACKS if self.code is None else FORK_STACKS
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        return ("gears", "torch", "torch_geometric") if self.code is None else ("torch", "torch_geometric")
+
+    @property
+    def default_runtime(self) -> str:
+        return "current" if self.code is None else "venv"
+
+    @property
+    def needs_counts(self) -> bool:
+        return self.code is not None  # the fork's data loading reads obs['total_count']
 
     def __init__(
         self,
         *,
         cells: Any = None,
         go_files: str | os.PathLike | None = None,
+        code: str | os.PathLike | None = None,
         preset: str = "paper",
         validation: float | Sequence[str] | None = None,
         hidden_size: int = 64,
@@ -91,7 +130,7 @@ class GearsModel(WorkerModel):
         test_batch_size: int = 128,
         lr: float = 1e-3,
         weight_decay: float = 5e-4,
-        runtime: Runtime | str = "current",
+        runtime: Runtime | str | None = None,
         device: str = "auto",
         seed: int | None = 0,
         work_dir: str | os.PathLike | None = None,
@@ -99,6 +138,7 @@ class GearsModel(WorkerModel):
     ) -> None:
         self.cells = cells
         self.go_files = go_files
+        self.code = code
         self.preset = preset
         self.validation = validation
         self.hidden_size = hidden_size
@@ -125,6 +165,7 @@ class GearsModel(WorkerModel):
             "test_batch_size": int(self.test_batch_size),
             "lr": float(self.lr),
             "weight_decay": float(self.weight_decay),
+            **({} if self.code is None else {"fork_model": "gears"}),  # the fork's plain GEARS, not scFoundation
         }
 
     def _inputs(self) -> dict[str, str | os.PathLike]:
@@ -136,7 +177,10 @@ class GearsModel(WorkerModel):
             )
         if not os.path.isdir(self.go_files):
             raise FileNotFoundError(f"go_files={str(self.go_files)!r} is not a folder.")
-        return {"go_files": self.go_files}
+        if self.code is not None and not (Path(self.code) / "gears" / "version.py").is_file():
+            raise FileNotFoundError(f"code={str(self.code)!r} is not scFoundation's GEARS fork (it needs "
+                                    "gears/version.py): pass the GEARS folder of a clone of scFoundation.")
+        return {"go_files": self.go_files, **({} if self.code is None else {"code": self.code})}
 
 
 def write_go_files(

@@ -17,6 +17,7 @@ from typing import Any
 from .._io import atomic_write
 from ._base import WorkerModel, run_once
 from ._environment import Runtime, Stack
+from ._gears import _OLD_NUMPY, FORK_STACKS
 
 __all__ = ["CpaModel", "ScFoundationModel", "ScGptModel", "write_scgpt_checkpoint"]
 
@@ -25,8 +26,6 @@ SCFOUNDATION_GENES = 19_264
 #: What a scGPT checkpoint folder holds (scGPT_human's layout).
 SCGPT_CHECKPOINT_FILES = ("args.json", "vocab.json", "best_model.pt")
 
-# Newer releases of these need a newer numpy than the old stacks pin (or drop the wheels they had).
-_OLD_NUMPY = ("contourpy<1.4", "matplotlib<3.10", "pyarrow<16")
 
 #: The validation settings of the adapters whose paper preset is only about validation (scGPT, scFoundation).
 _VALIDATION_DOC = """
@@ -269,16 +268,7 @@ class ScFoundationModel(_Shared):
     worker = "scfoundation_worker.py"
     modules = ("torch", "torch_geometric", "torchvision", "omegaconf")
     needs_counts = True  # for obs['total_count']
-    # the fork's encoder imports torchvision and omegaconf besides GEARS 0.0.2's dependencies; torch 2.1 was built
-    # against numpy 1
-    stacks = (
-        Stack(("torch==2.1.2", "torchvision==0.16.2", "torch_geometric==2.4.0", "omegaconf", "scanpy", "anndata",
-               "networkx", "einops", "local-attention", "dcor", "scipy<1.15", "numpy<2"), pythons=("3.10", "3.11"),
-              constraints=_OLD_NUMPY, note="the GEARS 0.0.2 fork's dependencies with the torch of the paper's time"),
-        Stack(("torch==2.3.0", "torchvision==0.18.0", "torch_geometric==2.5.3", "omegaconf", "scanpy", "anndata",
-               "networkx", "einops", "local-attention", "dcor", "scipy<1.15", "numpy<2"), pythons=("3.12",),
-              constraints=_OLD_NUMPY, note="torch 2.1.2 has no wheels for Python 3.12"),
-    )
+    stacks = FORK_STACKS
 
     def __init__(
         self,

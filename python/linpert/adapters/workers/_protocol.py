@@ -69,8 +69,11 @@ def code_version(folder: str) -> str:
     if os.path.isfile(setup):
         match = re.search(r"version\s*=\s*[\"']([^\"']+)", open(setup).read())
         found += [match.group(1)] if match else []
-    commit = subprocess.run(["git", "-C", folder, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    found += [f"commit {commit.stdout.strip()}"] if commit.returncode == 0 else []
+    try:
+        commit = subprocess.run(["git", "-C", folder, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        found += [f"commit {commit.stdout.strip()}"] if commit.returncode == 0 else []
+    except OSError:  # no git here
+        pass
     return ", ".join(found) or f"code in {folder}"
 
 

@@ -1,5 +1,8 @@
 """scFoundation worker: its GEARS fork (from the scFoundation repository) on linpert's split. Run by linpert.
 
+It also runs plain GEARS from the fork (``params.fork_model == "gears"``), as the paper's ``run_gears.py`` did on
+Norman.
+
     python scfoundation_worker.py REQUEST.json
 
 The user gives the fork's folder (``inputs.code``, put first on ``sys.path`` so ``import gears`` is the fork), the
@@ -68,6 +71,7 @@ def _cpu_as_on_gpu(device: str) -> None:
 
 def fit(request: dict) -> dict:
     request = _use_fork(request)
+    import gears.version
     from gears import GEARS
     from gears_worker import pert_data
 
@@ -79,13 +83,18 @@ def fit(request: dict) -> dict:
                                      test_batch_size=params["test_batch_size"])
     _cpu_as_on_gpu(device)
     model = GEARS(data, device=device)
-    model.model_initialize(
-        hidden_size=params["hidden_size"], model_type=params["model_type"], bin_set=params["bin_set"],
-        load_path=request["inputs"]["checkpoint"], finetune_method=params["finetune_method"],
-        accumulation_steps=params["accumulation_steps"], mode="v1", highres=0,
-    )
-    start = time.perf_counter()
-    model.train(epochs=params["epochs"], lr=params["lr"])
+    if params.get("fork_model") == "gears":  # plain GEARS from the fork: the paper's run_gears.py on Norman
+        model.model_initialize(hidden_size=params["hidden_size"])
+        start = time.perf_counter()
+        model.train(epochs=params["epochs"], lr=params["lr"], weight_decay=params["weight_decay"])
+    else:
+        model.model_initialize(
+            hidden_size=params["hidden_size"], model_type=params["model_type"], bin_set=params["bin_set"],
+            load_path=request["inputs"]["checkpoint"], finetune_method=params["finetune_method"],
+            accumulation_steps=params["accumulation_steps"], mode="v1", highres=0,
+        )
+        start = time.perf_counter()
+        model.train(epochs=params["epochs"], lr=params["lr"])
     train_seconds = time.perf_counter() - start
     model.save_model(request["model_dir"])
     with open(os.path.join(request["model_dir"], "linpert_params.json"), "w") as handle:
@@ -93,7 +102,9 @@ def fit(request: dict) -> dict:
     return {"device": device, "train_seconds": train_seconds, "epochs": params["epochs"],
             "train_conditions": split["train"], "val_conditions": split["val"], "dropped": dropped,
             "predictable_genes": sorted(str(g) for g in data.pert_names),
-            "peak_gpu_mib": protocol.gpu_peak_mib(device)}
+            "peak_gpu_mib": protocol.gpu_peak_mib(device),
+            "versions": {**protocol.versions(), "gears": f"{gears.version.__version__} (scFoundation's fork, "
+                                                         f"{protocol.code_version(request['inputs']['code'])})"}}
 
 
 def predict(request: dict) -> dict:
