@@ -62,6 +62,9 @@ class Stack:
         pins have no wheels for this Python, run on the nearest versions that do (listed in ``requirements``).
     note
         Why this stack (shown in ``versions_`` and the docs).
+    shared
+        The name of an environment several models share (their stacks are the same object), instead of the
+        model's: one install, and one copy on disk.
     """
 
     requirements: tuple[str, ...]
@@ -70,6 +73,15 @@ class Stack:
     pip_args: tuple[str, ...] = ()
     no_deps: tuple[str, ...] = ()
     note: str = ""
+    shared: str = ""
+
+
+#: One environment for the embedding models whose pins allow it: UCE's package, Geneformer through ``transformers``
+#: and scBERT's code (given by the user). torch 2.13.0 is the CPU build on this project's registry (about 190 MB
+#: against several GB of CUDA wheels; on PyPI it is the CUDA build).
+EMBEDDING_STACK = Stack(("uce-model==0.1.4", "transformers>=4.40,<4.50", "torch==2.13.0", "einops", "local-attention",
+                         "scikit-learn", "scipy", "requests"), pythons=("3.11", "3.12"),
+                        note="UCE, Geneformer (transformers) and scBERT's code in one environment", shared="embedding")
 
 
 def choose_stack(stacks: Sequence[Stack], python_version: str, *, model: str) -> Stack:
@@ -163,8 +175,9 @@ progress=True)
             chosen = Stack(self.requirements, note="requirements given by the user")
         else:
             chosen = choose_stack(stacks, python_version(self.python or _base_python()), model=model)
+        mine = bool(self.constraints or self.pip_args)  # the user's additions make an environment of its own
         return replace(chosen, constraints=(*chosen.constraints, *self.constraints),
-                       pip_args=(*chosen.pip_args, *self.pip_args))
+                       pip_args=(*chosen.pip_args, *self.pip_args), shared="" if mine else chosen.shared)
 
 
 @dataclass
@@ -300,7 +313,7 @@ def launcher(runtime: Runtime, *, model: str, modules: Sequence[str], extra: str
         return Launcher("current", sys.executable)
     if environment == "venv":
         stack = runtime.stack(stacks, model=model)
-        env = ensure_venv(stack, name=model, python=runtime.python, cache_dir=runtime.cache_dir,
+        env = ensure_venv(stack, name=stack.shared or model, python=runtime.python, cache_dir=runtime.cache_dir,
                           progress=runtime.progress)
         return Launcher("venv", str(env / "bin" / "python"))
     engine, _, image = environment.partition(":")

@@ -25,15 +25,15 @@ from .._conditions import CONTROL, parse_condition
 from .._io import atomic_write
 from ._base import embed_once, run_once
 from ._cells import gene_symbols, load_cells, per_cell_conditions, reconstruct_counts
-from ._environment import Runtime, Stack
+from ._environment import EMBEDDING_STACK, Runtime, Stack
 from ._inputs import GENEFORMER_MAX_LEN, perturb_rank_encoding, rank_value_encoding
 
 __all__ = ["geneformer_embedding", "write_geneformer_model"]
 
 #: What Geneformer's model folder holds besides the weights: its token and gene-median dictionaries.
 TOKEN_DICTIONARY, MEDIAN_DICTIONARY = "token_dictionary.pkl", "gene_median_dictionary.pkl"
-STACKS = (Stack(("transformers>=4.40,<4.50", "torch==2.3.0", "numpy<2"),
-                note="transformers, which Geneformer's own package runs on"),)
+STACKS = (Stack(("transformers>=4.40,<4.50", "torch==2.3.0", "numpy<2"), pythons=("3.10",),
+                note="transformers, which Geneformer's own package runs on"), EMBEDDING_STACK)
 MODULES = ("transformers", "torch")
 #: The paper's protocol runs Geneformer's own code (the user's clone of its repository at a 0.1.0 commit): its
 #: requirements.txt on the Hugging Face releases of that time, since the newest transformers no longer exports what

@@ -28,15 +28,14 @@ from scipy import sparse
 from .._io import atomic_write
 from ._base import embed_once, run_once
 from ._cells import gene_symbols, load_cells, per_cell_conditions, reconstruct_counts
-from ._environment import Runtime, Stack
+from ._environment import EMBEDDING_STACK, Runtime
 from ._inputs import perturbed_counts
 
 __all__ = ["scbert_embedding", "write_scbert_model"]
 
-# scBERT's requirements.txt pins torch 1.8.1, which has no wheel for Python >= 3.10; its code runs unchanged on these.
-# torch 2.13.0 is the CPU build on this project's registry (190 MB against several GB for CUDA wheels).
-STACKS = (Stack(("torch==2.13.0", "einops", "local-attention", "scikit-learn", "scipy", "requests"),
-                pythons=("3.11", "3.12"), note="scBERT 262fd4b9's code (given by the user) on torch 2.13.0"),)
+# scBERT's requirements.txt pins torch 1.8.1, which has no wheel for Python >= 3.10; its code runs unchanged on the
+# embedding models' shared environment (torch 2.13.0).
+STACKS = (EMBEDDING_STACK,)
 MODULES = ("torch", "einops", "local_attention", "sklearn")
 _WORKER = "scbert_worker.py"
 #: Where scBERT's code reads its files: its model folder's ``data/`` (gene2vec, the reference genes of

@@ -23,12 +23,13 @@ import pandas as pd
 from .._io import atomic_write
 from ._base import embed_once, run_once
 from ._cells import load_cells
-from ._environment import Runtime, Stack
+from ._environment import EMBEDDING_STACK, Runtime, Stack
 from ._inputs import perturbed_counts
 
 __all__ = ["uce_embedding", "write_uce_model"]
 
-STACKS = (Stack(("uce-model==0.1.4", "torch==2.3.0", "numpy<2"), note="UCE's package on PyPI"),)
+STACKS = (Stack(("uce-model==0.1.4", "torch==2.3.0", "numpy<2"), pythons=("3.10",), note="UCE's package on PyPI"),
+          EMBEDDING_STACK)
 MODULES = ("uce", "torch")
 _WORKER = "uce_worker.py"
 #: UCE's token table: special tokens, then every species' genes; chromosome tokens follow (added by UCE).
