@@ -92,7 +92,7 @@ run_benchmark <- function(se, split = c("double", "simulation"), seeds = seq_len
 #' Any model of the Python package: the paper's baselines (`"no_change"`,
 #' `"additive"`, `"mean"`, `"linear"`, `"transfer"`) and the deep-learning
 #' adapters (`"gears"`, `"scgpt"`, `"scfoundation"`, `"cpa"`, `"state"`,
-#' `"geneformer"`, `"uce"`, `"scbert"`), which run in their own Python
+#' `"cellflow"`, `"geneformer"`, `"uce"`, `"scbert"`), which run in their own Python
 #' environments (see [list_models()] and the Python documentation of
 #' `linpert.adapters`).
 #'
@@ -132,6 +132,7 @@ list_models <- function() {
       "GEARS (cell-gears)", "scGPT fine-tuned for perturbation prediction",
       "GEARS on scFoundation's gene embeddings (the scFoundation fork)", "CPA (cpa-tools)",
       "STATE, Arc Institute's state-transition model (arc-state)",
+      "CellFlow, a flow-matching model of perturbation responses (cellflow-tools)",
       "the linear model on Geneformer's embeddings", "the linear model on UCE's embeddings",
       "the linear model on scBERT's embeddings"
     ),
@@ -140,7 +141,7 @@ list_models <- function() {
 }
 
 .BASELINES <- c("no_change", "additive", "mean", "linear", "transfer")
-.ADAPTERS <- c("gears", "scgpt", "scfoundation", "cpa", "state", "geneformer", "uce", "scbert")
+.ADAPTERS <- c("gears", "scgpt", "scfoundation", "cpa", "state", "cellflow", "geneformer", "uce", "scbert")
 
 .check_model_name <- function(model) {
   known <- c(.BASELINES, .ADAPTERS)

@@ -52,6 +52,7 @@
   "\\bScGptModel(\\.__init__)?\\(\\)" = "model_spec(\"scgpt\")",
   "\\bScFoundationModel(\\.__init__)?\\(\\)" = "model_spec(\"scfoundation\")",
   "\\bStateModel(\\.__init__)?\\(\\)" = "model_spec(\"state\")",
+  "\\bCellFlowModel(\\.__init__)?\\(\\)" = "model_spec(\"cellflow\")",
   "\\bFunctionModel(\\.__init__)?\\(\\)" = "custom_model()",
   "\\bgot an unexpected keyword argument\\b" = "got an unexpected argument",
   "\\bkeyword argument" = "argument",

@@ -166,6 +166,7 @@ PARITY <- c(
   adapters.ScGptModel = "model_spec",
   adapters.Stack = "model_spec",
   adapters.StateModel = "model_spec",
+  adapters.CellFlowModel = "model_spec",
   adapters.StackInstallError = "- an R condition: linpert_model_error",
   adapters.UceDecoder = "model_spec",
   adapters.WorkerError = "- an R condition: linpert_model_error",

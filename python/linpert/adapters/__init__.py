@@ -20,7 +20,7 @@ Examples
 --------
 >>> from linpert.adapters import ADAPTERS
 >>> sorted(ADAPTERS)
-['cpa', 'gears', 'geneformer', 'scbert', 'scfoundation', 'scgpt', 'state', 'uce']
+['cellflow', 'cpa', 'gears', 'geneformer', 'scbert', 'scfoundation', 'scgpt', 'state', 'uce']
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from ._scbert import scbert_embedding, write_scbert_model
 from ._uce import uce_embedding, write_uce_model
 from ._others import CpaModel, ScFoundationModel, ScGptModel, write_scgpt_checkpoint
 from ._state import StateModel
+from ._cellflow import CellFlowModel
 
 #: Adapter name -> class, for ``linpert.models.resolve_models`` / ``make_model``.
 ADAPTERS: dict[str, type[PerturbationModel]] = {
@@ -49,6 +50,7 @@ ADAPTERS: dict[str, type[PerturbationModel]] = {
     "uce": UceDecoder,
     "scbert": ScBertDecoder,
     "state": StateModel,
+    "cellflow": CellFlowModel,
 }
 
 #: The public names: the adapters, how they run, and the writers of small models in each model's own format (for
@@ -56,6 +58,7 @@ ADAPTERS: dict[str, type[PerturbationModel]] = {
 #: worker protocol) stay importable from here but are not part of the API.
 __all__ = [
     "ADAPTERS",
+    "CellFlowModel",
     "CpaModel",
     "EmbeddingDecoder",
     "GearsModel",

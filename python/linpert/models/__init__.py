@@ -57,7 +57,7 @@ def make_model(name: str, **params: Any) -> PerturbationModel:
     name
         A key of :data:`MODELS` (``no_change``, ``additive``, ``mean``, ``linear``) or of
         :data:`linpert.adapters.ADAPTERS` (``gears``, ``scgpt``, ``scfoundation``, ``cpa``, ``state``,
-        ``geneformer``, ``uce``, ``scbert``: these need ``cells=`` and their own inputs, see
+        ``cellflow``, ``geneformer``, ``uce``, ``scbert``: these need ``cells=`` and their own inputs, see
         :mod:`linpert.adapters`).
     **params
         Hyperparameters passed to the model's ``__init__``.
