@@ -1,6 +1,6 @@
 """Environment build time, fit time per epoch and peak memory of the deep models, beside the linear model.
 
-    python benchmarks/deep_models.py [--models gears,cpa,scgpt,state] [--python PATH ...] [--devices cpu,cuda]
+    python benchmarks/deep_models.py [--models gears,cpa,scgpt,state,cellflow] [--python PATH ...] [--devices cpu,cuda]
                                      [--genes 5000] [--singles 100] [--doubles 124] [--cells 40] [--epochs 1]
                                      [--steps 200]
 
@@ -21,7 +21,7 @@ environment from other interpreters too (e.g. ``/usr/bin/python3.10``), which is
 3.12 are checked. scGPT starts from a small randomly initialised checkpoint (``write_scgpt_checkpoint``: 64
 dimensions, 2 layers; scGPT_human has 512 and 12), so its epoch time is a lower bound for the real weights. CPA runs
 under its paper preset (its tutorial's settings); STATE trains its ``state_sm`` for ``--steps`` steps (its epochs are
-not reported: it counts steps).
+not reported: it counts steps), and CellFlow its default velocity field for ``--steps`` iterations.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import pandas as pd
 
 import linpert
 from linpert.adapters import (
+    CellFlowModel,
     CpaModel,
     GearsModel,
     Runtime,
@@ -130,7 +131,10 @@ def _model(name, python, device, cells_path, bulk, split, folder, epochs, keep, 
         return ScGptModel(checkpoint=str(checkpoint), epochs=epochs, early_stop=epochs, runtime=runtime, **shared)
     if name == "state":
         return StateModel(max_steps=steps, runtime=runtime, **shared)
-    raise SystemExit(f"unknown model {name!r}: use gears, cpa, scgpt or state")
+    if name == "cellflow":  # trains a fixed budget and validates on nothing
+        return CellFlowModel(num_iterations=steps, runtime=runtime, cells=str(cells_path), device=device,
+                             work_dir=keep)
+    raise SystemExit(f"unknown model {name!r}: use gears, cpa, scgpt, state or cellflow")
 
 
 def _deep(name, python, device, cells_path, bulk, train, scored, split, folder, epochs, keep, steps) -> dict | None:
@@ -164,8 +168,11 @@ def _deep(name, python, device, cells_path, bulk, train, scored, split, folder, 
     return {"model": name, "python": versions.pop("python", "?"), "device": model.device_, "build_s": build,
             "epochs": report.get("epochs"), "epoch_s": per_epoch, "fit_s": model.fit_seconds_,
             "predict_s": predict_s, "peak_mib": peak,
-            "stack": ", ".join(f"{k} {v}" for k, v in versions.items() if k in ("torch", "cpa-tools", "scgpt",
-                                                                                 "cell-gears", "arc-state"))}
+            "stack": ", ".join(f"{k} {v}" for k, v in versions.items() if k in STACK_NAMES)}
+
+
+#: The packages the table names in its stack column.
+STACK_NAMES = ("torch", "cpa-tools", "scgpt", "cell-gears", "arc-state", "cellflow-tools", "jax")
 
 
 def _table(rows) -> pd.DataFrame:

@@ -371,7 +371,8 @@ def test_decoder_from_obsm_and_from_a_file_agree(cells, bulk, tmp_path):
 
 
 def test_adapter_registry():
-    assert set(ADAPTERS) == {"gears", "scgpt", "scfoundation", "cpa", "state", "cellflow", "geneformer", "uce", "scbert"}
+    assert set(ADAPTERS) == {"gears", "scgpt", "scfoundation", "cpa", "state", "cellflow", "geneformer", "uce",
+                             "scbert"}
     for name, cls in ADAPTERS.items():
         assert cls.name == name
     assert "torch" not in sys.modules  # importing the adapters never imports a model stack

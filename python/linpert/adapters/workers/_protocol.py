@@ -20,7 +20,8 @@ from typing import Any, Callable
 PROTOCOL = 1
 #: The distributions whose versions a worker reports (those installed), so a run records what it ran with.
 STACK_DISTRIBUTIONS = ("torch", "cpa-tools", "scvi-tools", "lightning", "scgpt", "cell-gears", "torch-geometric",
-                       "arc-state", "cell-load", "uce-model", "transformers", "datasets", "anndata", "numpy", "scanpy")
+                       "arc-state", "cell-load", "cellflow-tools", "jax", "uce-model", "transformers", "datasets",
+                       "anndata", "numpy", "scanpy")
 
 
 def main(actions: dict[str, Callable[[dict[str, Any]], dict[str, Any]]]) -> None:
