@@ -271,6 +271,14 @@ CLI = [  # (name, arguments from tmp_path, message)
     ("models empty", lambda t: ["run", str(_pseudobulk_file(t)), "--models", ""], "--models is empty"),
     ("model misspelt, before any download", lambda t: ["run", "adamson", "--models", "additve"],
      "Unknown model 'additve'"),
+    ("embedding file missing, before any download", lambda t: [
+        "run", "adamson", "--models", f"lm_go=linear(perturbation_embedding=go:{t / 'no.csv'})"],
+     r"Model 'lm_go': perturbation_embedding='.*no.csv' does not exist"),
+    ("GEARS without its GO files, before any download", lambda t: ["run", "adamson", "--models", "gears"],
+     "Model 'gears': GearsModel needs go_files=<folder>"),
+    ("scBERT's model folder missing, before any download", lambda t: [
+        "run", "adamson", "--models", f"scbert(model={t / 'scbert'},code={t})"],
+     r"Model 'scbert': model='.*scbert' does not exist"),
     ("metric misspelt, before any download", lambda t: ["run", "adamson", "--metrics", "mea"],
      r"Unknown metric\(s\) \['mea'\]"),
     ("condition column, named as the flag", lambda t: ["run", str(_cell_file(t)), "--condition-key", "pert"],

@@ -386,7 +386,7 @@ def test_model_contract_rejects_bad_training_data(name):
 
 
 def test_make_model_and_resolve_models():
-    with pytest.raises(ValueError, match="Unknown model 'lineer'. Known models: additive, cpa, gears, .*linear, mean"):
+    with pytest.raises(ValueError, match="Unknown model 'lineer'. Known models: additive, cellflow, cpa, gears, .*linear, mean"):
         make_model("lineer")
     from linpert.adapters import GearsModel
 

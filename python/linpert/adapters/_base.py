@@ -38,7 +38,7 @@ import pandas as pd
 from .._conditions import CONTROL, Condition, parse_condition
 from .._errors import WorkerError
 from .._io import atomic_write
-from ..models._base import PerturbationModel, check_training, split_context
+from ..models._base import PerturbationModel, check_training, require_paths, split_context
 from ._cells import gears_cells, load_cells, validation_conditions
 from ._environment import WORKERS, Launcher, Runtime, Stack, launcher
 
@@ -84,6 +84,11 @@ class WorkerModel(PerturbationModel):
     def _inputs(self) -> dict[str, str | os.PathLike]:
         """User files or folders the worker reads (checkpoints, GO files), by name."""
         return {}
+
+    def check_inputs(self) -> None:
+        """The user's files and folders (``_inputs``, and ``cells`` when it is a path) exist; a required one that
+        is not given raises too."""
+        require_paths(**self._inputs(), cells=self.cells)
 
     def _check_inputs(self, genes: list[str]) -> None:
         """Check the user's files against the training genes before any worker starts (raise a clear error)."""
@@ -224,11 +229,8 @@ class WorkerModel(PerturbationModel):
     def _request(self, action: str, the_launcher: Launcher, run_dir: Path, *, seed: int) -> dict[str, Any]:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device={self.device!r}: use 'auto' (CUDA when available), 'cpu' or 'cuda'.")
-        inputs = {}
-        for key, path in self._inputs().items():
-            if not os.path.exists(path):
-                raise FileNotFoundError(f"{key}={str(path)!r} does not exist; give the folder or file it names.")
-            inputs[key] = the_launcher.path(path)
+        self.check_inputs()
+        inputs = {key: the_launcher.path(path) for key, path in self._inputs().items()}
         return {
             "protocol": PROTOCOL,
             "action": action,

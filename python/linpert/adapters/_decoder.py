@@ -19,7 +19,7 @@ import pandas as pd
 
 from .._conditions import Condition
 from .._config import renamed
-from ..models._base import PerturbationModel, check_training
+from ..models._base import PerturbationModel, check_training, require_paths
 from ._base import peak_mib
 from ._cells import per_cell_conditions
 from ._geneformer import geneformer_embedding
@@ -192,6 +192,11 @@ class EmbeddingDecoder(PerturbationModel):
         self.embedding_ = table
         self._remember(data)
         return self
+
+    def check_inputs(self) -> None:
+        """The embedding file, the cells' file and, where given, the model's folder and code exist."""
+        require_paths(embedding=self.embedding, cells=self.cells, model=getattr(self, "model", None),
+                      code=getattr(self, "code", None))
 
     @property
     def preset(self) -> str:

@@ -179,6 +179,8 @@ def resolve_models(models: Sequence[Any]) -> list[tuple[str, Any]]:
 
     A string is a model spec (see :func:`parse_model_spec`): a registered name builds that model with its
     defaults; an instance is labelled with its registry name (``model.name``) or, failing that, its class name.
+    Each model's ``check_inputs()`` runs here, so that a missing file stops a run before any work; the error
+    names the model's label.
 
     Examples
     --------
@@ -212,4 +214,10 @@ def resolve_models(models: Sequence[Any]) -> list[tuple[str, Any]]:
             f"Model labels must be unique, but {duplicated} occur more than once. "
             "Give (label, model) pairs with distinct labels."
         )
+    for label, model in pairs:  # before any work: a missing file is a second's mistake, not a run's
+        check = getattr(model, "check_inputs", None)
+        try:
+            check() if check is not None else None
+        except (FileNotFoundError, ValueError) as err:
+            raise type(err)(f"Model {label!r}: {err}") from None
     return pairs

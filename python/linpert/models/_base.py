@@ -13,6 +13,7 @@ A model follows a small scikit-learn-like contract (checked for every registered
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -137,6 +138,20 @@ def prediction_anndata(
     return AnnData(X=X, obs=obs, var=var, uns={"linpert": {"model": model}})
 
 
+def require_paths(**paths: Any) -> None:
+    """Raise :class:`FileNotFoundError` naming the first argument whose path does not exist (``None`` and
+    non-path values are skipped).
+
+    >>> require_paths(code=None, cells="/no/such/cells.h5ad")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: cells='/no/such/cells.h5ad' does not exist; give the file or folder it names.
+    """
+    for name, path in paths.items():
+        if isinstance(path, (str, os.PathLike)) and not os.path.exists(path):
+            raise FileNotFoundError(f"{name}={str(path)!r} does not exist; give the file or folder it names.")
+
+
 class PerturbationModel:
     """Base class of linpert's models: parameters, ``repr``, the fitted check and the ``predict`` wrapper.
 
@@ -167,6 +182,10 @@ class PerturbationModel:
 
     def fit(self, train: AnnData) -> PerturbationModel:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def check_inputs(self) -> None:
+        """Raise a clear error now for a file or folder the model will need that is not there, so that a run stops
+        before any work (:func:`linpert.models.resolve_models` calls it). The baselines need none."""
 
     def _remember(self, data: TrainingData) -> None:
         self.genes_ = data.genes

@@ -23,7 +23,7 @@ import pandas as pd
 
 from .._conditions import CONTROL, Condition, parse_condition
 from .._threads import one_blas_thread
-from ._base import PerturbationModel, TrainingData, check_training, split_context
+from ._base import PerturbationModel, TrainingData, check_training, require_paths, split_context
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -205,6 +205,15 @@ class LinearModel(PerturbationModel):
         self.gene_embedding = gene_embedding
         self.perturbation_embedding = perturbation_embedding
         self.seed = seed
+
+    def check_inputs(self) -> None:
+        """The files the embedding specs name (``go:<file>``, ``scgpt:<folder>``, ...) exist."""
+        from ..embeddings import is_embedding_spec, parse_embedding_spec
+
+        for what in ("gene_embedding", "perturbation_embedding"):
+            value = getattr(self, what)
+            if is_embedding_spec(value) and parse_embedding_spec(value).path:
+                require_paths(**{what: parse_embedding_spec(value).path})
 
     # ---------------------------------------------------------------------------------------------------- fit
     def fit(self, train: AnnData) -> LinearModel:
