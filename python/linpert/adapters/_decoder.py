@@ -228,10 +228,10 @@ class GeneformerDecoder(EmbeddingDecoder):
     targets) averaged per condition, then a ridge decoder.
 
     With ``model`` (Geneformer's model folder) and ``code`` (its repository at a 0.1.0 commit), ``fit`` runs the
-    paper's protocol in Geneformer's own code: fine-tuned on the training conditions' cells, the targets perturbed
-    in silico (``mode``: ``"overexpress"`` for CRISPRa, ``"delete"`` for CRISPRi and knock-outs; ``epochs`` and
-    ``training_args`` change its classifier's training) in
-    ``n_control_cells`` control cells, every condition of ``cells`` embedded
+    paper's protocol in Geneformer's own code: the model fine-tuned on the training conditions' cells (``epochs``
+    and ``training_args`` change its classifier's training), the targets perturbed in silico in
+    ``n_control_cells`` control cells (``mode``: ``"overexpress"`` for CRISPRa screens such as Norman's,
+    ``"delete"`` for CRISPRi and knock-outs), every condition of ``cells`` embedded
     (:func:`~linpert.adapters.geneformer_embedding`). With ``model`` alone, the pretrained model embeds linpert's
     encoding of the same inputs, without fine-tuning. Without either, it reads the user's embedding: ``embedding=``,
     or ``obsm['X_geneformer']`` of ``cells`` unless ``obsm_key`` says otherwise.

@@ -24,16 +24,16 @@ from ._environment import Runtime, Stack
 __all__ = ["GearsModel", "write_go_files"]
 
 # Newer releases of these need a newer numpy than the old stacks pin (or drop the wheels they had).
-_OLD_NUMPY = ("contourpy<1.4", "matplotlib<3.10", "pyarrow<16")
+OLD_NUMPY = ("contourpy<1.4", "matplotlib<3.10", "pyarrow<16")
 #: scFoundation's GEARS 0.0.2 fork: its encoder imports torchvision and omegaconf besides GEARS 0.0.2's
 #: dependencies; torch 2.1 was built against numpy 1.
 FORK_STACKS = (
     Stack(("torch==2.1.2", "torchvision==0.16.2", "torch_geometric==2.4.0", "omegaconf", "scanpy", "anndata",
            "networkx", "einops", "local-attention", "dcor", "scipy<1.15", "numpy<2"), pythons=("3.10", "3.11"),
-          constraints=_OLD_NUMPY, note="the GEARS 0.0.2 fork's dependencies with the torch of the paper's time"),
+          constraints=OLD_NUMPY, note="the GEARS 0.0.2 fork's dependencies with the torch of the paper's time"),
     Stack(("torch==2.3.0", "torchvision==0.18.0", "torch_geometric==2.5.3", "omegaconf", "scanpy", "anndata",
            "networkx", "einops", "local-attention", "dcor", "scipy<1.15", "numpy<2"), pythons=("3.12",),
-          constraints=_OLD_NUMPY, note="torch 2.1.2 has no wheels for Python 3.12"),
+          constraints=OLD_NUMPY, note="torch 2.1.2 has no wheels for Python 3.12"),
 )
 
 
@@ -86,7 +86,7 @@ class GearsModel(WorkerModel):
     Examples
     --------
     >>> GearsModel(go_files="go/", epochs=1)  # doctest: +ELLIPSIS
-    GearsModel(cells=None, go_files='go/', preset='paper', validation=None, hidden_size=64, epochs=1, ...)
+    GearsModel(cells=None, go_files='go/', code=None, preset='paper', validation=None, hidden_size=64, epochs=1, ...)
     """
 
     name = "gears"

@@ -186,11 +186,7 @@ def geneformer_embedding(
 def _perturbed_inputs(cells, tokens, medians, *, mode, conditions, n_control_cells, condition_key, seed):
     """Condition labels and token arrays: the control cells' encodings with each condition's targets perturbed."""
     condition = per_cell_conditions(cells.obs[condition_key]).to_numpy()
-    ctrl_rows = np.flatnonzero(condition == CONTROL)
-    if ctrl_rows.size == 0:
-        raise ValueError("The cells have no control cells to perturb in silico.")
-    if n_control_cells is not None and n_control_cells < ctrl_rows.size:
-        ctrl_rows = np.sort(np.random.default_rng(seed).choice(ctrl_rows, n_control_cells, replace=False))
+    ctrl_rows = _control_rows(condition, n_control_cells, seed)
     X = cells.X[ctrl_rows]
     counts = cells.layers["counts"][ctrl_rows] if "counts" in cells.layers else reconstruct_counts(X)
     ids = [str(g) for g in cells.var_names]
@@ -224,11 +220,7 @@ def _fine_tuned_embedding(cells, folder, tokens, *, code, mode, conditions, trai
     if not train_conditions:
         raise ValueError("Geneformer is fine-tuned to tell the training conditions apart: give train_conditions.")
     condition = per_cell_conditions(cells.obs[condition_key]).to_numpy()
-    ctrl_rows = np.flatnonzero(condition == CONTROL)
-    if ctrl_rows.size == 0:
-        raise ValueError("The cells have no control cells to perturb in silico.")
-    if n_control_cells is not None and n_control_cells < ctrl_rows.size:
-        ctrl_rows = np.sort(np.random.default_rng(seed).choice(ctrl_rows, n_control_cells, replace=False))
+    ctrl_rows = _control_rows(condition, n_control_cells, seed)
     counts = sparse.csr_matrix(cells.layers["counts"] if "counts" in cells.layers else reconstruct_counts(cells.X))
     train_rows = np.flatnonzero(np.isin(condition, list(train_conditions)))
     rows = np.concatenate([train_rows, ctrl_rows])
@@ -252,3 +244,13 @@ def _fine_tuned_embedding(cells, folder, tokens, *, code, mode, conditions, trai
                       action="finetune_embed", inputs={"model": folder, "code": code},
                       files={"cells.h5ad": lambda path: tokenize.write_h5ad(path)},
                       request={"seed": int(seed), "device": device, "params": params})
+
+
+def _control_rows(condition: np.ndarray, n_control_cells: int | None, seed: int) -> np.ndarray:
+    """The control cells perturbed in silico: all, or ``n_control_cells`` drawn once with ``seed``."""
+    rows = np.flatnonzero(condition == CONTROL)
+    if rows.size == 0:
+        raise ValueError("The cells have no control cells to perturb in silico.")
+    if n_control_cells is not None and n_control_cells < rows.size:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, n_control_cells, replace=False))
+    return rows

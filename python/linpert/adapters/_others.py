@@ -17,7 +17,7 @@ from typing import Any
 from .._io import atomic_write
 from ._base import WorkerModel, run_once
 from ._environment import Runtime, Stack
-from ._gears import _OLD_NUMPY, FORK_STACKS
+from ._gears import FORK_STACKS, OLD_NUMPY
 
 __all__ = ["CpaModel", "ScFoundationModel", "ScGptModel", "write_scgpt_checkpoint"]
 
@@ -102,9 +102,9 @@ class ScGptModel(_Shared):
     modules = ("scgpt", "gears", "torch", "torch_geometric")
     stacks = (
         Stack(("scgpt==0.2.1", "cell-gears==0.0.2", "torch==2.1.2", "torchtext==0.16.2", "torch_geometric==2.4.0",
-               "ipython", "anndata"), pythons=("3.10",), constraints=_OLD_NUMPY, note="the paper's scgpt 0.2.1"),
+               "ipython", "anndata"), pythons=("3.10",), constraints=OLD_NUMPY, note="the paper's scgpt 0.2.1"),
         Stack(("scgpt==0.2.4", "torch==2.3.0", "torchtext==0.18.0", "torch_geometric==2.5.3", "ipython"),
-              pythons=("3.11", "3.12"), constraints=_OLD_NUMPY,
+              pythons=("3.11", "3.12"), constraints=OLD_NUMPY,
               note="scgpt 0.2.4: 0.2.1's pins (torch 2.1, torchtext 0.16) do not install on Python >= 3.11"),
     )
 
@@ -402,14 +402,14 @@ class CpaModel(_Shared):
     # there. Its pins numpy < 1.24, torch <= 2.0.1 and ray < 2.10 have no wheels for Python 3.12: there it runs on
     # the nearest releases that do, installed first, then cpa-tools itself without its declared dependencies.
     stacks = (
-        Stack(("cpa-tools==0.8.8",), pythons=("3.10",), constraints=_OLD_NUMPY, note="the paper's cpa-tools 0.8.8"),
-        Stack(("cpa-tools==0.8.8",), pythons=("3.11",), constraints=_OLD_NUMPY,
+        Stack(("cpa-tools==0.8.8",), pythons=("3.10",), constraints=OLD_NUMPY, note="the paper's cpa-tools 0.8.8"),
+        Stack(("cpa-tools==0.8.8",), pythons=("3.11",), constraints=OLD_NUMPY,
               pip_args=("--ignore-requires-python",),
               note="the paper's cpa-tools 0.8.8 (its metadata says Python < 3.11; its code runs on 3.11)"),
         Stack(("torch==2.2.2", "scvi-tools==0.20.3", "lightning>=2.2,<2.3", "anndata>=0.9,<0.10", "numpy<2",
                "scipy>=1.12,<1.13", "jax<0.4.24", "jaxlib<0.4.24", "ray[tune]>=2.31,<2.40", "rdkit", "scanpy",
                "adjustText", "seaborn", "gdown", "setuptools>=70,<70.1", "pandas<3"),
-              pythons=("3.12",), constraints=_OLD_NUMPY, pip_args=("--ignore-requires-python",),
+              pythons=("3.12",), constraints=OLD_NUMPY, pip_args=("--ignore-requires-python",),
               no_deps=("cpa-tools==0.8.8",),
               note="cpa-tools 0.8.8 on the nearest releases with Python 3.12 wheels (its numpy<1.24, torch<=2.0.1 "
                    "and ray<2.10 have none)"),
