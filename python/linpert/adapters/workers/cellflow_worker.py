@@ -122,7 +122,8 @@ def predict(request: dict) -> dict:
     unknown = sorted({g for p in request["perturbations"] for g in p if g not in vectors})
     if unknown:
         raise ValueError(f"CellFlow has no representation for {unknown[:5]}; linpert asks only for its genes.")
-    pca = np.load(os.path.join(model_dir, "pca.npz"))
+    with np.load(os.path.join(model_dir, "pca.npz")) as saved:
+        means, pcs = saved["means"], saved["pcs"]
     cells = anndata.read_h5ad(request["cells"])
     ctrl = cells[cells.obs["condition"].astype(str) == CONTROL]
     ctrl_X = np.asarray(ctrl.X.toarray() if hasattr(ctrl.X, "toarray") else ctrl.X, dtype=np.float32)
@@ -136,13 +137,13 @@ def predict(request: dict) -> dict:
         source = anndata.AnnData(ctrl_X[chosen], obs=pd.DataFrame({"control": np.ones(n, dtype=bool)},
                                                                   index=[f"ctrl{i}" for i in range(n)]),
                                  uns={"genes": vectors})
-        cfpp.project_pca(source, ref_means=pca["means"], ref_pcs=pca["pcs"])
+        cfpp.project_pca(source, ref_means=means, ref_pcs=pcs)
         covariates = pd.DataFrame({**_slots([label]), "control": [False], "condition": [label]})
         predicted = flow.predict(source, covariate_data=covariates, sample_rep="X_pca",
                                  condition_id_key="condition", rng=None)[label]
         mean = anndata.AnnData(np.zeros((1, cells.n_vars), dtype=np.float32),
                                obsm={"X_pca": np.asarray(predicted).mean(axis=0, keepdims=True)})
-        cfpp.reconstruct_pca(mean, use_rep="X_pca", ref_means=pca["means"], ref_pcs=pca["pcs"])
+        cfpp.reconstruct_pca(mean, use_rep="X_pca", ref_means=means, ref_pcs=pcs)
         rows.append(np.asarray(mean.layers["X_recon"], dtype=np.float64)[0])
     keys = ["_".join(p) for p in request["perturbations"]]
     values = np.vstack(rows) if rows else np.zeros((0, cells.n_vars))
