@@ -553,6 +553,28 @@ def test_gears_runs_from_scfoundations_fork_with_the_same_settings_as_the_papers
         GearsModel(go_files=tmp_path, code=tmp_path)._inputs()
 
 
+def test_environments_share_identical_files_as_hard_links(tmp_path):
+    from linpert.adapters._environment import _COMPLETE, share_files
+
+    def env(name: str, files: dict[str, bytes], complete: bool = True) -> Path:
+        for relative, content in files.items():
+            (tmp_path / name / relative).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name / relative).write_bytes(content)
+        if complete:
+            (tmp_path / name / _COMPLETE).write_text("{}")
+        return tmp_path / name
+
+    big, other = b"t" * 70_000, b"u" * 70_000
+    built = env("state-1", {"lib/torch/libtorch.so": big, "lib/numpy/core.so": other})
+    env("unfinished-2", {"lib/torch/libtorch.so": big}, complete=False)  # a half-built one is never linked to
+    new = env("embedding-3", {"lib/torch/libtorch.so": big, "lib/numpy/core.so": b"v" * 70_000,
+                              "lib/small.py": b"x"})
+    assert share_files(new) == len(big)
+    assert (new / "lib/torch/libtorch.so").stat().st_ino == (built / "lib/torch/libtorch.so").stat().st_ino
+    assert (new / "lib/numpy/core.so").stat().st_ino != (built / "lib/numpy/core.so").stat().st_ino  # differs
+    assert (new / "lib/torch/libtorch.so").read_bytes() == big and share_files(new) == 0  # linked once
+
+
 def test_a_stack_that_cannot_be_chosen_or_installed_is_named(tmp_path):
     old = Stack(("cpa-tools==0.8.8",), pythons=("3.10",))
     with pytest.raises(RuntimeError, match=r"No known cpa stack installs on Python 3.99 \(known: Python 3.10\)"):

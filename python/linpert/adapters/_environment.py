@@ -416,7 +416,8 @@ def ensure_venv(
     pip is upgraded first: the pip that ``venv`` ships resolves some of the models' stacks into old source
     releases that no longer build. The build holds an exclusive lock on ``<folder>.lock``; a second process waits
     for it and then finds the finished environment. A folder is only used once it holds the marker file written
-    after a successful install, so a build that crashed half-way is removed and started again.
+    after a successful install, so a build that crashed half-way is removed and started again. Files identical to
+    those of an environment built before are hard links to them (:func:`share_files`).
     """
     stack = _as_stack(stack)
     env = venv_path(stack, name=name, python=python, cache_dir=cache_dir)
@@ -445,13 +446,42 @@ def ensure_venv(
         if stack.no_deps:
             _check_call([*pip, *stack.pip_args, "--no-deps", *stack.no_deps],
                         what=f"installing {list(stack.no_deps)} without dependencies into {env}", say=say)
+        shared = share_files(env)
         record = {"python": base, "requirements": list(stack.requirements), "constraints": list(stack.constraints),
                   "pip_args": list(stack.pip_args), "no_deps": list(stack.no_deps), "note": stack.note,
-                  "versions": _installed(env),
+                  "versions": _installed(env), "shared_mib": round(shared / 2**20),
                   "build_seconds": time.perf_counter() - started}
         (env / _COMPLETE).write_text(json.dumps(record, indent=1))
         say(f"{name} environment ready")
     return env
+
+
+def share_files(env: Path, *, min_bytes: int = 1 << 16) -> int:
+    """Replace each installed file of ``env`` that is byte-identical to the same file of a finished environment
+    beside it (same path under ``lib/``, e.g. the same torch wheel's libraries) by a hard link to it; returns the
+    bytes saved.
+
+    pip never writes into an installed file (an upgrade removes it and writes a new one), so linked files cannot
+    change under another environment. Files smaller than ``min_bytes`` are left alone: they cost little.
+    """
+    import filecmp
+
+    others = [e for e in env.parent.iterdir() if e != env and (e / _COMPLETE).is_file()]
+    saved = 0
+    for path in (env / "lib").rglob("*"):
+        if path.is_symlink() or not path.is_file() or path.stat().st_size < min_bytes:
+            continue
+        relative = path.relative_to(env)
+        for other in others:
+            twin = other / relative
+            if (twin.is_file() and not twin.is_symlink() and twin.stat().st_ino != path.stat().st_ino
+                    and twin.stat().st_size == path.stat().st_size and filecmp.cmp(twin, path, shallow=False)):
+                temporary = path.with_name(path.name + ".linpert-link")
+                os.link(twin, temporary)
+                os.replace(temporary, path)
+                saved += twin.stat().st_size
+                break
+    return saved
 
 
 def venv_record(env: str | os.PathLike) -> dict[str, Any]:
