@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--doubles", type=int, default=124)
     parser.add_argument("--cells", type=int, default=40, help="cells per condition")
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=200, help="STATE's training steps")
+    parser.add_argument("--steps", type=int, default=200, help="STATE's training steps, CellFlow's iterations")
     parser.add_argument("--out", help="also write the table as CSV here")
     parser.add_argument("--keep", help="keep each worker's run folder (data, logs, model) under this folder")
     args = parser.parse_args()
