@@ -37,7 +37,7 @@ class CellFlowModel(_Shared):
         so held-out combinations of seen genes are predicted and unseen genes are not.
     n_control_cells
         Control cells CellFlow moves for each requested perturbation (the mean of the moved cells is the
-        prediction), drawn by a generator seeded by the seed and the perturbation's name."""
+        prediction): one set drawn with the seed, moved for every perturbation in one call."""
         + _SHARED_DOC
         + """
     Notes
