@@ -234,6 +234,15 @@ def test_uce_and_geneformer_embed_the_perturbed_inputs(embeddings, screen):
     assert embeddings["uce"].shape[1] == 32 and embeddings["geneformer"].shape[1] == 64
 
 
+def test_uce_embeds_the_papers_inputs_in_fit_as_uce_embedding_does(embeddings, screen):
+    model = UceDecoder(model_files=str(screen["folder"] / "uce"), cells=screen["path"], n_control_cells=10,
+                       device="cpu").fit(screen["train"])
+    assert model.preset == "paper" and model.versions_["uce-model"] == "0.1.4"
+    table = model.embedding_.rename_axis(None)
+    np.testing.assert_allclose(table.to_numpy(), embeddings["uce"].loc[table.index].to_numpy(), rtol=1e-6)
+    assert np.isfinite(model.predict(screen["request"][:2]).X).all()
+
+
 def test_the_random_models_use_the_real_folder_layouts(embeddings, screen):
     uce, geneformer = screen["folder"] / "uce", screen["folder"] / "geneformer"
     assert {p.name for p in uce.iterdir()} >= {"species_chrom.csv", "species_offsets.pkl", "all_tokens.torch",

@@ -6,7 +6,7 @@ the embedding per condition and fitted sklearn's ``Ridge(alpha=1.0, fit_intercep
 pseudobulk on the training conditions. :class:`EmbeddingDecoder` is that last step, in closed form. The embeddings
 come from the user (a table or ``obsm`` of the cells), or the decoder computes them in ``fit`` from the model's
 weights with its own code in an isolated environment (``GeneformerDecoder(model=, code=)``,
-``ScBertDecoder(model=, code=)``; UCE through :func:`~linpert.adapters.uce_embedding`).
+``ScBertDecoder(model=, code=)``, ``UceDecoder(model_files=)``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ._base import peak_mib
 from ._cells import per_cell_conditions
 from ._geneformer import geneformer_embedding
 from ._scbert import FINETUNE, scbert_embedding
+from ._uce import uce_embedding
 
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
@@ -194,9 +195,9 @@ class EmbeddingDecoder(PerturbationModel):
         return self
 
     def check_inputs(self) -> None:
-        """The embedding file, the cells' file and, where given, the model's folder and code exist."""
-        require_paths(embedding=self.embedding, cells=self.cells, model=getattr(self, "model", None),
-                      code=getattr(self, "code", None))
+        """The embedding file, the cells' file and, where given, the model's folder, files and code exist."""
+        require_paths(embedding=self.embedding, cells=self.cells, **{key: getattr(self, key, None) for key in
+                                                                       ("model", "code", "model_files")})
 
     @property
     def preset(self) -> str:
@@ -281,10 +282,50 @@ class GeneformerDecoder(EmbeddingDecoder):
 
 class UceDecoder(EmbeddingDecoder):
     """UCE's zero-shot embedding of control cells with the target genes' expression overwritten, averaged per
-    condition, then a ridge decoder. Reads ``obsm['X_uce']`` unless told otherwise."""
+    condition, then a ridge decoder.
+
+    With ``model_files`` (UCE's ``model_files`` folder), ``fit`` embeds every condition of ``cells`` from
+    ``n_control_cells`` control cells with the ``uce-model`` package, as the paper did
+    (:func:`~linpert.adapters.uce_embedding`; ``batch_size`` is UCE's default, 25: it changes speed and memory, not
+    the embedding). Without it, it reads the user's embedding: ``embedding=``, or ``obsm['X_uce']`` of ``cells``
+    unless ``obsm_key`` says otherwise.
+    """
 
     name = "uce"
     default_obsm_key = "X_uce"
+
+    def __init__(
+        self,
+        *,
+        model_files: str | os.PathLike | None = None,
+        n_control_cells: int | None = 100,
+        batch_size: int = 25,
+        embedding: Any = None,
+        cells: Any = None,
+        obsm_key: str | None = None,
+        ridge: float = 1.0,
+        condition_key: str = "condition",
+        seed: int = 0,
+        device: str = "auto",
+        runtime: Any = "venv",
+    ) -> None:
+        super().__init__(embedding=embedding, cells=cells, obsm_key=obsm_key, ridge=ridge, condition_key=condition_key)
+        self.model_files, self.n_control_cells, self.batch_size = model_files, n_control_cells, batch_size
+        self.seed, self.device, self.runtime = seed, device, runtime
+
+    @property
+    def preset(self) -> str:
+        return "paper" if self.model_files is not None else ""  # UCE zero-shot on the paper's inputs
+
+    def _embedding(self, data: Any) -> pd.DataFrame:
+        if self.model_files is None:
+            return super()._embedding(data)
+        if self.cells is None:
+            raise ValueError("uce computes its embedding from model_files= (UCE's folder) and cells= (the cell-level "
+                             "data); give cells=, or embedding= a per-condition table.")
+        return uce_embedding(self.cells, self.model_files, n_control_cells=self.n_control_cells,
+                             batch_size=self.batch_size, condition_key=self.condition_key, seed=self.seed,
+                             device=self.device, runtime=self.runtime)
 
 
 class ScBertDecoder(EmbeddingDecoder):
