@@ -89,82 +89,102 @@ def _cuda_means_cpu() -> None:
 
 
 def finetune_embed(request: dict) -> dict:
-    import functools
-    import glob
-    import pickle
-
     import numpy as np
-    import torch
 
-    params, folder = request["params"], os.path.abspath(request["inputs"]["model"])
     sys.path.insert(0, os.path.abspath(request["inputs"]["code"]))
     device = protocol.resolve_device(request["device"])
     if device == "cpu":
         _cuda_means_cpu()
     protocol.seed_everything(request["seed"])
     protocol.reset_gpu_peak(device)
+    folder, work = os.path.abspath(request["inputs"]["model"]), os.path.join(request["run_dir"], "geneformer")
+    data = _tokenized(request["cells"], folder, work)
+    t0 = time.perf_counter()
+    fine_tuned, n_classes = _fine_tuned(data, folder, work, request["params"])
+    train_seconds = time.perf_counter() - t0
+    controls = data.filter(lambda cell: cell["role"] == "control")
+    names = sorted(request["params"]["perturbations"])
+    means = [_perturbed_embedding(fine_tuned, n_classes, controls, request["params"]["perturbations"][name], folder,
+                                  request["params"]) for name in names]
+    protocol.write_embedding(request["output"], names, np.vstack(means))
+    return {"device": device, "n_cells": int(len(controls)), "dimensions": int(means[0].shape[0]),
+            "classes": n_classes, "train_seconds": train_seconds, "peak_gpu_mib": protocol.gpu_peak_mib(device),
+            "versions": {**protocol.versions(), "geneformer": protocol.code_version(request["inputs"]["code"])}}
+
+
+def _tokenized(cells: str, folder: str, work: str):
+    """``TranscriptomeTokenizer`` on the cells file, with the model folder's dictionaries; its dataset."""
+    import pickle
+
     from datasets import load_from_disk
-    from geneformer import Classifier, InSilicoPerturber, TranscriptomeTokenizer
-    from geneformer import perturber_utils as pu
-    from geneformer.emb_extractor import get_embs
+    from geneformer import TranscriptomeTokenizer
 
     tokens_file = os.path.join(folder, "token_dictionary.pkl")
     with open(tokens_file, "rb") as handle:
         special = "<cls>" in pickle.load(handle)  # the 95M models' dictionaries have <cls> and <eos>
     with open(os.path.join(folder, "config.json")) as handle:
         input_size = json.load(handle)["max_position_embeddings"]
-    work = os.path.join(request["run_dir"], "geneformer")
-    cells_dir = os.path.join(work, "cells")
+    cells_dir = os.path.join(work, "cells")  # the tokenizer reads every .h5ad of a folder
     os.makedirs(cells_dir, exist_ok=True)
-    os.symlink(request["cells"], os.path.join(cells_dir, "cells.h5ad"))
+    os.symlink(cells, os.path.join(cells_dir, "cells.h5ad"))
     tokenizer = TranscriptomeTokenizer({"condition": "condition", "role": "role"}, nproc=1,
                                        model_input_size=input_size, special_token=special,
                                        gene_median_file=os.path.join(folder, "gene_median_dictionary.pkl"),
                                        token_dictionary_file=tokens_file, gene_mapping_file=None)
     tokenizer.tokenize_data(cells_dir, work, "cells", file_format="h5ad")
-    data = load_from_disk(os.path.join(work, "cells.dataset"))
+    return load_from_disk(os.path.join(work, "cells.dataset"))
+
+
+def _fine_tuned(data, folder: str, work: str, params: dict):
+    """``Classifier`` trained on all the training cells to tell their conditions apart; the model, loaded as the
+    perturber loads one, and its number of classes."""
+    import glob
+    import pickle
+
+    from geneformer import Classifier
+    from geneformer import perturber_utils as pu
+
     data.filter(lambda cell: cell["role"] == "train").remove_columns("role").save_to_disk(
         os.path.join(work, "train.dataset"))
-
     # Geneformer's own training settings unless the user changed them (training_args None: its defaults)
     classifier = Classifier(classifier="cell", cell_state_dict={"state_key": "condition", "states": "all"},
                             training_args=params["training_args"], forward_batch_size=params["batch_size"],
-                            token_dictionary_file=tokens_file, nproc=1)
+                            token_dictionary_file=os.path.join(folder, "token_dictionary.pkl"), nproc=1)
     classifier.prepare_data(input_data_file=os.path.join(work, "train.dataset"), output_directory=work,
                             output_prefix="linpert", test_size=0)
-    with open(os.path.join(work, "linpert_id_class_dict.pkl"), "rb") as handle:
+    classes = os.path.join(work, "linpert_id_class_dict.pkl")
+    with open(classes, "rb") as handle:
         n_classes = len(pickle.load(handle))
-    t0 = time.perf_counter()
     classifier.train_all_data(model_directory=folder, prepared_input_data_file=os.path.join(
-        work, "linpert_labeled.dataset"), id_class_dict_file=os.path.join(work, "linpert_id_class_dict.pkl"),
-        output_directory=work, output_prefix="linpert")
-    train_seconds = time.perf_counter() - t0
+        work, "linpert_labeled.dataset"), id_class_dict_file=classes, output_directory=work, output_prefix="linpert")
     tuned = os.path.dirname(glob.glob(os.path.join(work, "*_geneformer_cellClassifier_linpert", "config.json"))[0])
-    fine_tuned = pu.load_model("CellClassifier", n_classes, tuned, "eval")
+    return pu.load_model("CellClassifier", n_classes, tuned, "eval"), n_classes
 
-    controls = data.filter(lambda cell: cell["role"] == "control")
-    # the perturber's own settings for what every condition shares: padding, vocabulary, layer (its emb_layer -1)
-    shared = InSilicoPerturber(model_type="CellClassifier", num_classes=n_classes, emb_mode="cell",
-                               token_dictionary_file=tokens_file, nproc=1)
-    layer, max_len = pu.quant_layers(fine_tuned) + shared.emb_layer, pu.get_model_input_size(fine_tuned)
-    names, means = [], []
-    for name, genes in sorted(params["perturbations"].items()):
-        inputs = controls  # ctrl: the control cells as they are
-        if genes:
-            perturber = InSilicoPerturber(perturb_type=params["mode"], genes_to_perturb=genes,
-                                          model_type="CellClassifier", num_classes=n_classes, emb_mode="cell",
-                                          token_dictionary_file=tokens_file, nproc=1)
-            inputs = controls.map(functools.partial(_perturb_group, isp=perturber, pu=pu, max_len=max_len))
-        genes_embedded = get_embs(fine_tuned, inputs, "gene", layer, shared.pad_token_id, params["batch_size"],
-                                  token_gene_dict=shared.token_gene_dict, summary_stat=None, silent=True)
-        lengths = torch.tensor(inputs["length"], device=genes_embedded.device)
-        cells = pu.mean_nonpadding_embs(genes_embedded, lengths, dim=1)  # the perturber's cell embedding
-        names.append(name)
-        means.append(cells.float().mean(dim=0).cpu().numpy().astype(np.float64))
-    protocol.write_embedding(request["output"], names, np.vstack(means))
-    return {"device": device, "n_cells": int(len(controls)), "dimensions": int(means[0].shape[0]),
-            "classes": n_classes, "train_seconds": train_seconds, "peak_gpu_mib": protocol.gpu_peak_mib(device),
-            "versions": {**protocol.versions(), "geneformer": protocol.code_version(request["inputs"]["code"])}}
+
+def _perturbed_embedding(model, n_classes: int, controls, genes: list[str], folder: str, params: dict):
+    """The mean embedding of the control cells with ``genes`` perturbed as ``InSilicoPerturber`` perturbs a group
+    (none: the control cells as they are), embedded as the perturber embeds cells (``emb_layer`` -1, mean over
+    each cell's genes)."""
+    import functools
+
+    import numpy as np
+    import torch
+    from geneformer import InSilicoPerturber
+    from geneformer import perturber_utils as pu
+    from geneformer.emb_extractor import get_embs
+
+    settings = {"model_type": "CellClassifier", "num_classes": n_classes, "emb_mode": "cell", "nproc": 1,
+                "token_dictionary_file": os.path.join(folder, "token_dictionary.pkl")}
+    perturber = InSilicoPerturber(**settings, perturb_type=params["mode"], genes_to_perturb=genes or "all")
+    inputs = controls
+    if genes:
+        inputs = controls.map(functools.partial(_perturb_group, isp=perturber, pu=pu,
+                                                max_len=pu.get_model_input_size(model)))
+    layer = pu.quant_layers(model) + perturber.emb_layer
+    embedded = get_embs(model, inputs, "gene", layer, perturber.pad_token_id, params["batch_size"],
+                        token_gene_dict=perturber.token_gene_dict, summary_stat=None, silent=True)
+    cells = pu.mean_nonpadding_embs(embedded, torch.tensor(inputs["length"], device=embedded.device), dim=1)
+    return cells.float().mean(dim=0).cpu().numpy().astype(np.float64)
 
 
 def _perturb_group(cell: dict, *, isp, pu, max_len: int) -> dict:
