@@ -142,7 +142,8 @@ def _deep(name, python, device, cells_path, bulk, train, scored, split, folder, 
     runtime = Runtime.of(model.runtime)
     build = ""
     if runtime.environment == "venv":
-        env = venv_path(runtime.stack(model.stacks, model=name), name=name, python=python)
+        stack = runtime.stack(model.stacks, model=name)
+        env = venv_path(stack, name=stack.shared or name, python=python)  # where the launcher builds it
         cached = (env / ".linpert-complete").is_file()
         t0 = time.perf_counter()
         model._launcher()  # builds the environment on first use

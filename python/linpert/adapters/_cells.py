@@ -251,6 +251,13 @@ def _moments(X: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray, int]:
     return mean, var, n
 
 
+def raw_counts(cells: AnnData, rows: np.ndarray | None = None) -> Any:
+    """The raw counts of ``cells`` (of ``rows`` only, when given): ``layers['counts']``, else reconstructed from the
+    log data (:func:`reconstruct_counts`, cell by cell, so a subset costs only its rows)."""
+    take = slice(None) if rows is None else rows
+    return cells.layers["counts"][take] if "counts" in cells.layers else reconstruct_counts(cells.X[take])
+
+
 def reconstruct_counts(X) -> sparse.csr_matrix:
     """Counts from log-normalised data, as CPA needs them: ``round(expm1(x) / min nonzero expm1(x))`` per cell.
 

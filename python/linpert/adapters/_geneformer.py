@@ -24,7 +24,7 @@ from scipy import sparse
 from .._conditions import CONTROL, parse_condition
 from .._io import atomic_write
 from ._base import embed_once, run_once
-from ._cells import gene_symbols, load_cells, per_cell_conditions, reconstruct_counts
+from ._cells import gene_symbols, load_cells, per_cell_conditions, raw_counts
 from ._environment import EMBEDDING_STACK, Runtime, Stack
 from ._inputs import GENEFORMER_MAX_LEN, perturb_rank_encoding, rank_value_encoding
 
@@ -187,8 +187,7 @@ def _perturbed_inputs(cells, tokens, medians, *, mode, conditions, n_control_cel
     """Condition labels and token arrays: the control cells' encodings with each condition's targets perturbed."""
     condition = per_cell_conditions(cells.obs[condition_key]).to_numpy()
     ctrl_rows = _control_rows(condition, n_control_cells, seed)
-    X = cells.X[ctrl_rows]
-    counts = cells.layers["counts"][ctrl_rows] if "counts" in cells.layers else reconstruct_counts(X)
+    counts = raw_counts(cells, ctrl_rows)
     ids = [str(g) for g in cells.var_names]
     base = rank_value_encoding(counts, ids, gene_medians=medians, token_ids=tokens)
     id_of = dict(zip(gene_symbols(cells), ids))
@@ -221,15 +220,15 @@ def _fine_tuned_embedding(cells, folder, tokens, *, code, mode, conditions, trai
         raise ValueError("Geneformer is fine-tuned to tell the training conditions apart: give train_conditions.")
     condition = per_cell_conditions(cells.obs[condition_key]).to_numpy()
     ctrl_rows = _control_rows(condition, n_control_cells, seed)
-    counts = sparse.csr_matrix(cells.layers["counts"] if "counts" in cells.layers else reconstruct_counts(cells.X))
     train_rows = np.flatnonzero(np.isin(condition, list(train_conditions)))
     rows = np.concatenate([train_rows, ctrl_rows])
+    counts = sparse.csr_matrix(raw_counts(cells, rows))
     roles = ["train"] * len(train_rows) + ["control"] * len(ctrl_rows)
     obs = pd.DataFrame({"condition": condition[rows], "role": roles,
-                        "n_counts": np.asarray(counts[rows].sum(axis=1)).ravel()},
+                        "n_counts": np.asarray(counts.sum(axis=1)).ravel()},
                        index=[f"cell{i}" for i in range(len(rows))])
     # Geneformer's tokenizer keys genes by var['ensembl_id']: the identifiers of its dictionaries
-    tokenize = anndata.AnnData(counts[rows], obs=obs, var=pd.DataFrame({"ensembl_id": cells.var_names.astype(str)},
+    tokenize = anndata.AnnData(counts, obs=obs, var=pd.DataFrame({"ensembl_id": cells.var_names.astype(str)},
                                                                        index=cells.var_names.astype(str)))
     id_of = dict(zip(gene_symbols(cells), cells.var_names.astype(str)))
     names = sorted(set(condition)) if conditions is None else [parse_condition(str(c)).name for c in conditions]

@@ -22,7 +22,7 @@ import pandas as pd
 from scipy import sparse
 
 from .._conditions import CONTROL, parse_condition
-from ._cells import gene_symbols, per_cell_conditions, reconstruct_counts
+from ._cells import gene_symbols, per_cell_conditions, raw_counts
 
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
@@ -128,7 +128,7 @@ def perturbed_counts(cells: AnnData, conditions: Sequence[str] | None, *, n_cont
     the log data."""
     import anndata
 
-    counts = cells.layers["counts"] if "counts" in cells.layers else reconstruct_counts(cells.X)
+    counts = raw_counts(cells)
     labels = per_cell_conditions(cells.obs[condition_key]).to_numpy()
     symbols = gene_symbols(cells)
     plain = anndata.AnnData(X=counts, obs=pd.DataFrame({"condition": labels}, index=cells.obs_names),

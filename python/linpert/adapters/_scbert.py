@@ -27,7 +27,7 @@ from scipy import sparse
 
 from .._io import atomic_write
 from ._base import embed_once, run_once
-from ._cells import gene_symbols, load_cells, per_cell_conditions, reconstruct_counts
+from ._cells import gene_symbols, load_cells, per_cell_conditions, raw_counts
 from ._environment import EMBEDDING_STACK, Runtime
 from ._inputs import perturbed_counts
 
@@ -136,8 +136,7 @@ def scbert_embedding(
     if len(set(labels[training])) < 2:
         raise ValueError(f"scBERT is fine-tuned to tell the training conditions apart; the cells hold "
                          f"{len(set(labels[training]))} of them.")
-    counts = cells.layers["counts"] if "counts" in cells.layers else reconstruct_counts(cells.X)
-    train_x = scbert_preprocess(sparse.csr_matrix(counts)[np.flatnonzero(training)], gene_symbols(cells), reference)
+    train_x = scbert_preprocess(raw_counts(cells, np.flatnonzero(training)), gene_symbols(cells), reference)
     inputs = perturbed_counts(cells, conditions, n_control_cells=n_control_cells, condition_key=condition_key,
                               seed=seed)
     inputs_x = scbert_preprocess(inputs.X, inputs.var_names, reference)
