@@ -38,13 +38,14 @@
   as.character(unlist(values$levels))[codes]
 }
 
-# Strings for Python's _decoded(): each distinct value once, and a code per element.
+# Strings for Python's _decoded(): each distinct value once, and a code per element. The levels cross as a character
+# vector: reticulate converts an R list element by element through S3 dispatch (0.2 s for 5,000 strings).
 .coded <- function(values) {
   values <- as.character(values)
   levels <- unique(values[!is.na(values)])
   codes <- match(values, levels) - 1L
   codes[is.na(codes)] <- -1L
-  list(levels = as.list(levels), codes = .raw_int(codes))
+  list(levels = levels, codes = .raw_int(codes))
 }
 
 # A data.frame -> the arguments of linpert_rbridge.frame_from_r() (doubles as buffers).
@@ -120,8 +121,8 @@
   if (!is.double(values)) storage.mode(values) <- "double"
   .linpert_bridge()$pseudobulk_from_r(
     if (.memory_shared()) .shared(x = values) else .raw_double(values), .coded(colnames(se)), .coded(rownames(se)),
-    n_cells = if (!is.null(cd$n_cells)) as.list(as.integer(cd$n_cells)),
-    gene_id = if (!is.null(rd$gene_id)) as.list(as.character(rd$gene_id)),
+    n_cells = if (!is.null(cd$n_cells)) .raw_int(cd$n_cells),
+    gene_id = if (!is.null(rd$gene_id)) .coded(rd$gene_id),
     provenance = .to_json(provenance)
   )
 }

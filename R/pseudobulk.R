@@ -138,8 +138,8 @@ pseudobulk <- function(x, condition = "condition", assay = "logcounts", gene_nam
 
 # Symbols from rowData(x)[[gene_name]] when present (row names then become gene ids), else the row names.
 .gene_labels <- function(x, gene_name) {
-  ids <- rownames(x)
   rd <- SummarizedExperiment::rowData(x)
+  ids <- rownames(rd)  # rownames(x) of a SingleCellExperiment would build its rowRanges a second time
   symbols <- if (gene_name %in% colnames(rd)) as.character(rd[[gene_name]]) else NULL
   if (is.null(symbols) && is.null(ids)) {
     .abort(
@@ -184,11 +184,8 @@ pseudobulk <- function(x, condition = "condition", assay = "logcounts", gene_nam
 
 # The dict from linpert_rbridge.to_r() -> a SummarizedExperiment, genes x conditions.
 .pseudobulk_experiment <- function(res) {
-  n <- res$n_obs * res$n_vars
-  means <- readBin(res$x, what = "double", n = n, size = 8, endian = "little")
-  # Python wrote conditions x genes row by row: read column by column, that is genes x conditions.
-  means <- matrix(means, nrow = res$n_vars, ncol = res$n_obs,
-                  dimnames = list(unlist(res$var_names), unlist(res$obs_names)))
+  # Python's conditions x genes, row by row: R's genes x conditions
+  means <- .matrix_from_python(res$x, dimnames = list(unlist(res$var_names), unlist(res$obs_names)))
   col_data <- S4Vectors::DataFrame(
     genes = as.character(unlist(res$genes)),
     kind = as.character(unlist(res$kind)),
@@ -196,8 +193,9 @@ pseudobulk <- function(x, condition = "condition", assay = "logcounts", gene_nam
     row.names = unlist(res$obs_names),
     check.names = FALSE
   )
-  row_data <- S4Vectors::DataFrame(row.names = rownames(means))
-  if (!is.null(res$gene_id)) row_data$gene_id <- as.character(unlist(res$gene_id))
+  row_data <- if (!is.null(res$gene_id)) {
+    S4Vectors::DataFrame(gene_id = as.character(unlist(res$gene_id)), row.names = rownames(means))
+  }
   SummarizedExperiment::SummarizedExperiment(
     assays = list(logcounts = means),
     colData = col_data,

@@ -99,8 +99,8 @@ def pseudobulk(
 
     import linpert
 
-    obs = pd.DataFrame({"condition": _categorical(conditions)})
-    obs.index = obs.index.astype(str)
+    codes = _categorical(conditions)
+    obs = pd.DataFrame({"condition": codes}, index=_cell_names(len(codes)))
     var = pd.DataFrame(index=pd.Index(_strings(var_names)))
     gene_key = None
     if gene_names is not None:
@@ -111,15 +111,26 @@ def pseudobulk(
     return to_r(result)
 
 
-def to_r(pb: Any) -> dict[str, Any]:
-    """Flatten a pseudobulk AnnData into buffers, lists and plain values that reticulate converts to R.
+def _cell_names(n: int) -> Any:
+    """Cell names "0", "1", ... for the AnnData built from R's cells: pseudobulk never reads them, but AnnData wants
+    strings, and making 30,000 takes 4 ms; made once, then sliced."""
+    import pandas as pd
 
-    ``x`` holds ``X`` row by row (conditions × genes), which R reads column by column as genes × conditions.
-    """
-    x = np.ascontiguousarray(_dense(pb.X), dtype="<f8")
+    global _CELL_NAMES
+    if len(_CELL_NAMES) < n:
+        _CELL_NAMES = pd.RangeIndex(max(n, 2 * len(_CELL_NAMES))).astype(str)
+    return _CELL_NAMES[:n]
+
+
+_CELL_NAMES: Any = ()
+
+
+def to_r(pb: Any) -> dict[str, Any]:
+    """Flatten a pseudobulk AnnData into an outbox matrix (:func:`matrix_to_r`: conditions × genes, which R takes as
+    genes × conditions), lists and plain values that reticulate converts to R."""
     var = pb.var
     return {
-        "x": bytearray(x.tobytes()),
+        "x": matrix_to_r(np.asarray(_dense(pb.X), dtype=np.float64)),
         "n_obs": int(pb.n_obs),
         "n_vars": int(pb.n_vars),
         "obs_names": [str(n) for n in pb.obs_names],
@@ -288,6 +299,13 @@ def frame_from_r(columns: dict[str, Any], types: dict[str, str], names: Sequence
     return df
 
 
+def _ints(values: bytearray | Sequence[int]) -> list[int]:
+    """R's integers: an int32 buffer (``.raw_int()``) or a list."""
+    if isinstance(values, (bytes, bytearray)):
+        return np.frombuffer(bytes(values), dtype="<i4").astype(np.int64).tolist()
+    return [int(v) for v in _listed(values)]
+
+
 def _listed(values: Any) -> list:
     return list(values) if isinstance(values, (list, tuple)) else [values]
 
@@ -310,18 +328,19 @@ def pseudobulk_from_r(
     obs_names: str | Sequence[str],
     var_names: str | Sequence[str],
     *,
-    n_cells: Sequence[int] | None = None,
-    gene_id: Sequence[str] | None = None,
+    n_cells: bytearray | Sequence[int] | None = None,
+    gene_id: dict | Sequence[str] | None = None,
     provenance: str = "{}",
 ) -> Any:
-    """R's genes × conditions matrix as the pseudobulk AnnData (:func:`linpert.as_pseudobulk`)."""
+    """R's genes × conditions matrix as the pseudobulk AnnData (:func:`linpert.as_pseudobulk`); ``n_cells`` an
+    int32 buffer (R's ``.raw_int()``), ``gene_id`` coded strings (R's ``.coded()``)."""
     from linpert import as_pseudobulk
 
     obs_names, var_names = _strings(obs_names), _strings(var_names)
     # a buffer, or R's own vector (copied: models may write to what they are given, and R's memory is read-only)
     values = numbers(x) if isinstance(x, (bytes, bytearray)) else rmemory.view(x, "x").copy()
     X = values.reshape(len(obs_names), len(var_names))
-    return as_pseudobulk(X, obs_names, var_names, n_cells=None if n_cells is None else _listed(n_cells),
+    return as_pseudobulk(X, obs_names, var_names, n_cells=None if n_cells is None else _ints(n_cells),
                          gene_ids=None if gene_id is None else _strings(gene_id), provenance=json.loads(provenance))
 
 

@@ -38,6 +38,11 @@ def bridge():
     _r.r_available = r_available
 
 
+def r_takes(bridge, sent):
+    """The means of a to_r() pseudobulk as R takes them (outside R: a raw buffer), conditions x genes row by row."""
+    return bridge.numbers(bridge.take(sent["x"]["outbox"])["x"])
+
+
 def as_r_sends(frame_payload, row_names=None):
     """What R's .frame_to_python() sends for the table Python's frame_to_r() gave it."""
     sent = {key: frame_payload[key] for key in ("columns", "types", "names")}
@@ -48,8 +53,9 @@ def test_a_pseudobulk_crosses_to_r_and_back_unchanged(bridge):
     pb = make_pseudobulk()
     pb.uns["linpert"] = {"source": "test", "n_cells": 1250, "gene_key": None}
     sent = bridge.to_r(pb)
-    # R reads x as genes x conditions and writes its matrix back column by column: the same bytes
-    back = bridge.pseudobulk_from_r(sent["x"], sent["obs_names"], sent["var_names"], n_cells=sent["n_cells"],
+    # R takes x as genes x conditions and writes its matrix back column by column: the same bytes
+    values = bytearray(r_takes(bridge, sent).tobytes())
+    back = bridge.pseudobulk_from_r(values, sent["obs_names"], sent["var_names"], n_cells=sent["n_cells"],
                                     provenance=json.dumps(sent["provenance"]))
     np.testing.assert_array_equal(back.X, pb.X)
     pd.testing.assert_frame_equal(back.obs, pb.obs.astype({"kind": object}), check_index_type=False)
@@ -61,7 +67,8 @@ def test_a_pseudobulk_from_r_is_linperts_own(bridge):
     """The bridge builds nothing itself: the result is linpert.as_pseudobulk's."""
     pb = make_pseudobulk()
     sent = bridge.to_r(pb)
-    back = bridge.pseudobulk_from_r(sent["x"], sent["obs_names"], sent["var_names"], gene_id=sent["var_names"])
+    values = bytearray(r_takes(bridge, sent).tobytes())
+    back = bridge.pseudobulk_from_r(values, sent["obs_names"], sent["var_names"], gene_id=sent["var_names"])
     own = linpert.as_pseudobulk(pb.X, pb.obs_names, pb.var_names, gene_ids=pb.var_names)
     pd.testing.assert_frame_equal(back.obs, own.obs)
     pd.testing.assert_frame_equal(back.var, own.var)
@@ -138,7 +145,7 @@ def test_an_r_custom_model_is_held_to_the_model_contract(bridge):
 
     def fit(train):  # R keeps the state; here a dict plays R's environment
         seen["genes"] = train["var_names"]
-        seen["ctrl"] = bridge.numbers(train["x"]).reshape(train["n_obs"], train["n_vars"])[0]
+        seen["ctrl"] = r_takes(bridge, train).reshape(train["n_obs"], train["n_vars"])[0]
 
     def predict(conditions):
         values = np.tile(seen["ctrl"], (len(conditions), 1))
@@ -162,7 +169,7 @@ def test_a_labelled_r_custom_model_resumes_and_an_unlabelled_function_model_does
 
     def make():
         state = {}
-        fit = lambda train: state.update(ctrl=bridge.numbers(train["x"])[: train["n_vars"]].copy())  # noqa: E731
+        fit = lambda train: state.update(ctrl=r_takes(bridge, train)[: train["n_vars"]].copy())  # noqa: E731
         return bridge.custom_model("mine", fit, lambda names: bridge._buffer(np.tile(state["ctrl"], (len(names), 1))))
 
     run = dict(split="double", seeds=[1], out=tmp_path, progress=False, interactions=False)
