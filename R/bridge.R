@@ -215,11 +215,14 @@
   if (is.null(x) || inherits(x, "python.builtin.object")) return(x)
   if (is.data.frame(x)) {
     frame <- .frame_to_python(x)
-    if (!identical(rownames(x), as.character(seq_len(nrow(x))))) frame$row_names <- as.list(rownames(x))
+    if (!identical(rownames(x), as.character(seq_len(nrow(x))))) frame$row_names <- rownames(x)
     return(c(list(`__linpert__` = "frame"), frame))
   }
   if (methods::is(x, "SummarizedExperiment")) return(.pseudobulk_to_python(x))
   if (is.list(x)) {
+    if (is.null(names(x)) && length(x) > 1 && all(vapply(x, .is_string, logical(1)))) {
+      return(.to_python_value(unlist(x)))  # a list of strings: sent as one character vector
+    }
     converted <- lapply(x, .to_python_value)
     return(if (is.null(names(x))) unname(converted) else converted)
   }
@@ -227,10 +230,14 @@
     return(list(`__linpert__` = "array2d", x = .raw_double(t(x)), nrow = nrow(x), ncol = ncol(x)))
   }
   if (is.factor(x)) x <- as.character(x)
+  # character vectors whole: reticulate converts an R list element by element through S3 dispatch (0.2 s for 5,000)
+  if (is.character(x) && length(x) > 1 && !anyNA(x)) return(list(`__linpert__` = "strings", x = x))
   if (is.double(x) && length(x) != 1) return(list(`__linpert__` = "doubles", x = .raw_double(x)))
   if (length(x) == 1) return(.whole_to_integer(x))
   as.list(x)
 }
+
+.is_string <- function(x) is.character(x) && length(x) == 1 && !is.na(x)
 
 # The bridge's tagged result -> R: data frames, numeric vectors, matrices, experiments, named lists.
 .from_python_value <- function(x) {

@@ -160,9 +160,9 @@ as_anndata <- function(x, X = "logcounts") {
   })
   names(assays) <- c("X", setdiff(available, X))
   obs <- .frame_to_python(as.data.frame(SummarizedExperiment::colData(x)))
-  obs$row_names <- as.list(if (is.null(colnames(x))) as.character(seq_len(ncol(x))) else colnames(x))
+  obs$row_names <- if (is.null(colnames(x))) as.character(seq_len(ncol(x))) else colnames(x)
   var <- .frame_to_python(as.data.frame(SummarizedExperiment::rowData(x)))
-  var$row_names <- as.list(if (is.null(rownames(x))) as.character(seq_len(nrow(x))) else rownames(x))
+  var$row_names <- if (is.null(rownames(x))) as.character(seq_len(nrow(x))) else rownames(x)
   bridge$anndata_from_r(assays, obs, var, uns = .to_json(list(source = "SummarizedExperiment from R", X = X)))
 }
 

@@ -110,7 +110,7 @@ random_embedding <- function(genes, n_components = 10, seed = 0) {
   }
   n_components <- .check_count(n_components, "n_components")
   seed <- .check_count(seed, "seed", min = 0)
-  .frame_from_python(.linpert_bridge()$random_embedding(as.list(genes), n_components, seed))
+  .frame_from_python(.linpert_bridge()$random_embedding(as.character(genes), n_components, seed))
 }
 
 #' @rdname go_embedding

@@ -154,8 +154,7 @@ evaluate_interactions <- function(calls, predictions, top_k = 500, recurrence_k 
       if (!is.matrix(values) || !is.numeric(values) || is.null(dimnames(values))) {
         .abort("predictions$", model, " must be a prediction of predict() or a genes x doubles matrix with dimnames.")
       }
-      flat[[length(flat) + 1]] <- list(as.integer(seed), model, .raw_double(values), as.list(colnames(values)),
-                                        as.list(rownames(values)))
+      flat[[length(flat) + 1]] <- list(as.integer(seed), model, .raw_double(values), colnames(values), rownames(values))
     }
   }
   table <- calls[, setdiff(colnames(calls), "backend"), drop = FALSE]

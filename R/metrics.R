@@ -62,7 +62,7 @@ score_predictions <- function(predicted, observed, n_genes = 1000, metrics = NUL
   reference <- .reference_profile(reference, observed, colnames(pred), genes)
   .frame_from_python(.linpert_bridge()$score_metrics(
     .raw_double(t(p)), .raw_double(t(o)), .raw_double(ctrl[genes]), .raw_double(reference),
-    as.list(colnames(pred)), as.list(genes), as.list(setdiff(metrics, c("l2", "pearson_delta", "r2")))
+    colnames(pred), as.character(genes), as.list(setdiff(metrics, c("l2", "pearson_delta", "r2")))
   ))
 }
 

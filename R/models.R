@@ -51,7 +51,7 @@ fit_model <- function(se, model = "linear", ...) {
     .abort("An embedding must be a numeric data frame with gene symbols as row names.")
   }
   out <- .frame_to_python(df)
-  out$row_names <- as.list(rownames(df))
+  out$row_names <- rownames(df)
   out
 }
 
@@ -69,7 +69,7 @@ predict.linpert_model <- function(object, conditions, ...) {
   if (!is.character(conditions) || length(conditions) == 0 || anyNA(conditions)) {
     .abort("`conditions` must be condition names, e.g. predict(fit, c('A+B', 'C+ctrl')).")
   }
-  res <- .as_r(.linpert_bridge()$predict_model(object$model, as.list(conditions)))
+  res <- .as_r(.linpert_bridge()$predict_model(object$model, as.character(conditions)))
   genes <- unlist(res$var_names)
   conds <- unlist(res$obs_names)
   values <- matrix(.read_doubles(res$x, length(genes) * length(conds)), nrow = length(genes),

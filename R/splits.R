@@ -36,7 +36,7 @@ make_split <- function(conditions, kind = c("double", "simulation"), seed = 1, .
   kind <- match.arg(kind)
   seed <- .check_count(seed, "seed", min = 0)
   params <- .named_options(list(...), "linpert.splits.make_split()")
-  .split_from_python(.linpert_bridge()$make_split(kind, as.list(conditions), seed, params))
+  .split_from_python(.linpert_bridge()$make_split(kind, as.character(conditions), seed, params))
 }
 
 #' @rdname make_split

@@ -836,6 +836,8 @@ def _from_r_value(value: Any) -> Any:
         if tag == "series":
             frame = frame_from_r(value["columns"], value["types"], value["names"], value.get("row_names"))
             return frame.iloc[:, 0]
+        if tag == "strings":  # R's character vector (one string arrives as a str)
+            return _listed(value["x"])
         if tag == "doubles":
             return numbers(value["x"]).copy()
         if tag == "array2d":

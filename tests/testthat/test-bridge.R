@@ -196,3 +196,15 @@ test_that("Python reads R's vectors in place, and the buffer path gives the same
   expect_identical(SummarizedExperiment::assay(copied, "logcounts"), SummarizedExperiment::assay(sce, "logcounts"))
   expect_identical(SummarizedExperiment::assay(sce, "logcounts")@x[1:5], x_before)  # never written to
 })
+
+test_that("strings cross whole as character vectors, in order, one string still as a list", {
+  skip_without_linpert()
+  labels <- c(sprintf("G%d+ctrl", 5000:1), "ctrl+A")  # reticulate would convert an R list of these one by one
+  expected <- c(sprintf("G%d+ctrl", 5000:1), "A+ctrl")
+  expect_identical(canonical_conditions(labels), expected)
+  expect_identical(canonical_conditions("ctrl+A"), "A+ctrl")
+  expect_identical(linpert:::.to_python_value(as.list(labels))$`__linpert__`, "strings")
+  expect_identical(linpert:::.to_python_value(list("A")), list("A"))  # one string in a list stays a list
+  embedding <- random_embedding(sprintf("G%d", 3:1), n_components = 2)
+  expect_identical(rownames(embedding), sprintf("G%d", 3:1))
+})
