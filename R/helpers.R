@@ -119,6 +119,30 @@ write_go_files <- function(genes, folder, ...) {
   invisible(.py_call("adapters.write_go_files", as.list(as.character(genes)), folder, ...))
 }
 
+#' scFoundation's GEARS 0.0.2 fork, as the paper ran GEARS on Norman
+#'
+#' The paper's `run_gears.py` ran GEARS on Norman from scFoundation's fork
+#' (GEARS 0.0.2), and cell-gears 0.1.2 on the other datasets. This downloads
+#' the fork once into linpert's cache: the `GEARS` folder of scFoundation's
+#' repository at the commit the paper's scripts cite (Python
+#' `linpert.adapters.gears_fork()`). `linpert run norman` uses it under the
+#' paper preset; in R, give it to `model_spec("gears", code = gears_fork())`.
+#'
+#' @param cache_dir The cache folder, or `NULL` for the default
+#'   (`LINPERT_DATA_DIR`, else `~/.cache/linpert`).
+#' @param url Download the repository's archive from this address instead of
+#'   GitHub's (or from `LINPERT_MIRROR`).
+#' @param progress Show a progress bar.
+#' @return The fork's folder (a path).
+#' @export
+#' @examples
+#' if (linpert_available() && nzchar(Sys.getenv("LINPERT_MIRROR"))) {
+#'   gears_fork(progress = FALSE)
+#' }
+gears_fork <- function(cache_dir = NULL, url = NULL, progress = interactive()) {
+  .py_call("adapters.gears_fork", cache_dir = cache_dir, url = url, progress = isTRUE(progress))
+}
+
 #' @rdname write_go_files
 #' @export
 write_geneformer_model <- function(folder, genes, ...) {

@@ -98,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
                      "'mean,linear,lm_go=linear(perturbation_embedding=go:go_essential_all.csv)' "
                      "(default: no_change,additive,linear for the double split, mean,linear for the simulation split)")
     run.add_argument("--seeds", help="comma-separated seeds (default: 1-5 for double, 1,2 for simulation)")
+    run.add_argument("--preset", choices=["auto", "paper", "linpert"], default="auto",
+                     help="the deep-learning adapters' settings: 'paper' (the paper's scripts and the tutorials they "
+                     "name; GEARS on norman is scFoundation's 0.0.2 fork, downloaded once), 'linpert' (linpert's own: "
+                     "validation held out of training), or 'auto': paper on the paper's datasets, linpert on any "
+                     "other. A model's own preset=... wins (default: %(default)s)")
     run.add_argument("--out", help="output folder (default: linpert-results/<dataset>-<split>)")
     run.add_argument("--n-genes", type=int, default=1000, help="read-out genes: the highest control means (default: 1000)")
     run.add_argument("--condition-key", default="condition", help="obs column with the conditions (default: condition)")
@@ -232,7 +237,8 @@ def _run(args) -> int:
     if out is not None:  # before any work: a report of the user's there would stop the run at its end
         _check_report(out / "report.html")
     # before any download or pseudobulk: a misspelt model name is a second's mistake, not a minute's
-    models = resolve_models(split_model_specs(args.models)) if args.models else None
+    specs = split_model_specs(args.models) if args.models else None
+    models = resolve_models(specs) if specs else None
     locfdr, metrics = _locfdr_options(args.locfdr), _metric_names(args.metrics)
     if metrics:
         from .metrics._registry import resolve_metrics
@@ -243,7 +249,10 @@ def _run(args) -> int:
     split = args.split
     if split == "auto":
         split = "double" if (data.obs["kind"] == "double").sum() >= 2 else "simulation"
-    models = models or resolve_models(split_model_specs(DEFAULT_MODELS[split]))
+    if models is None:
+        specs = split_model_specs(DEFAULT_MODELS[split])
+        models = resolve_models(specs)
+    _apply_preset(models, specs, args.preset, name, progress=not args.quiet)
     if cells is not None:
         _give_cells(models, cells)
     started = {}
@@ -270,6 +279,21 @@ def _run(args) -> int:
         _figures_and_report([result.out], result.out / "report.html", title=f"linpert: {name}, {split} split",
                             reused=result.reused, started=started)
     return 0
+
+
+def _apply_preset(models, specs: list[str], choice: str, dataset: str, *, progress: bool) -> None:
+    """``--preset``: the paper's settings on the paper's datasets (``auto``), or the one chosen, on every adapter whose
+    spec names no ``preset=`` of its own (the linear decoders' preset follows from their inputs). Under the paper's,
+    GEARS on Norman is scFoundation's GEARS 0.0.2 fork, as the paper's ``run_gears.py`` ran it there."""
+    from .adapters import GearsModel, gears_fork
+
+    preset = choice if choice != "auto" else ("paper" if dataset in PUBLISHED else "linpert")
+    for (_, model), spec in zip(models, specs):
+        settable = "preset" in vars(model)  # an attribute, not a property computed from the inputs
+        if settable and "preset=" not in spec.replace(" ", ""):
+            model.preset = preset
+        if isinstance(model, GearsModel) and model.preset == "paper" and dataset == "norman" and model.code is None:
+            model.code = gears_fork(progress=progress)
 
 
 def _give_cells(models, path: str) -> None:

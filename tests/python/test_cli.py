@@ -77,3 +77,30 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--version"])
     assert done.value.code == 0 and capsys.readouterr().out.strip() == f"linpert {__version__}"
+
+
+def test_preset_is_the_papers_on_its_datasets_and_linperts_elsewhere_and_a_spec_wins(monkeypatch, tmp_path):
+    """--preset auto: the paper's settings on the paper's data, linpert's own on a user's; GEARS on Norman under the
+    paper's is scFoundation's fork (downloaded once); a model's own preset=... is left alone."""
+    import linpert.adapters
+    from linpert.cli import _apply_preset
+    from linpert.models import resolve_models, split_model_specs
+
+    fork, go = tmp_path / "GEARS", tmp_path / "go"
+    go.mkdir()
+    monkeypatch.setattr(linpert.adapters, "gears_fork", lambda progress: fork)
+    specs = split_model_specs(f"additive,gears(go_files={go}),cpa,own=cpa(preset=paper)")
+
+    def applied(choice, dataset):
+        models = resolve_models(specs)
+        _apply_preset(models, specs, choice, dataset, progress=False)
+        return {label: (getattr(model, "preset", None), getattr(model, "code", None)) for label, model in models}
+
+    on_norman = applied("auto", "norman")
+    assert on_norman["gears"] == ("paper", fork) and on_norman["cpa"][0] == "paper"
+    on_file = applied("auto", "cells")
+    assert on_file["gears"] == ("linpert", None) and on_file["cpa"][0] == "linpert"
+    assert on_file["own"][0] == "paper"  # its spec named it
+    assert applied("paper", "cells")["gears"] == ("paper", None)  # the fork is the paper's choice for Norman only
+    assert applied("linpert", "norman")["gears"] == ("linpert", None)
+    assert on_norman["additive"] == (None, None)

@@ -507,3 +507,39 @@ def test_an_unpacked_hdf5_that_is_not_anndata_is_never_cached(server, tmp_path):
     with pytest.raises(DownloadError, match="is an HDF5 file but not an AnnData .h5ad: it has no obs or var"):
         fetch("adamson", cache_dir=tmp_path, url=url, progress=False)
     assert _leftovers(tmp_path) == []
+
+
+def _github_archive(files: dict[str, str], top: str) -> bytes:
+    """A repository archive as GitHub serves it: every path under one ``<repo>-<commit>/`` folder."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tf:
+        for path, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{top}/{path}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_the_gears_fork_is_scfoundations_gears_folder_downloaded_once(server, tmp_path):
+    from linpert.adapters import gears_fork
+    from linpert.adapters._gears import SCFOUNDATION_COMMIT
+
+    top = f"scFoundation-{SCFOUNDATION_COMMIT}"
+    url = server.serve("/fork.tar.gz", _github_archive({
+        "README.md": "scFoundation",
+        "GEARS/gears/version.py": "__version__ = '0.0.2'  # pragma: no cover",
+        "GEARS/gears/gears.py": "class GEARS: pass\n",
+        "GEARS/modules/encoders.py": "",
+    }, top))
+    folder = gears_fork(url=url, progress=False)
+    assert folder == data_dir() / "code" / f"scFoundation-{SCFOUNDATION_COMMIT[:7]}" / "GEARS"
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert files == ["gears/gears.py", "gears/version.py", "modules/encoders.py"]
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["GEARS"]  # the archive is gone
+    assert gears_fork(url=url, progress=False) == folder and server.routes["/fork.tar.gz"].hits == 1
+
+    other = server.serve("/release.tar.gz", _github_archive({"GEARS/gears/version.py": "__version__ = '0.1.2'"}, top))
+    with pytest.raises(DownloadError, match="no GEARS 0.0.2 fork.*version: 0.1.2"):
+        gears_fork(url=other, progress=False, cache_dir=tmp_path / "other")
+    assert not (tmp_path / "other" / "code" / f"scFoundation-{SCFOUNDATION_COMMIT[:7]}" / "GEARS").exists()

@@ -185,7 +185,7 @@ def test_cpa_scgpt_and_state_stand_beside_additive_from_the_command_line(screen,
               "state(max_steps=20,cell_set_len=8)")
     done = subprocess.run(
         [sys.executable, "-m", "linpert.cli", "run", screen["path"], "--split", "double", "--seeds", "1",
-         "--models", models, "--out", str(out)],
+         "--models", models, "--out", str(out), "--preset", "paper"],  # a user's file: 'auto' would be linpert's
         capture_output=True, text=True,
     )
     assert done.returncode == 0, done.stderr[-3000:]

@@ -213,3 +213,23 @@ test_that("scorecard() gives every metric per model, the paper's and the field's
   expect_equal(again$discrimination_l1, card$discrimination_l1)
   expect_error(scorecard(list()), "must be what run_benchmark\\(\\) returns")
 })
+
+test_that("gears_fork() unpacks the GEARS folder of scFoundation's archive once, as the paper ran GEARS on Norman", {
+  skip_without_linpert()
+  commit <- "69b0710660aded7e071d4f67e9f3ac03b096e587"  # the one the paper's scripts cite
+  source <- tempfile("archive-")
+  top <- file.path(source, paste0("scFoundation-", commit))
+  dir.create(file.path(top, "GEARS", "gears"), recursive = TRUE)
+  writeLines("__version__ = '0.0.2'", file.path(top, "GEARS", "gears", "version.py"))
+  writeLines("scFoundation", file.path(top, "README.md"))
+  archive <- tempfile(fileext = ".tar.gz")
+  here <- setwd(source)
+  utils::tar(archive, paste0("scFoundation-", commit), compression = "gzip")
+  setwd(here)
+  cache <- tempfile("cache-")
+  folder <- gears_fork(cache_dir = cache, url = paste0("file://", archive), progress = FALSE)
+  expect_identical(basename(folder), "GEARS")
+  expect_identical(list.files(folder, recursive = TRUE), "gears/version.py")
+  unlink(archive)
+  expect_identical(gears_fork(cache_dir = cache, url = paste0("file://", archive), progress = FALSE), folder)
+})

@@ -171,6 +171,7 @@ PARITY <- c(
   adapters.UceDecoder = "model_spec",
   adapters.WorkerError = "- an R condition: linpert_model_error",
   adapters.WorkerModel = "model_spec",
+  adapters.gears_fork = "gears_fork",
   adapters.write_geneformer_model = "write_geneformer_model",
   adapters.write_go_files = "write_go_files",
   adapters.write_scgpt_checkpoint = "write_scgpt_checkpoint",

@@ -31,7 +31,7 @@ from ._base import PROTOCOL, WorkerModel
 from ._cells import de_keys, gears_cells, reconstruct_counts, validation_conditions
 from ._decoder import EmbeddingDecoder, GeneformerDecoder, ScBertDecoder, UceDecoder, condition_embedding, ridge_fit
 from ._environment import Runtime, Stack, container_command, ensure_venv, venv_path
-from ._gears import GearsModel, write_go_files
+from ._gears import GearsModel, gears_fork, write_go_files
 from ._geneformer import geneformer_embedding, write_geneformer_model
 from ._inputs import overwrite_targets, perturb_rank_encoding, rank_value_encoding
 from ._scbert import scbert_embedding, write_scbert_model
@@ -73,6 +73,7 @@ __all__ = [
     "UceDecoder",
     "WorkerError",
     "WorkerModel",
+    "gears_fork",
     "write_geneformer_model",
     "write_go_files",
     "write_scgpt_checkpoint",

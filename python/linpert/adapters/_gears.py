@@ -21,7 +21,14 @@ from .._io import atomic_write
 from ._base import WorkerModel
 from ._environment import Runtime, Stack
 
-__all__ = ["GearsModel", "write_go_files"]
+__all__ = ["GearsModel", "gears_fork", "write_go_files"]
+
+#: scFoundation's repository at the commit that the paper's ``run_scfoundation.py`` cites (its
+#: ``GEARS/run_sh/run_singlecell_maeautobin-0.1B-res0-norman.sh``); its ``GEARS`` folder is the GEARS 0.0.2 fork that
+#: the paper's ``run_gears.py`` ran on Norman.
+SCFOUNDATION_COMMIT = "69b0710660aded7e071d4f67e9f3ac03b096e587"
+SCFOUNDATION_ARCHIVE = f"https://github.com/biomap-research/scFoundation/archive/{SCFOUNDATION_COMMIT}.tar.gz"
+FORK_VERSION = "0.0.2"
 
 # Newer releases of these need a newer numpy than the old stacks pin (or drop the wheels they had).
 OLD_NUMPY = ("contourpy<1.4", "matplotlib<3.10", "pyarrow<16")
@@ -181,6 +188,84 @@ class GearsModel(WorkerModel):
             raise FileNotFoundError(f"code={str(self.code)!r} is not scFoundation's GEARS fork (it needs "
                                     "gears/version.py): pass the GEARS folder of a clone of scFoundation.")
         return {"go_files": self.go_files, **({} if self.code is None else {"code": self.code})}
+
+
+def gears_fork(*, cache_dir: str | os.PathLike | None = None, url: str | None = None, progress: bool = True) -> Path:
+    """scFoundation's GEARS 0.0.2 fork, as the paper ran GEARS on Norman: the ``GEARS`` folder of scFoundation's
+    repository at :data:`SCFOUNDATION_COMMIT`, downloaded once into the cache (``<cache>/code/``).
+
+    Pass it as ``GearsModel(code=gears_fork())``; ``linpert run norman`` does so under the paper preset.
+
+    Parameters
+    ----------
+    cache_dir
+        The cache folder; default ``$LINPERT_DATA_DIR``, else ``~/.cache/linpert``.
+    url
+        The repository's archive from this address instead of GitHub's (or ``$LINPERT_MIRROR/<commit>.tar.gz``).
+    progress
+        Show a progress bar, in bytes.
+
+    Returns
+    -------
+    Path
+        The fork's folder (it holds ``gears/version.py`` saying 0.0.2).
+    """
+    from .._config import ENV_MIRROR, data_dir
+    from ..datasets._download import DownloadError, download
+
+    folder = data_dir(cache_dir) / "code" / f"scFoundation-{SCFOUNDATION_COMMIT[:7]}" / "GEARS"
+    if _gears_version(folder) == FORK_VERSION:
+        return folder
+    mirror = os.environ.get(ENV_MIRROR)
+    source = url or (f"{mirror.rstrip('/')}/{SCFOUNDATION_COMMIT}.tar.gz" if mirror else SCFOUNDATION_ARCHIVE)
+    archive = folder.parent / f"{SCFOUNDATION_COMMIT}.tar.gz"
+    download(source, archive, kind="tar.gz", progress=progress)
+    try:
+        _unpack_folder(archive, "GEARS", folder)
+    finally:
+        archive.unlink(missing_ok=True)
+    version = _gears_version(folder)
+    if version != FORK_VERSION:
+        import shutil
+
+        shutil.rmtree(folder)
+        raise DownloadError(f"{source} holds no GEARS {FORK_VERSION} fork in its GEARS folder (version: {version}); "
+                            f"it must be scFoundation's repository at commit {SCFOUNDATION_COMMIT}.")
+    return folder
+
+
+def _gears_version(folder: Path) -> str | None:
+    import re
+
+    path = folder / "gears" / "version.py"
+    found = re.search(r"__version__\s*=\s*['\"]([^'\"]+)", path.read_text()) if path.is_file() else None
+    return found.group(1) if found else None
+
+
+def _unpack_folder(archive: Path, name: str, dest: Path) -> None:
+    """The folder ``name`` at the top of a GitHub archive (``<repo>-<commit>/<name>/``) unpacked to ``dest``, whole
+    or not at all (through ``dest.part``); tarfile's ``data`` filter refuses links and paths that leave it."""
+    import shutil
+    import tarfile
+
+    from ..datasets._download import DownloadError
+
+    part = dest.with_name(dest.name + ".part")
+    shutil.rmtree(part, ignore_errors=True)
+    with tarfile.open(archive, "r:*") as tf:
+        members = []
+        for member in tf.getmembers():
+            top, _, rest = member.name.partition("/")
+            inside = rest.partition("/")
+            if top and inside[0] == name and inside[2]:
+                member.name = inside[2]
+                members.append(member)
+        if not members:
+            raise DownloadError(f"{archive} has no folder {name!r} under its top folder.")
+        tf.extractall(part, members=members, filter="data")
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(part, dest)
 
 
 def write_go_files(
