@@ -41,11 +41,18 @@ from linpert.adapters import (
     CellFlowModel,
     CpaModel,
     GearsModel,
+    GeneformerDecoder,
     Runtime,
+    ScBertDecoder,
     ScGptModel,
     StateModel,
+    UceDecoder,
+    gears_fork,
+    write_geneformer_model,
     write_go_files,
+    write_scbert_model,
     write_scgpt_checkpoint,
+    write_uce_model,
 )
 from linpert.adapters._environment import venv_path, venv_record
 from linpert.datasets import simulate
@@ -64,6 +71,9 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=40, help="cells per condition")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--steps", type=int, default=200, help="STATE's training steps, CellFlow's iterations")
+    parser.add_argument("--geneformer-code", help="a clone of Geneformer's repository (0.1.0), for geneformer")
+    parser.add_argument("--scbert-code", help="a clone of scBERT's repository (262fd4b9), for scbert")
+    parser.add_argument("--fork", help="scFoundation's GEARS folder, for gears_fork (default: gears_fork()'s)")
     parser.add_argument("--out", help="also write the table as CSV here")
     parser.add_argument("--keep", help="keep each worker's run folder (data, logs, model) under this folder")
     args = parser.parse_args()
@@ -85,11 +95,11 @@ def main() -> None:
         for name in args.models.split(","):
             for device in args.devices.split(","):
                 try:
-                    row = _deep(name, python, device, cells_path, bulk, train, scored, split, folder, args.epochs,
-                                args.keep, args.steps)
+                    row = _deep(name, python, device, cells_path, bulk, train, scored, split, folder, args)
                 except Exception as err:  # report and go on: the table says which stack failed and why
-                    print(f"FAILED {name} (python {python or sys.executable}, {device}): "
-                          f"{str(err).splitlines()[0]}", flush=True)
+                    lines = str(err).splitlines()
+                    print(f"FAILED {name} (python {python or sys.executable}, {device}): {lines[0]}\n  "
+                          + "\n  ".join(lines[-5:]), flush=True)
                     continue
                 if row:
                     rows.append(row)
@@ -115,9 +125,26 @@ def _linear(train, scored) -> dict:
             "stack": "linpert"}
 
 
-def _model(name, python, device, cells_path, bulk, split, folder, epochs, keep, steps):
+def _model(name, python, device, cells_path, bulk, split, folder, args):
+    epochs, keep, steps = args.epochs, args.keep, args.steps
     runtime = Runtime("venv", python=python)
     shared = {"cells": str(cells_path), "validation": list(split.val), "device": device, "work_dir": keep}
+    genes = list(bulk.var_names)
+    if name == "gears_fork":  # the paper's GEARS on Norman: scFoundation's 0.0.2 fork, in its own environment
+        return GearsModel(go_files=str(write_go_files(genes, folder / "go")), code=args.fork or gears_fork(),
+                          epochs=epochs, **shared)
+    # the linear decoders: fine-tuned (Geneformer, scBERT) and embedded by the model's own code, from small random
+    # models in the real formats; their epochs are the fine-tuning's
+    decoder = {"cells": str(cells_path), "device": device}
+    if name == "geneformer":
+        ids = list(bulk.var["gene_id"]) if "gene_id" in bulk.var else genes  # Geneformer keys genes by Ensembl ID
+        model = write_geneformer_model(folder / "geneformer", ids)
+        return GeneformerDecoder(model=str(model), code=args.geneformer_code, epochs=epochs, **decoder)
+    if name == "scbert":
+        model = write_scbert_model(folder / "scbert", genes, code=args.scbert_code)
+        return ScBertDecoder(model=str(model), code=args.scbert_code, epochs=epochs, **decoder)
+    if name == "uce":
+        return UceDecoder(model_files=str(write_uce_model(folder / "uce", genes)), **decoder)
     if name == "gears":  # this interpreter has linpert[gears]; other Pythons get a venv
         runtime = Runtime("current") if python is None else runtime
         return GearsModel(go_files=str(write_go_files(list(bulk.var_names), folder / "go")), epochs=epochs,
@@ -134,16 +161,19 @@ def _model(name, python, device, cells_path, bulk, split, folder, epochs, keep, 
     if name == "cellflow":  # trains a fixed budget and validates on nothing
         return CellFlowModel(num_iterations=steps, runtime=runtime, cells=str(cells_path), device=device,
                              work_dir=keep)
-    raise SystemExit(f"unknown model {name!r}: use gears, cpa, scgpt, state or cellflow")
+    raise SystemExit(f"unknown model {name!r}: use gears, gears_fork, cpa, scgpt, state, cellflow, geneformer, "
+                     "scbert or uce")
 
 
-def _deep(name, python, device, cells_path, bulk, train, scored, split, folder, epochs, keep, steps) -> dict | None:
-    model = _model(name, python, device, cells_path, bulk, split, folder, epochs, keep, steps)
-    runtime = Runtime.of(model.runtime)
+def _deep(name, python, device, cells_path, bulk, train, scored, split, folder, args) -> dict | None:
+    model = _model(name, python, device, cells_path, bulk, split, folder, args)
+    if not hasattr(model, "stacks"):
+        return _decoder(name, model, train, scored)
+    runtime = Runtime.of(model.runtime if model.runtime is not None else model.default_runtime)
     build = ""
     if runtime.environment == "venv":
-        stack = runtime.stack(model.stacks, model=name)
-        env = venv_path(stack, name=stack.shared or name, python=python)  # where the launcher builds it
+        stack = runtime.stack(model.stacks, model=model.name)
+        env = venv_path(stack, name=stack.shared or model.name, python=python)  # where the launcher builds it
         cached = (env / ".linpert-complete").is_file()
         t0 = time.perf_counter()
         model._launcher()  # builds the environment on first use
@@ -172,8 +202,24 @@ def _deep(name, python, device, cells_path, bulk, train, scored, split, folder, 
             "stack": ", ".join(f"{k} {v}" for k, v in versions.items() if k in STACK_NAMES)}
 
 
+def _decoder(name, model, train, scored) -> dict:
+    """A linear decoder: its fit is the embedding (fine-tuning included) in the shared environment, then the ridge."""
+    t0 = time.perf_counter()
+    model.fit(train)
+    t1 = time.perf_counter()
+    model.predict(scored)
+    t2 = time.perf_counter()
+    versions = dict(model.versions_ or {})
+    report = model.embedding_.attrs.get("worker", {})
+    return {"model": name, "python": versions.pop("python", "?"), "device": report.get("device", "cpu"),
+            "build_s": "shared", "epochs": model.epochs if hasattr(model, "epochs") else "", "epoch_s": None,
+            "fit_s": t1 - t0, "predict_s": t2 - t1, "peak_mib": model.peak_memory_mib_ or float("nan"),
+            "stack": ", ".join(f"{k} {v}" for k, v in versions.items() if k in STACK_NAMES)}
+
+
 #: The packages the table names in its stack column.
-STACK_NAMES = ("torch", "cpa-tools", "scgpt", "cell-gears", "arc-state", "cellflow-tools", "jax")
+STACK_NAMES = ("torch", "cpa-tools", "scgpt", "cell-gears", "gears", "arc-state", "cellflow-tools", "jax",
+               "transformers", "uce-model", "geneformer", "performer-pytorch")
 
 
 def _table(rows) -> pd.DataFrame:

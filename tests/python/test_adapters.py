@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 import sys
 import textwrap
 import threading
@@ -512,6 +513,14 @@ def test_geneformers_paper_protocol_names_what_it_lacks(cells, bulk, tmp_path):
         geneformer_embedding(cells, tmp_path, code=tmp_path, train_conditions=list(bulk.obs_names))
     with pytest.raises(ValueError, match="give embedding= a per-condition table"):
         GeneformerDecoder(code=tmp_path).fit(bulk)
+    (tmp_path / "geneformer").mkdir()
+    (tmp_path / "geneformer" / "in_silico_perturber.py").touch()
+    symbols = {"<pad>": 0, "<mask>": 1, "KLF1": 2}  # a dictionary keyed by symbols, not the cells' identifiers
+    (tmp_path / "token_dictionary.pkl").write_bytes(pickle.dumps(symbols))
+    for code in (tmp_path, None):  # the paper's protocol and the plain embedding
+        with pytest.raises(ValueError, match="None of the cells' .* genes .* is in Geneformer's token dictionary, "
+                                             "which keys genes by Ensembl ID \\(e.g. 'KLF1'\\)"):
+            geneformer_embedding(cells, tmp_path, code=code, train_conditions=list(bulk.obs_names))
 
 
 def test_geneformers_paper_protocol_leaves_its_training_to_geneformers_defaults(cells, bulk, tmp_path, monkeypatch):
@@ -685,3 +694,16 @@ def test_each_adapters_paper_preset_asks_for_the_settings_of_the_papers_scripts(
         wanted = {k: v for k, v in spec[name]["params"].items() if not k.startswith("_")}
         assert adapter()._params() == wanted, name
         assert spec[name]["validation"]["split_val"] and adapter()._validation(train) == ["A+B"], name
+
+
+def test_a_failed_one_off_worker_keeps_the_log_its_error_names(tmp_path, monkeypatch):
+    from linpert.adapters import WorkerError, _base
+
+    (tmp_path / "failing_worker.py").write_text("import sys\nprint('the worker says why')\nsys.exit(3)\n")
+    monkeypatch.setattr(_base, "WORKERS", tmp_path)
+    with pytest.raises(WorkerError, match=r"exit code 3; log (\S+)\)") as failed:
+        _base.run_once("current", model="failing", worker="failing_worker.py", modules=(), stacks=(),
+                       action="embed", inputs={}, output="out.npz", keep=tmp_path / "out.npz")
+    log = Path(str(failed.value).split("; log ")[1].split(")")[0])
+    assert "the worker says why" in log.read_text()
+    shutil.rmtree(log.parent)

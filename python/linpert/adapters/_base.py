@@ -277,7 +277,7 @@ def run_once(
     The worker reads ``inputs`` (user folders, mounted read-only in containers) and ``files`` (file name -> a
     writer ``f(path)`` putting that file into the run folder; the request names it by its stem: ``cells.h5ad`` as
     ``request["cells"]``) and writes ``output`` into the run folder, which is then moved to ``keep``; the run folder
-    is removed. Returns the worker's report.
+    is removed, unless the worker failed: the error names its log there. Returns the worker's report.
     """
     the_launcher = launcher(Runtime.of(runtime), model=model, modules=modules, extra="", stacks=stacks)
     run_dir = Path(tempfile.mkdtemp(prefix=f"linpert-{model}-{action}-")).resolve()
@@ -292,9 +292,13 @@ def run_once(
                 **{Path(name).stem: the_launcher.run_path(run_dir, name) for name in files or {}}, **(request or {})}
         report = call_worker(the_launcher, WORKERS / worker, run_dir, full, model=model)
         shutil.move(str(run_dir / output), keep)
-        return report
-    finally:
+    except WorkerError:
+        raise  # the run folder stays, with the log the error names
+    except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return report
 
 
 def embed_once(runtime: Runtime | str, *, inputs: dict[str, str | os.PathLike], files: dict[str, Any],

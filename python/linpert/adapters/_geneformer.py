@@ -32,6 +32,8 @@ __all__ = ["geneformer_embedding", "write_geneformer_model"]
 
 #: What Geneformer's model folder holds besides the weights: its token and gene-median dictionaries.
 TOKEN_DICTIONARY, MEDIAN_DICTIONARY = "token_dictionary.pkl", "gene_median_dictionary.pkl"
+_NO_CONDITION = ("No condition could be encoded: none of the targets has a token in Geneformer's dictionary (it keys "
+                 "genes by Ensembl ID: put them in var_names).")
 STACKS = (Stack(("transformers>=4.40,<4.50", "torch==2.3.0", "numpy<2"), pythons=("3.10",),
                 note="transformers, which Geneformer's own package runs on"), EMBEDDING_STACK)
 MODULES = ("transformers", "torch")
@@ -183,8 +185,19 @@ def geneformer_embedding(
                       request={"seed": int(seed), "device": device, "params": params})
 
 
+def _require_known_genes(cells, tokens: dict) -> None:
+    """Geneformer's tokenizer silently drops genes outside its dictionary: with none known, every cell would be
+    empty (and its fine-tuning fail deep in its collator)."""
+    if not any(str(g) in tokens for g in cells.var_names):
+        known = next((str(k) for k in tokens if not str(k).startswith("<")), "?")
+        raise ValueError(f"None of the cells' {cells.n_vars} genes (var_names, e.g. {str(cells.var_names[0])!r}) is in "
+                         f"Geneformer's token dictionary, which keys genes by Ensembl ID (e.g. {known!r}): put the "
+                         "Ensembl IDs in var_names.")
+
+
 def _perturbed_inputs(cells, tokens, medians, *, mode, conditions, n_control_cells, condition_key, seed):
     """Condition labels and token arrays: the control cells' encodings with each condition's targets perturbed."""
+    _require_known_genes(cells, tokens)
     condition = per_cell_conditions(cells.obs[condition_key]).to_numpy()
     ctrl_rows = _control_rows(condition, n_control_cells, seed)
     counts = raw_counts(cells, ctrl_rows)
@@ -202,8 +215,7 @@ def _perturbed_inputs(cells, tokens, medians, *, mode, conditions, n_control_cel
             encoded.append(perturb_rank_encoding(cell, target_tokens, mode=mode) if targets else cell)
             labels.append(name)
     if not labels:
-        raise ValueError("No condition could be encoded: none of the targets has a token in Geneformer's "
-                         "dictionary (it keys genes by Ensembl ID: put them in var_names).")
+        raise ValueError(_NO_CONDITION)
     return labels, encoded
 
 
@@ -218,6 +230,7 @@ def _fine_tuned_embedding(cells, folder, tokens, *, code, mode, conditions, trai
                                 "geneformer/in_silico_perturber.py): clone it at a 0.1.0 commit.")
     if not train_conditions:
         raise ValueError("Geneformer is fine-tuned to tell the training conditions apart: give train_conditions.")
+    _require_known_genes(cells, tokens)
     condition = per_cell_conditions(cells.obs[condition_key]).to_numpy()
     ctrl_rows = _control_rows(condition, n_control_cells, seed)
     train_rows = np.flatnonzero(np.isin(condition, list(train_conditions)))
@@ -237,6 +250,8 @@ def _fine_tuned_embedding(cells, folder, tokens, *, code, mode, conditions, trai
         targets = [id_of.get(g) for g in parse_condition(name).genes]
         if all(t in tokens for t in targets):  # a target without a token cannot be perturbed: left out
             perturbations[name] = targets
+    if not perturbations:
+        raise ValueError(_NO_CONDITION)
     params = {"mode": mode, "batch_size": int(batch_size), "perturbations": perturbations,
               "training_args": training_args}
     return embed_once(runtime, model="geneformer", worker=_WORKER, modules=CODE_MODULES, stacks=CODE_STACKS,
