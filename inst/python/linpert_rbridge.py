@@ -111,6 +111,9 @@ def pseudobulk(
     return to_r(result)
 
 
+_CELL_NAMES: Any = ()  # see _cell_names()
+
+
 def _cell_names(n: int) -> Any:
     """Cell names "0", "1", ... for the AnnData built from R's cells: pseudobulk never reads them, but AnnData wants
     strings, and making 30,000 takes 4 ms; made once, then sliced."""
@@ -120,9 +123,6 @@ def _cell_names(n: int) -> Any:
     if len(_CELL_NAMES) < n:
         _CELL_NAMES = pd.RangeIndex(max(n, 2 * len(_CELL_NAMES))).astype(str)
     return _CELL_NAMES[:n]
-
-
-_CELL_NAMES: Any = ()
 
 
 def to_r(pb: Any) -> dict[str, Any]:

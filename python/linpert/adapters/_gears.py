@@ -60,6 +60,7 @@ class GearsModel(WorkerModel):
         cell-gears 0.1.2: the paper's ``run_gears.py`` ran GEARS from that fork on Norman (its
         ``norman_from_scfoundation``), with the same settings, and 0.1.2 on the other datasets. The fork runs in an
         isolated environment of its dependencies, from inside the clone (see :class:`ScFoundationModel`).
+        :func:`gears_fork` downloads it (``linpert run norman`` does so under the paper preset).
     preset
         ``"paper"`` (default): GEARS picks its best epoch on the split's validation conditions, as the paper's
         ``run_gears.py`` did (``set2conditions["val"]``; they are also scored, which is the paper's choice);
