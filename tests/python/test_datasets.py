@@ -543,3 +543,5 @@ def test_the_gears_fork_is_scfoundations_gears_folder_downloaded_once(server, tm
     with pytest.raises(DownloadError, match="no GEARS 0.0.2 fork.*version: 0.1.2"):
         gears_fork(url=other, progress=False, cache_dir=tmp_path / "other")
     assert not (tmp_path / "other" / "code" / f"scFoundation-{SCFOUNDATION_COMMIT[:7]}" / "GEARS").exists()
+    with pytest.raises(DownloadError, match="clone .*scFoundation at 69b0710 .*gears\\(code=...\\).*--preset linpert"):
+        gears_fork(url=server.url + "/missing.tar.gz", progress=False, cache_dir=tmp_path / "third")

@@ -220,7 +220,12 @@ def gears_fork(*, cache_dir: str | os.PathLike | None = None, url: str | None = 
     mirror = os.environ.get(ENV_MIRROR)
     source = url or (f"{mirror.rstrip('/')}/{SCFOUNDATION_COMMIT}.tar.gz" if mirror else SCFOUNDATION_ARCHIVE)
     archive = folder.parent / f"{SCFOUNDATION_COMMIT}.tar.gz"
-    download(source, archive, kind="tar.gz", progress=progress)
+    try:
+        download(source, archive, kind="tar.gz", progress=progress)
+    except DownloadError as err:
+        raise DownloadError(f"{err} Without the download: clone https://github.com/biomap-research/scFoundation at "
+                            f"{SCFOUNDATION_COMMIT[:7]} and give its GEARS folder as gears(code=...), or run with "
+                            "--preset linpert (cell-gears 0.1.2).") from err
     try:
         _unpack_folder(archive, "GEARS", folder)
     finally:
