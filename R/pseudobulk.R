@@ -193,9 +193,10 @@ pseudobulk <- function(x, condition = "condition", assay = "logcounts", gene_nam
     row.names = unlist(res$obs_names),
     check.names = FALSE
   )
-  row_data <- if (!is.null(res$gene_id)) {
-    S4Vectors::DataFrame(gene_id = as.character(unlist(res$gene_id)), row.names = rownames(means))
-  }
+  # no row names here: the experiment takes them from the assay (with none, or no rowData at all, it builds them
+  # again, which took 13 ms against 4 for 5,000 genes)
+  row_data <- if (is.null(res$gene_id)) S4Vectors::make_zero_col_DFrame(nrow(means)) else
+    S4Vectors::DataFrame(gene_id = as.character(unlist(res$gene_id)))
   SummarizedExperiment::SummarizedExperiment(
     assays = list(logcounts = means),
     colData = col_data,
