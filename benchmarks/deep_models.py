@@ -147,14 +147,14 @@ def _model(name, python, device, cells_path, bulk, split, folder, args):
         return UceDecoder(model_files=str(write_uce_model(folder / "uce", genes)), **decoder)
     if name == "gears":  # this interpreter has linpert[gears]; other Pythons get a venv
         runtime = Runtime("current") if python is None else runtime
-        return GearsModel(go_files=str(write_go_files(list(bulk.var_names), folder / "go")), epochs=epochs,
+        return GearsModel(go_files=str(write_go_files(genes, folder / "go")), epochs=epochs,
                           runtime=runtime, **shared)
     if name == "cpa":
         return CpaModel(max_epochs=epochs, runtime=runtime, **shared)
     if name == "scgpt":
         checkpoint = folder / f"scgpt-{abs(hash(python))}"
         if not checkpoint.exists():
-            write_scgpt_checkpoint(checkpoint, list(bulk.var_names), runtime=runtime)
+            write_scgpt_checkpoint(checkpoint, genes, runtime=runtime)
         return ScGptModel(checkpoint=str(checkpoint), epochs=epochs, early_stop=epochs, runtime=runtime, **shared)
     if name == "state":
         return StateModel(max_steps=steps, runtime=runtime, **shared)

@@ -4,8 +4,9 @@ memory for simulate_screen, pseudobulk and call_interactions).
 Each step runs in a fresh process per language, 3 (simulate) or 15 times after a small warm-up run (packages loaded,
 kernels compiled) and after its inputs are made (untimed): the time is the best call's wall time, the memory the most
 the process's peak resident set grew during one call (the peak is reset through ``/proc/self/clear_refs`` before each
-call). ``R - Python`` is the bridge's cost per call, which does not grow with the work. R calls the R package (installed in
-``.venv/R-library``), which calls the same Python in the same process; the Python side calls ``linpert`` directly.
+call). ``R - Python`` is the bridge's cost per call, which does not grow with the work. R calls the R package
+(installed in ``.venv/R-library``), which calls the same Python in the same process; the Python side calls
+``linpert`` directly.
 
 - ``simulate``: ``simulate("norman")`` at its defaults (~29,000 cells x 5,000 genes), returned as R's
   SingleCellExperiment / Python's AnnData;

@@ -555,7 +555,8 @@ def test_gears_runs_from_scfoundations_fork_with_the_same_settings_as_the_papers
     (fork / "gears" / "version.py").write_text(f"__version__ = '{spec['norman']['gears_version']}'\n")
     model = GearsModel(go_files=tmp_path, code=fork)
     assert model._params() == {**GearsModel()._params(), "fork_model": "gears"} and spec["norman"]["same_params"]
-    assert (SCFOUNDATION_COMMIT, FORK_VERSION) == (spec["norman"]["scfoundation_commit"], spec["norman"]["gears_version"])
+    norman = spec["norman"]
+    assert (SCFOUNDATION_COMMIT, FORK_VERSION) == (norman["scfoundation_commit"], norman["gears_version"])
     assert model.stacks == FORK_STACKS and model.worker == "scfoundation_worker.py" and model.needs_counts
     assert model._inputs() == {"go_files": tmp_path, "code": fork} and model.default_runtime == "venv"
     assert GearsModel().default_runtime == "current" and GearsModel().worker == "gears_worker.py"

@@ -287,8 +287,8 @@ class UceDecoder(EmbeddingDecoder):
     With ``model_files`` (UCE's ``model_files`` folder), ``fit`` embeds every condition of ``cells`` from
     ``n_control_cells`` control cells with the ``uce-model`` package, as the paper did
     (:func:`~linpert.adapters.uce_embedding`; ``batch_size`` is UCE's default, 25: it changes speed and memory, not
-    the embedding, which batches of 25 and 100 gave identically on a small screen). Without it, it reads the user's embedding: ``embedding=``, or ``obsm['X_uce']`` of ``cells``
-    unless ``obsm_key`` says otherwise.
+    the embedding, which batches of 25 and 100 gave identically on a small screen). Without it, it reads the user's
+    embedding: ``embedding=``, or ``obsm['X_uce']`` of ``cells`` unless ``obsm_key`` says otherwise.
     """
 
     name = "uce"

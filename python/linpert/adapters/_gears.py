@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -212,7 +213,7 @@ def gears_fork(*, cache_dir: str | os.PathLike | None = None, url: str | None = 
         The fork's folder (it holds ``gears/version.py`` saying 0.0.2).
     """
     from .._config import ENV_MIRROR, data_dir
-    from ..datasets._download import DownloadError, download
+    from ..datasets._download import DownloadError, download, extract_folder
 
     folder = data_dir(cache_dir) / "code" / f"scFoundation-{SCFOUNDATION_COMMIT[:7]}" / "GEARS"
     if _gears_version(folder) == FORK_VERSION:
@@ -227,13 +228,11 @@ def gears_fork(*, cache_dir: str | os.PathLike | None = None, url: str | None = 
                             f"{SCFOUNDATION_COMMIT[:7]} and give its GEARS folder as gears(code=...), or run with "
                             "--preset linpert (cell-gears 0.1.2).") from err
     try:
-        _unpack_folder(archive, "GEARS", folder)
+        extract_folder(archive, "GEARS", folder)
     finally:
         archive.unlink(missing_ok=True)
     version = _gears_version(folder)
     if version != FORK_VERSION:
-        import shutil
-
         shutil.rmtree(folder)
         raise DownloadError(f"{source} holds no GEARS {FORK_VERSION} fork in its GEARS folder (version: {version}); "
                             f"it must be scFoundation's repository at commit {SCFOUNDATION_COMMIT}.")
@@ -246,32 +245,6 @@ def _gears_version(folder: Path) -> str | None:
     path = folder / "gears" / "version.py"
     found = re.search(r"__version__\s*=\s*['\"]([^'\"]+)", path.read_text()) if path.is_file() else None
     return found.group(1) if found else None
-
-
-def _unpack_folder(archive: Path, name: str, dest: Path) -> None:
-    """The folder ``name`` at the top of a GitHub archive (``<repo>-<commit>/<name>/``) unpacked to ``dest``, whole
-    or not at all (through ``dest.part``); tarfile's ``data`` filter refuses links and paths that leave it."""
-    import shutil
-    import tarfile
-
-    from ..datasets._download import DownloadError
-
-    part = dest.with_name(dest.name + ".part")
-    shutil.rmtree(part, ignore_errors=True)
-    with tarfile.open(archive, "r:*") as tf:
-        members = []
-        for member in tf.getmembers():
-            top, _, rest = member.name.partition("/")
-            inside = rest.partition("/")
-            if top and inside[0] == name and inside[2]:
-                member.name = inside[2]
-                members.append(member)
-        if not members:
-            raise DownloadError(f"{archive} has no folder {name!r} under its top folder.")
-        tf.extractall(part, members=members, filter="data")
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(part, dest)
 
 
 def write_go_files(

@@ -25,6 +25,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import ssl
 import sys
 import tarfile
@@ -338,6 +339,27 @@ def _extract(archive: Path, member: str, dest: Path) -> str:
         ) from err
     os.replace(part, dest)
     return digest
+
+
+def extract_folder(archive: Path, name: str, dest: Path) -> None:
+    """Unpack the folder ``name`` at the top of a GitHub archive (``<repo>-<commit>/<name>/``) to ``dest``, whole or
+    not at all (through ``dest.part``); tarfile's ``data`` filter refuses links and paths that leave it."""
+    part = dest.with_name(dest.name + ".part")
+    shutil.rmtree(part, ignore_errors=True)
+    with tarfile.open(archive, "r:*") as tf:
+        members = []
+        for member in tf.getmembers():
+            top, _, rest = member.name.partition("/")
+            inside = rest.partition("/")
+            if top and inside[0] == name and inside[2]:
+                member.name = inside[2]
+                members.append(member)
+        if not members:
+            raise DownloadError(f"{archive} has no folder {name!r} under its top folder.")
+        tf.extractall(part, members=members, filter="data")
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(part, dest)
 
 
 def extract_member(archive: str | os.PathLike, member: str, dest: str | os.PathLike) -> Path:
